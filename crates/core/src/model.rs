@@ -1,0 +1,179 @@
+//! The scan result model: the `leakscope.scan/v1` JSON contract of `../shared/PRODUCT.md`.
+//!
+//! Field names and meanings here are a public promise: fields may be added, never renamed.
+//! Everything a scan learns ends up in these types; formatting them is the report's job.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Schema id written into every scan document.
+pub const SCAN_SCHEMA: &str = "leakscope.scan/v1";
+
+/// Whether a service lets a stranger read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// A real read succeeded without any credentials.
+    Open,
+    /// A real read succeeded with a well-known default credential (only with `--try-defaults`).
+    DefaultCredentials,
+    /// The service asked for credentials and refused the read.
+    AuthRequired,
+    /// Identified (or not), but no verdict could be reached.
+    Unknown,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::DefaultCredentials => "default_credentials",
+            Access::AuthRequired => "auth_required",
+            Access::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown severity {s:?} (expected one of: info, low, medium, high, critical)")
+            })
+    }
+}
+
+/// One data store found on one address and port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub address: String,
+    pub port: u16,
+    pub tls: bool,
+    /// Protocol id from the registry (`elasticsearch`, `redis`, …, `http`, `unknown`).
+    pub protocol: String,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub access: Access,
+    /// How the verdict was reached, as requests a person can repeat.
+    pub evidence: Vec<String>,
+    pub severity: Severity,
+    /// Host names the user gave for this address, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    /// Cluster peers or replica-set members the service told us about that are outside the scope.
+    /// They were not contacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_scope_peers: Vec<String>,
+    /// Credential attempts made against this service (only with `--try-defaults`).
+    #[serde(default)]
+    pub auth_attempts: u32,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+/// An index, collection, table, keyspace … and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    pub kind: String,
+    pub records: Option<u64>,
+    pub bytes: Option<u64>,
+    pub sampled: u64,
+    pub subjects_estimate: Option<u64>,
+    pub categories: Vec<String>,
+    pub fields: Vec<Field>,
+}
+
+/// One field path of a container and what it was classified as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub path: String,
+    pub categories: Vec<String>,
+    pub confidence: f64,
+    pub seen: u64,
+    pub matched: u64,
+    pub examples: Vec<String>,
+}
+
+/// Counters over a whole scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub addresses: u64,
+    pub ports_probed: u64,
+    pub services: u64,
+    pub duration_ms: u64,
+    /// Ports that accepted a TCP connection.
+    #[serde(default)]
+    pub open_ports: u64,
+    /// Connections that failed for a reason other than "refused" (time-outs, resets …).
+    #[serde(default)]
+    pub connect_errors: u64,
+    /// Credential attempts over the whole scan.
+    #[serde(default)]
+    pub auth_attempts: u64,
+}
+
+/// The whole scan document (`--format json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub schema: String,
+    pub scan_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub stats: Stats,
+    pub services: Vec<Service>,
+}
+
+impl ScanReport {
+    /// The worst severity among the services, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.services.iter().map(|s| s.severity).max()
+    }
+}

@@ -1,0 +1,315 @@
+//! Protocol probes and the protocol registry.
+//!
+//! [`REGISTRY`] is the one table of protocols: it drives probing order, the `--help` text, the
+//! docs and the per-protocol tests. Each entry says which ports it usually lives on, whether the
+//! server speaks first, the documented default credentials tried with `--try-defaults`, and a
+//! handler that recognises the protocol from bytes and decides access.
+//!
+//! Handlers only ever talk to `ProbeCtx::addr` through [`ProbeCtx::connect`]: peers a server
+//! mentions (cluster nodes, replica-set members) are returned as strings and never contacted,
+//! so scope containment holds by construction.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::model::Access;
+use crate::net::{Conn, Limits, NetError};
+use crate::scope::Scope;
+
+pub mod elasticsearch;
+pub mod http;
+pub mod memcached;
+pub mod mongodb;
+pub mod mysql;
+pub mod postgresql;
+pub mod redis;
+pub mod resp;
+
+/// A well-known credential tried only with `--try-defaults`.
+#[derive(Debug, Clone, Copy)]
+pub struct Credential {
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Where this default comes from, for the docs.
+    pub why: &'static str,
+}
+
+/// How a protocol is reached: raw bytes on a fresh connection, or an answer to `GET /`.
+pub enum Handler {
+    /// Gets a fresh connection (with the server's banner already buffered when it speaks first).
+    Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
+    /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
+    Http(for<'a> fn(&'a ProbeCtx, &'a http::Response) -> BoxFuture<'a, Outcome>),
+}
+
+/// One row of the registry.
+pub struct Protocol {
+    /// Stable id used in the JSON contract.
+    pub id: &'static str,
+    /// Human name for help and reports.
+    pub name: &'static str,
+    pub default_ports: &'static [u16],
+    /// The server sends a greeting before the client says anything (MySQL).
+    pub server_speaks_first: bool,
+    pub default_credentials: &'static [Credential],
+    /// What the probe asks and how it decides, in one line (used by `--help` and docs).
+    pub method: &'static str,
+    pub handler: Handler,
+}
+
+/// Every protocol leakscope identifies, in the order they are tried on a port no entry claims.
+/// Client-first protocols come before server-first ones: a server that greets on connect
+/// (MySQL) answers each client-first probe at once with its greeting, so trying it last costs
+/// nothing, while trying it first would cost a banner wait on every silent client-first server.
+pub static REGISTRY: &[Protocol] = &[
+    elasticsearch::PROTOCOL,
+    redis::PROTOCOL,
+    mongodb::PROTOCOL,
+    postgresql::PROTOCOL,
+    memcached::PROTOCOL,
+    mysql::PROTOCOL,
+];
+
+/// Looks a protocol up by id.
+pub fn protocol(id: &str) -> Option<&'static Protocol> {
+    REGISTRY.iter().find(|p| p.id == id)
+}
+
+/// The default port list: every registry port, in registry order, without duplicates.
+pub fn default_ports() -> Vec<u16> {
+    let mut out = Vec::new();
+    for p in REGISTRY {
+        for &port in p.default_ports {
+            if !out.contains(&port) {
+                out.push(port);
+            }
+        }
+    }
+    out
+}
+
+/// The order in which protocols are tried on `port`: those that claim the port first.
+pub fn candidates(port: u16) -> Vec<&'static Protocol> {
+    let (mut hinted, rest): (Vec<_>, Vec<_>) = REGISTRY.iter().partition(|p| p.default_ports.contains(&port));
+    hinted.extend(rest);
+    hinted
+}
+
+/// What a probe concluded about one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub protocol: &'static str,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub access: Access,
+    pub evidence: Vec<String>,
+    /// Peers the server named that are outside the scope (never contacted).
+    pub out_of_scope_peers: Vec<String>,
+}
+
+impl Finding {
+    pub fn new(protocol: &'static str) -> Finding {
+        Finding {
+            protocol,
+            product: None,
+            version: None,
+            access: Access::Unknown,
+            evidence: Vec::new(),
+            out_of_scope_peers: Vec::new(),
+        }
+    }
+}
+
+/// What a handler saw when the bytes were not its protocol (guides TLS retry and `unknown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// The peer sent nothing before the deadline.
+    Silence,
+    /// The peer closed or reset the connection.
+    Closed,
+    /// The peer sent these bytes (first few only).
+    Bytes(Vec<u8>),
+    /// Something else failed.
+    Error(String),
+}
+
+impl Seen {
+    /// Summarises a network error as something seen.
+    pub fn from_error(e: &NetError, buffered: &[u8]) -> Seen {
+        if !buffered.is_empty() {
+            return Seen::Bytes(buffered[..buffered.len().min(64)].to_vec());
+        }
+        match e {
+            NetError::Timeout(_) => Seen::Silence,
+            NetError::Closed(_) | NetError::Reset => Seen::Closed,
+            other => Seen::Error(other.to_string()),
+        }
+    }
+}
+
+/// A handler's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// This is the protocol; here is what we learned.
+    Found(Finding),
+    /// Not this protocol.
+    NotMe(Seen),
+}
+
+/// Settings shared by every probe of a scan.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub limits: Limits,
+    /// Try the registry's documented default credentials.
+    pub try_defaults: bool,
+    /// Byte cap of one HTTP body.
+    pub http_body_cap: usize,
+    /// Byte cap of one binary protocol frame.
+    pub frame_cap: usize,
+    /// How long to wait for a server that speaks first.
+    pub banner_wait: Duration,
+    /// Minimum interval between two credential attempts on the same service.
+    pub auth_interval: Duration,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            limits: Limits::default(),
+            try_defaults: false,
+            http_body_cap: 4 << 20,
+            frame_cap: 1 << 20,
+            banner_wait: Duration::from_millis(1500),
+            auth_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Context of probing one `address:port`.
+pub struct ProbeCtx {
+    pub addr: SocketAddr,
+    /// Name used for `Host:` and SNI: the user's host name when given, else the address.
+    pub host: String,
+    pub tls: bool,
+    pub opts: Arc<ProbeOptions>,
+    pub scope: Arc<Scope>,
+    pub connector: Arc<dyn Connector>,
+    auth_attempts: AtomicU32,
+    last_auth: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// Opens connections for probes; the engine's implementation applies the rate limit.
+pub trait Connector: Send + Sync {
+    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>>;
+}
+
+/// Connects directly, without rate limiting (unit tests, single-service use).
+pub struct DirectConnector;
+
+impl Connector for DirectConnector {
+    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>> {
+        Box::pin(Conn::connect(addr, limits))
+    }
+}
+
+impl ProbeCtx {
+    pub fn new(
+        addr: SocketAddr,
+        host: Option<String>,
+        tls: bool,
+        opts: Arc<ProbeOptions>,
+        scope: Arc<Scope>,
+        connector: Arc<dyn Connector>,
+    ) -> ProbeCtx {
+        ProbeCtx {
+            addr,
+            host: host.unwrap_or_else(|| addr.ip().to_string()),
+            tls,
+            opts,
+            scope,
+            connector,
+            auth_attempts: AtomicU32::new(0),
+            last_auth: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A copy of this context for the same endpoint over TLS.
+    pub fn with_tls(&self) -> ProbeCtx {
+        ProbeCtx::new(
+            self.addr,
+            Some(self.host.clone()),
+            true,
+            self.opts.clone(),
+            self.scope.clone(),
+            self.connector.clone(),
+        )
+    }
+
+    /// A fresh connection to this endpoint (TLS-wrapped when the service is TLS). The only way
+    /// a handler reaches the network.
+    pub async fn connect(&self) -> Result<Conn, NetError> {
+        let conn = self.connector.connect(self.addr, self.opts.limits).await?;
+        if self.tls {
+            let sni = (self.host != self.addr.ip().to_string()).then_some(self.host.as_str());
+            conn.start_tls(sni).await
+        } else {
+            Ok(conn)
+        }
+    }
+
+    /// `host:port` as sent in HTTP `Host:` headers.
+    pub fn authority(&self) -> String {
+        match self.addr {
+            SocketAddr::V6(a) if self.host == a.ip().to_string() => format!("[{}]:{}", a.ip(), a.port()),
+            _ => format!("{}:{}", self.host, self.addr.port()),
+        }
+    }
+
+    /// Call before each credential attempt: waits out the per-service interval and counts it.
+    /// Returns false when default credentials are not to be tried at all.
+    pub async fn begin_auth_attempt(&self) -> bool {
+        if !self.opts.try_defaults {
+            return false;
+        }
+        let mut last = self.last_auth.lock().await;
+        if let Some(t) = *last {
+            tokio::time::sleep_until(t + self.opts.auth_interval).await;
+        }
+        *last = Some(tokio::time::Instant::now());
+        self.auth_attempts.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub fn auth_attempts(&self) -> u32 {
+        self.auth_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Peers a server named, kept only when outside the scope (in-scope peers are scanned as
+    /// targets in their own right). Unparseable names are reported as given.
+    pub fn out_of_scope<I: IntoIterator<Item = String>>(&self, peers: I) -> Vec<String> {
+        let mut out: Vec<String> = peers
+            .into_iter()
+            .filter(|p| match p.parse::<SocketAddr>() {
+                Ok(sa) => !self.scope.contains(sa.ip(), sa.port()),
+                Err(_) => true,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Short printable preview of peer bytes for evidence strings.
+pub fn preview(bytes: &[u8]) -> String {
+    let s: String = bytes
+        .iter()
+        .take(48)
+        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .collect();
+    s
+}

@@ -1,0 +1,19 @@
+//! MongoDB. (Being written: recognises nothing yet.)
+
+use futures::future::BoxFuture;
+
+use super::{Handler, Outcome, ProbeCtx, Protocol, Seen};
+
+pub const PROTOCOL: Protocol = Protocol {
+    id: "mongodb",
+    name: "MongoDB",
+    default_ports: &[27017, 27018, 27019],
+    server_speaks_first: false,
+    default_credentials: &[],
+    method: "",
+    handler: Handler::Raw(probe),
+};
+
+fn probe<'a>(_ctx: &'a ProbeCtx, _conn: crate::net::Conn) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move { Outcome::NotMe(Seen::Silence) })
+}

@@ -1,0 +1,282 @@
+//! The scan engine: walks the scope's endpoints with bounded concurrency and a rate limit,
+//! identifies what answers and assembles the [`ScanReport`].
+//!
+//! Limits, from the outside in: `concurrency` endpoints in flight at once; at most `per_host`
+//! of them on one address; at most `rate` new connections per second over the whole scan; a
+//! deadline per service. One endpoint's failure is recorded and the scan goes on.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::identify::{identify, Identified};
+use crate::model::{Access, ScanReport, Service, Stats, SCAN_SCHEMA};
+use crate::net::{Conn, Limits, NetError};
+use crate::probe::{Connector, ProbeCtx, ProbeOptions};
+use crate::rate::severity;
+use crate::scope::Scope;
+
+/// Settings of one scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Endpoints probed at once.
+    pub concurrency: usize,
+    /// Endpoints of one address probed at once.
+    pub per_host: usize,
+    /// New connections per second over the whole scan; `None` = unlimited.
+    pub rate: Option<u32>,
+    /// Deadline for identifying and judging one service.
+    pub service_timeout: Duration,
+    pub probe: ProbeOptions,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            concurrency: 512,
+            per_host: 32,
+            rate: None,
+            service_timeout: Duration::from_secs(20),
+            probe: ProbeOptions::default(),
+        }
+    }
+}
+
+/// Receives progress while a scan runs (a progress bar, a log).
+pub trait Observer: Send + Sync {
+    /// One endpoint is done; `service` is set when something answered there.
+    fn endpoint_done(&self, _service: Option<&Service>) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Spaces out connection attempts to at most `rate` per second.
+struct RateLimiter {
+    interval: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> RateLimiter {
+        RateLimiter {
+            interval: Duration::from_secs(1) / rate.max(1),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// The engine's connector: every connection of the scan passes the rate limiter and is counted.
+struct EngineConnector {
+    limiter: Option<RateLimiter>,
+    connects: AtomicU64,
+}
+
+impl Connector for Arc<EngineConnector> {
+    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>> {
+        let me = self.clone();
+        Box::pin(async move {
+            if let Some(l) = &me.limiter {
+                l.wait().await;
+            }
+            me.connects.fetch_add(1, Ordering::Relaxed);
+            Conn::connect(addr, limits).await
+        })
+    }
+}
+
+/// Per-address semaphores, created on first use and dropped when the address is done.
+#[derive(Default)]
+struct HostSlots {
+    map: Mutex<HashMap<IpAddr, (Arc<Semaphore>, usize)>>,
+}
+
+impl HostSlots {
+    fn enter(&self, ip: IpAddr, permits: usize) -> Arc<Semaphore> {
+        let mut map = self.map.lock().expect("host slot lock");
+        let entry = map.entry(ip).or_insert_with(|| (Arc::new(Semaphore::new(permits)), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        let mut map = self.map.lock().expect("host slot lock");
+        if let Some(e) = map.get_mut(&ip) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// What happened at one endpoint.
+enum EndpointResult {
+    Closed,
+    Failed,
+    Service(Box<Service>),
+}
+
+async fn probe_endpoint(
+    addr: SocketAddr,
+    scope: Arc<Scope>,
+    opts: Arc<ProbeOptions>,
+    connector: Arc<EngineConnector>,
+    service_timeout: Duration,
+) -> EndpointResult {
+    let host = scope.host_names(addr.ip()).first().cloned();
+    let ctx = ProbeCtx::new(addr, host, false, opts.clone(), scope.clone(), Arc::new(connector.clone()));
+    let first = match ctx.connect().await {
+        Ok(c) => c,
+        Err(NetError::Refused) => return EndpointResult::Closed,
+        Err(_) => return EndpointResult::Failed,
+    };
+    let identified = match tokio::time::timeout(service_timeout, identify(&ctx, first)).await {
+        Ok(id) => id,
+        Err(_) => {
+            let mut f = crate::probe::Finding::new("unknown");
+            f.evidence.push(format!(
+                "port open, but no protocol was identified within the {}s service deadline",
+                service_timeout.as_secs()
+            ));
+            Identified { finding: f, tls: false }
+        }
+    };
+    let Identified { finding, tls } = identified;
+    let mut service = Service {
+        address: addr.ip().to_string(),
+        port: addr.port(),
+        tls,
+        protocol: finding.protocol.to_string(),
+        product: finding.product,
+        version: finding.version,
+        access: finding.access,
+        evidence: finding.evidence,
+        severity: crate::model::Severity::Info,
+        hostnames: scope.host_names(addr.ip()).to_vec(),
+        out_of_scope_peers: finding.out_of_scope_peers,
+        auth_attempts: ctx.auth_attempts(),
+        containers: Vec::new(),
+    };
+    service.severity = severity(&service);
+    EndpointResult::Service(Box::new(service))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn new_scan_id(t: SystemTime) -> String {
+    let nanos = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    // Time plus PID is unique enough for one user's scans and needs no RNG.
+    format!("{:012x}{:04x}", (nanos / 1000) as u64 & 0xffff_ffff_ffff, std::process::id() & 0xffff)
+}
+
+/// Runs a scan of `scope` and returns the report.
+pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observer>) -> ScanReport {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let probe_opts = Arc::new(opts.probe.clone());
+    let connector = Arc::new(EngineConnector {
+        limiter: opts.rate.filter(|&r| r > 0).map(RateLimiter::new),
+        connects: AtomicU64::new(0),
+    });
+    let slots = Arc::new(HostSlots::default());
+    let global = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
+    let per_host = opts.per_host.max(1);
+
+    let stream = futures::stream::iter(scope.endpoints())
+        .map(|addr| {
+            let (scope, probe_opts, connector, slots, global, counters, observer) = (
+                scope.clone(),
+                probe_opts.clone(),
+                connector.clone(),
+                slots.clone(),
+                global.clone(),
+                counters.clone(),
+                observer.clone(),
+            );
+            let timeout = opts.service_timeout;
+            async move {
+                let host = slots.enter(addr.ip(), per_host);
+                let result = {
+                    let _h = host.acquire().await.expect("host semaphore open");
+                    let _g = global.acquire().await.expect("global semaphore open");
+                    probe_endpoint(addr, scope, probe_opts, connector, timeout).await
+                };
+                slots.leave(addr.ip());
+                counters.0.fetch_add(1, Ordering::Relaxed);
+                match &result {
+                    EndpointResult::Service(s) => {
+                        counters.1.fetch_add(1, Ordering::Relaxed);
+                        observer.endpoint_done(Some(s));
+                    }
+                    EndpointResult::Failed => {
+                        counters.2.fetch_add(1, Ordering::Relaxed);
+                        observer.endpoint_done(None);
+                    }
+                    EndpointResult::Closed => observer.endpoint_done(None),
+                }
+                result
+            }
+        })
+        // The global semaphore is the real limit; buffering a little more keeps it saturated
+        // while finished futures are collected.
+        .buffer_unordered(opts.concurrency.max(1) * 2);
+    let mut services: Vec<Service> = stream
+        .filter_map(|r| async move {
+            match r {
+                EndpointResult::Service(s) => Some(*s),
+                _ => None,
+            }
+        })
+        .collect()
+        .await;
+    services.sort_by(|a, b| {
+        let ka = (a.address.parse::<IpAddr>().ok(), a.port);
+        let kb = (b.address.parse::<IpAddr>().ok(), b.port);
+        ka.cmp(&kb)
+    });
+    let finished = SystemTime::now();
+    let stats = Stats {
+        addresses: u64::try_from(scope.address_count()).unwrap_or(u64::MAX),
+        ports_probed: counters.0.load(Ordering::Relaxed),
+        services: services.len() as u64,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        open_ports: counters.1.load(Ordering::Relaxed),
+        connect_errors: counters.2.load(Ordering::Relaxed),
+        auth_attempts: services.iter().map(|s| s.auth_attempts as u64).sum(),
+    };
+    ScanReport {
+        schema: SCAN_SCHEMA.to_string(),
+        scan_id: new_scan_id(started),
+        started_at: rfc3339(started),
+        finished_at: rfc3339(finished),
+        stats,
+        services,
+    }
+}
+
+/// True when a verdict means data can be read by whoever reaches the port.
+pub fn is_exposed(access: Access) -> bool {
+    matches!(access, Access::Open | Access::DefaultCredentials)
+}

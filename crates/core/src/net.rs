@@ -45,9 +45,9 @@ impl NetError {
 fn map_io(e: io::Error) -> NetError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => NetError::Refused,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            NetError::Reset
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => NetError::Reset,
         io::ErrorKind::UnexpectedEof => NetError::Closed(0),
         _ => NetError::Io(e),
     }
@@ -62,6 +62,8 @@ pub enum Check {
     Incomplete,
     /// These bytes can never become a valid frame.
     Invalid(String),
+    /// The peer announced a frame larger than this cap (refused before reading it).
+    TooLarge(usize),
 }
 
 /// Deadlines and caps for one connection.
@@ -110,11 +112,12 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Opens a TCP connection within `limits.connect_timeout`.
     pub async fn connect(peer: SocketAddr, limits: Limits) -> Result<Conn, NetError> {
-        let stream = match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(peer)).await {
-            Err(_) => return Err(NetError::Timeout("connect")),
-            Ok(Err(e)) => return Err(map_io(e)),
-            Ok(Ok(s)) => s,
-        };
+        let stream =
+            match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(peer)).await {
+                Err(_) => return Err(NetError::Timeout("connect")),
+                Ok(Err(e)) => return Err(map_io(e)),
+                Ok(Ok(s)) => s,
+            };
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream: Stream::Plain(stream),
@@ -140,12 +143,16 @@ impl Conn {
         let Stream::Plain(tcp) = self.stream else {
             return Err(NetError::Tls("already TLS".into()));
         };
-        let name = match server_name.and_then(|n| rustls::pki_types::ServerName::try_from(n.to_string()).ok()) {
+        let name = match server_name
+            .and_then(|n| rustls::pki_types::ServerName::try_from(n.to_string()).ok())
+        {
             Some(n) => n,
             None => rustls::pki_types::ServerName::IpAddress(self.peer.ip().into()),
         };
         let connector = tokio_rustls::TlsConnector::from(tls_config());
-        let tls = match tokio::time::timeout(self.limits.read_timeout, connector.connect(name, tcp)).await {
+        let tls = match tokio::time::timeout(self.limits.read_timeout, connector.connect(name, tcp))
+            .await
+        {
             Err(_) => return Err(NetError::Timeout("TLS handshake")),
             Ok(Err(e)) => return Err(NetError::Tls(e.to_string())),
             Ok(Ok(t)) => t,
@@ -220,6 +227,7 @@ impl Conn {
                     }
                     Check::Complete(_) | Check::Incomplete => {}
                     Check::Invalid(why) => return Err(NetError::Invalid(why)),
+                    Check::TooLarge(cap) => return Err(NetError::TooLarge { cap }),
                 }
             }
             if self.buf.len() >= cap {
@@ -302,7 +310,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -311,7 +324,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -340,7 +358,9 @@ mod tests {
         }
     }
 
-    async fn server(script: impl FnOnce(TcpStream) -> tokio::task::JoinHandle<()> + Send + 'static) -> SocketAddr {
+    async fn server(
+        script: impl FnOnce(TcpStream) -> tokio::task::JoinHandle<()> + Send + 'static,
+    ) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move {
@@ -397,19 +417,29 @@ mod tests {
         let t = std::time::Instant::now();
         let err = c.read_frame(1 << 20, line).await.unwrap_err();
         assert!(matches!(err, NetError::Timeout("read")), "{err:?}");
-        assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test]
     async fn closed_and_refused_are_distinguished() {
         let addr = server(|s| tokio::spawn(async move { drop(s) })).await;
         let mut c = Conn::connect(addr, limits(500)).await.unwrap();
-        assert!(matches!(c.read_frame(64, line).await, Err(NetError::Closed(0))));
+        assert!(matches!(
+            c.read_frame(64, line).await,
+            Err(NetError::Closed(0))
+        ));
         // A port nobody listens on (bound then dropped) refuses.
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let free = l.local_addr().unwrap();
         drop(l);
-        assert!(Conn::connect(free, limits(500)).await.unwrap_err().is_refused());
+        assert!(Conn::connect(free, limits(500))
+            .await
+            .unwrap_err()
+            .is_refused());
     }
 
     #[tokio::test]
@@ -422,7 +452,11 @@ mod tests {
         })
         .await;
         let mut c = Conn::connect(addr, limits(500)).await.unwrap();
-        assert!(c.read_banner(1024, Duration::from_millis(50)).await.unwrap().is_empty());
+        assert!(c
+            .read_banner(1024, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

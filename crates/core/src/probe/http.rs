@@ -66,23 +66,41 @@ fn parse_head(buf: &[u8], body_cap: usize) -> Result<Option<Head>, NetError> {
     let headers: Vec<(String, String)> = resp
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.trim());
-    let framing = if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        Framing::Chunked
-    } else if let Some(v) = get("content-length") {
-        let n: u64 = v.parse().map_err(|_| NetError::Invalid(format!("bad Content-Length {v:?}")))?;
-        if n > body_cap as u64 {
-            return Err(NetError::TooLarge { cap: body_cap });
-        }
-        Framing::Length(n as usize)
-    } else if status == 204 || status == 304 || (100..200).contains(&status) {
-        Framing::Length(0)
-    } else {
-        Framing::UntilClose
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.trim())
     };
-    Ok(Some(Head { status, headers, len, framing }))
+    let framing =
+        if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+            Framing::Chunked
+        } else if let Some(v) = get("content-length") {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| NetError::Invalid(format!("bad Content-Length {v:?}")))?;
+            if n > body_cap as u64 {
+                return Err(NetError::TooLarge { cap: body_cap });
+            }
+            Framing::Length(n as usize)
+        } else if status == 204 || status == 304 || (100..200).contains(&status) {
+            Framing::Length(0)
+        } else {
+            Framing::UntilClose
+        };
+    Ok(Some(Head {
+        status,
+        headers,
+        len,
+        framing,
+    }))
 }
 
 /// Walks chunked framing without copying; returns the end offset of the terminating chunk and
@@ -97,10 +115,15 @@ fn chunked_end(body: &[u8], cap: usize) -> Result<Option<(usize, usize)>, NetErr
             }
             return Ok(None);
         };
-        let line = std::str::from_utf8(&body[pos..pos + eol]).map_err(|_| NetError::Invalid("bad chunk size".into()))?;
+        let line = std::str::from_utf8(&body[pos..pos + eol])
+            .map_err(|_| NetError::Invalid("bad chunk size".into()))?;
         let hex = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(hex, 16).map_err(|_| NetError::Invalid(format!("bad chunk size {hex:?}")))?;
-        total = total.checked_add(size).filter(|&t| t <= cap).ok_or(NetError::TooLarge { cap })?;
+        let size = usize::from_str_radix(hex, 16)
+            .map_err(|_| NetError::Invalid(format!("bad chunk size {hex:?}")))?;
+        total = total
+            .checked_add(size)
+            .filter(|&t| t <= cap)
+            .ok_or(NetError::TooLarge { cap })?;
         pos += eol + 2;
         if size == 0 {
             // Trailers end with an empty line; most servers send none.
@@ -122,7 +145,8 @@ fn dechunk(body: &[u8]) -> Vec<u8> {
     let mut pos = 0;
     while let Some(eol) = body[pos..].windows(2).position(|w| w == b"\r\n") {
         let hex = std::str::from_utf8(&body[pos..pos + eol]).unwrap_or("0");
-        let size = usize::from_str_radix(hex.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(hex.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         pos += eol + 2;
         if size == 0 || pos + size > body.len() {
             break;
@@ -136,6 +160,7 @@ fn dechunk(body: &[u8]) -> Vec<u8> {
 /// Frame checker for one whole HTTP response (head + body) under `body_cap`.
 pub fn check_response(buf: &[u8], body_cap: usize) -> Check {
     match parse_head(buf, body_cap) {
+        Err(NetError::TooLarge { cap }) => Check::TooLarge(cap),
         Err(e) => Check::Invalid(e.to_string()),
         Ok(None) => Check::Incomplete,
         Ok(Some(h)) => match h.framing {
@@ -149,6 +174,7 @@ pub fn check_response(buf: &[u8], body_cap: usize) -> Check {
             Framing::Chunked => match chunked_end(&buf[h.len..], body_cap) {
                 Ok(Some((end, _))) => Check::Complete(h.len + end),
                 Ok(None) => Check::Incomplete,
+                Err(NetError::TooLarge { cap }) => Check::TooLarge(cap),
                 Err(e) => Check::Invalid(e.to_string()),
             },
             Framing::UntilClose => Check::Incomplete,
@@ -159,7 +185,8 @@ pub fn check_response(buf: &[u8], body_cap: usize) -> Check {
 /// Parses a complete response (as returned by [`check_response`], or everything read until the
 /// peer closed for bodies without length).
 pub fn parse_response(buf: &[u8], body_cap: usize) -> Result<Response, NetError> {
-    let head = parse_head(buf, body_cap)?.ok_or_else(|| NetError::Invalid("incomplete HTTP head".into()))?;
+    let head = parse_head(buf, body_cap)?
+        .ok_or_else(|| NetError::Invalid("incomplete HTTP head".into()))?;
     let raw = &buf[head.len..];
     let body = match head.framing {
         Framing::Length(n) => raw[..n.min(raw.len())].to_vec(),
@@ -201,7 +228,11 @@ impl Request<'_> {
 }
 
 /// Sends `req` on `conn` and reads one response with a body of at most `body_cap` bytes.
-pub async fn exchange(conn: &mut Conn, req: &Request<'_>, body_cap: usize) -> Result<Response, NetError> {
+pub async fn exchange(
+    conn: &mut Conn,
+    req: &Request<'_>,
+    body_cap: usize,
+) -> Result<Response, NetError> {
     conn.send(&req.encode()).await?;
     let cap = MAX_HEAD + body_cap + 64 * 1024; // chunk framing overhead is bounded by the cap too
     match conn.read_frame(cap, |b| check_response(b, body_cap)).await {
@@ -228,7 +259,7 @@ mod tests {
     #[test]
     fn absurd_content_length_is_refused_before_reading_the_body() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n";
-        assert!(matches!(check_response(raw, 1 << 20), Check::Invalid(_)));
+        assert_eq!(check_response(raw, 1 << 20), Check::TooLarge(1 << 20));
     }
 
     #[test]
@@ -241,13 +272,19 @@ mod tests {
         let partial = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
         assert_eq!(check_response(partial, 100), Check::Incomplete);
         let big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n";
-        assert!(matches!(check_response(big, 100), Check::Invalid(_)));
+        assert_eq!(check_response(big, 100), Check::TooLarge(100));
     }
 
     #[test]
     fn garbage_is_not_http() {
-        assert!(matches!(check_response(b"-ERR unknown command\r\n", 100), Check::Invalid(_)));
-        assert!(matches!(check_response(&[0x15, 3, 3, 0, 2, 2, 0x46], 100), Check::Invalid(_)));
+        assert!(matches!(
+            check_response(b"-ERR unknown command\r\n", 100),
+            Check::Invalid(_)
+        ));
+        assert!(matches!(
+            check_response(&[0x15, 3, 3, 0, 2, 2, 0x46], 100),
+            Check::Invalid(_)
+        ));
     }
 
     #[test]

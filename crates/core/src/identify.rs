@@ -34,7 +34,11 @@ async fn get_root(ctx: &ProbeCtx, mut conn: Conn) -> Result<Response, Seen> {
 }
 
 /// Tries every candidate protocol on `ctx`. `first` is an unused connection to start with.
-async fn try_candidates(ctx: &ProbeCtx, mut first: Option<Conn>, seen: &mut Vec<Seen>) -> Result<Finding, Option<Response>> {
+async fn try_candidates(
+    ctx: &ProbeCtx,
+    mut first: Option<Conn>,
+    seen: &mut Vec<Seen>,
+) -> Result<Finding, Option<Response>> {
     let mut root: Option<Option<Response>> = None;
     for proto in candidates(ctx.addr.port()) {
         let conn = match first.take() {
@@ -83,7 +87,12 @@ async fn try_candidates(ctx: &ProbeCtx, mut first: Option<Conn>, seen: &mut Vec<
 pub async fn identify(ctx: &ProbeCtx, first: Conn) -> Identified {
     let mut seen = Vec::new();
     let plain_root = match try_candidates(ctx, Some(first), &mut seen).await {
-        Ok(finding) => return Identified { finding, tls: false },
+        Ok(finding) => {
+            return Identified {
+                finding,
+                tls: false,
+            }
+        }
         Err(root) => root,
     };
     // Nothing spoke plaintext: maybe TLS. A handshake costs one connection.
@@ -118,7 +127,10 @@ pub async fn identify(ctx: &ProbeCtx, first: Conn) -> Identified {
     let mut f = Finding::new("unknown");
     f.access = Access::Unknown;
     f.evidence.push(describe(&seen, tls_ok));
-    Identified { finding: f, tls: tls_ok }
+    Identified {
+        finding: f,
+        tls: tls_ok,
+    }
 }
 
 /// One line summarising what an unidentified service did.
@@ -136,7 +148,7 @@ fn describe(seen: &[Seen], tls_ok: bool) -> String {
         }
     } else if seen.iter().all(|s| *s == Seen::Silence) {
         parts.push("accepted connections but never answered".to_string());
-    } else if seen.iter().any(|s| *s == Seen::Closed) {
+    } else if seen.contains(&Seen::Closed) {
         parts.push("closed connections without answering".to_string());
     }
     if tls_ok {

@@ -13,7 +13,12 @@ pub enum Format {
 }
 
 /// Writes `report` in `format`. `color` adds ANSI colours to the table.
-pub fn write(report: &ScanReport, format: Format, color: bool, out: &mut dyn Write) -> io::Result<()> {
+pub fn write(
+    report: &ScanReport,
+    format: Format,
+    color: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
@@ -91,7 +96,11 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
             (None, Some(v)) => v.clone(),
             (None, None) => "-".into(),
         };
-        let proto = if s.tls { format!("{}+tls", s.protocol) } else { s.protocol.clone() };
+        let proto = if s.tls {
+            format!("{}+tls", s.protocol)
+        } else {
+            s.protocol.clone()
+        };
         let sev = format!("{:<8}", s.severity.as_str());
         writeln!(
             out,
@@ -104,7 +113,12 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
             truncate(s.evidence.last().map(String::as_str).unwrap_or(""), 60)
         )?;
         if !s.out_of_scope_peers.is_empty() {
-            writeln!(out, "{:9}peers outside the scope (not contacted): {}", "", s.out_of_scope_peers.join(", "))?;
+            writeln!(
+                out,
+                "{:9}peers outside the scope (not contacted): {}",
+                "",
+                s.out_of_scope_peers.join(", ")
+            )?;
         }
     }
     Ok(())

@@ -91,7 +91,11 @@ struct EngineConnector {
 }
 
 impl Connector for Arc<EngineConnector> {
-    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>> {
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> BoxFuture<'static, Result<Conn, NetError>> {
         let me = self.clone();
         Box::pin(async move {
             if let Some(l) = &me.limiter {
@@ -112,7 +116,9 @@ struct HostSlots {
 impl HostSlots {
     fn enter(&self, ip: IpAddr, permits: usize) -> Arc<Semaphore> {
         let mut map = self.map.lock().expect("host slot lock");
-        let entry = map.entry(ip).or_insert_with(|| (Arc::new(Semaphore::new(permits)), 0));
+        let entry = map
+            .entry(ip)
+            .or_insert_with(|| (Arc::new(Semaphore::new(permits)), 0));
         entry.1 += 1;
         entry.0.clone()
     }
@@ -143,7 +149,14 @@ async fn probe_endpoint(
     service_timeout: Duration,
 ) -> EndpointResult {
     let host = scope.host_names(addr.ip()).first().cloned();
-    let ctx = ProbeCtx::new(addr, host, false, opts.clone(), scope.clone(), Arc::new(connector.clone()));
+    let ctx = ProbeCtx::new(
+        addr,
+        host,
+        false,
+        opts.clone(),
+        scope.clone(),
+        Arc::new(connector.clone()),
+    );
     let first = match ctx.connect().await {
         Ok(c) => c,
         Err(NetError::Refused) => return EndpointResult::Closed,
@@ -157,7 +170,10 @@ async fn probe_endpoint(
                 "port open, but no protocol was identified within the {}s service deadline",
                 service_timeout.as_secs()
             ));
-            Identified { finding: f, tls: false }
+            Identified {
+                finding: f,
+                tls: false,
+            }
         }
     };
     let Identified { finding, tls } = identified;
@@ -185,9 +201,16 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn new_scan_id(t: SystemTime) -> String {
-    let nanos = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     // Time plus PID is unique enough for one user's scans and needs no RNG.
-    format!("{:012x}{:04x}", (nanos / 1000) as u64 & 0xffff_ffff_ffff, std::process::id() & 0xffff)
+    format!(
+        "{:012x}{:04x}",
+        (nanos / 1000) as u64 & 0xffff_ffff_ffff,
+        std::process::id() & 0xffff
+    )
 }
 
 /// Runs a scan of `scope` and returns the report.

@@ -128,7 +128,6 @@ fn chunked_end(body: &[u8], cap: usize) -> Result<Option<(usize, usize)>, NetErr
         if size == 0 {
             // Trailers end with an empty line; most servers send none.
             return match body[pos..].windows(2).position(|w| w == b"\r\n") {
-                Some(i) if i == 0 => Ok(Some((pos + 2, total))),
                 Some(i) => Ok(Some((pos + i + 2, total))),
                 None => Ok(None),
             };

@@ -48,20 +48,30 @@ fn check_stats(buf: &[u8]) -> Check {
 pub fn parse_version(line: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(line).ok()?.trim_end();
     let v = s.strip_prefix("VERSION ")?;
-    (!v.is_empty() && v.len() < 64 && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.to_string())
+    (!v.is_empty() && v.len() < 64 && v.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| v.to_string())
 }
 
 /// `STAT name value` lines → value of `name`.
 pub fn stat<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
     reply.lines().find_map(|l| {
         let mut it = l.splitn(3, ' ');
-        (it.next() == Some("STAT") && it.next() == Some(name)).then(|| it.next()).flatten()
+        (it.next() == Some("STAT") && it.next() == Some(name))
+            .then(|| it.next())
+            .flatten()
     })
 }
 
-async fn call(conn: &mut Conn, cmd: &str, check: fn(&[u8]) -> Check, cap: usize) -> Result<Vec<u8>, NetError> {
+async fn call(
+    conn: &mut Conn,
+    cmd: &str,
+    check: fn(&[u8]) -> Check,
+    cap: usize,
+) -> Result<Vec<u8>, NetError> {
     if !ALLOWED_COMMANDS.contains(&cmd) {
-        return Err(NetError::Invalid(format!("refusing to send non-allowlisted memcached command {cmd}")));
+        return Err(NetError::Invalid(format!(
+            "refusing to send non-allowlisted memcached command {cmd}"
+        )));
     }
     conn.send(format!("{cmd}\r\n").as_bytes()).await?;
     conn.read_frame(cap, check).await
@@ -79,22 +89,34 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
             Some(v) => f.version = Some(v),
             None if line.starts_with(b"CLIENT_ERROR unauthenticated") => {
                 f.access = Access::AuthRequired;
-                f.evidence.push("`version` refused: CLIENT_ERROR unauthenticated (ASCII auth)".into());
+                f.evidence
+                    .push("`version` refused: CLIENT_ERROR unauthenticated (ASCII auth)".into());
                 return Outcome::Found(f);
             }
             None => return Outcome::NotMe(Seen::Bytes(line)),
         }
-        f.evidence.push("`version` answered without authentication".into());
-        match call(&mut conn, "stats", check_stats, ctx.opts.frame_cap.min(64 * 1024)).await {
+        f.evidence
+            .push("`version` answered without authentication".into());
+        match call(
+            &mut conn,
+            "stats",
+            check_stats,
+            ctx.opts.frame_cap.min(64 * 1024),
+        )
+        .await
+        {
             Ok(reply) if reply.starts_with(b"STAT ") => {
                 let text = String::from_utf8_lossy(&reply);
                 let items = stat(&text, "curr_items").unwrap_or("?");
                 f.access = Access::Open;
-                f.evidence.push(format!("`stats` answered without authentication (curr_items {items})"));
+                f.evidence.push(format!(
+                    "`stats` answered without authentication (curr_items {items})"
+                ));
             }
             Ok(reply) => {
                 f.access = Access::AuthRequired;
-                f.evidence.push(format!("`stats` refused: {}", super::preview(&reply)));
+                f.evidence
+                    .push(format!("`stats` refused: {}", super::preview(&reply)));
             }
             Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
         }
@@ -111,9 +133,13 @@ mod tests {
 
     #[test]
     fn real_version_and_stats() {
-        let Check::Complete(n) = check_line(REAL) else { panic!() };
+        let Check::Complete(n) = check_line(REAL) else {
+            panic!()
+        };
         assert_eq!(parse_version(&REAL[..n]).as_deref(), Some("1.6.18"));
-        let Check::Complete(m) = check_stats(&REAL[n..]) else { panic!() };
+        let Check::Complete(m) = check_stats(&REAL[n..]) else {
+            panic!()
+        };
         assert_eq!(n + m, REAL.len());
         let text = String::from_utf8_lossy(&REAL[n..]);
         assert_eq!(stat(&text, "curr_items"), Some("1"));

@@ -40,7 +40,7 @@ pub struct Credential {
 
 /// How a protocol is reached: raw bytes on a fresh connection, or an answer to `GET /`.
 pub enum Handler {
-    /// Gets a fresh connection (with the server's banner already buffered when it speaks first).
+    /// Gets a fresh, unused connection; a server-first handler reads the greeting itself.
     Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
     /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
     Http(for<'a> fn(&'a ProbeCtx, &'a http::Response) -> BoxFuture<'a, Outcome>),
@@ -94,7 +94,9 @@ pub fn default_ports() -> Vec<u16> {
 
 /// The order in which protocols are tried on `port`: those that claim the port first.
 pub fn candidates(port: u16) -> Vec<&'static Protocol> {
-    let (mut hinted, rest): (Vec<_>, Vec<_>) = REGISTRY.iter().partition(|p| p.default_ports.contains(&port));
+    let (mut hinted, rest): (Vec<_>, Vec<_>) = REGISTRY
+        .iter()
+        .partition(|p| p.default_ports.contains(&port));
     hinted.extend(rest);
     hinted
 }
@@ -204,14 +206,22 @@ pub struct ProbeCtx {
 
 /// Opens connections for probes; the engine's implementation applies the rate limit.
 pub trait Connector: Send + Sync {
-    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>>;
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> BoxFuture<'static, Result<Conn, NetError>>;
 }
 
 /// Connects directly, without rate limiting (unit tests, single-service use).
 pub struct DirectConnector;
 
 impl Connector for DirectConnector {
-    fn connect(&self, addr: SocketAddr, limits: Limits) -> BoxFuture<'static, Result<Conn, NetError>> {
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> BoxFuture<'static, Result<Conn, NetError>> {
         Box::pin(Conn::connect(addr, limits))
     }
 }
@@ -264,7 +274,9 @@ impl ProbeCtx {
     /// `host:port` as sent in HTTP `Host:` headers.
     pub fn authority(&self) -> String {
         match self.addr {
-            SocketAddr::V6(a) if self.host == a.ip().to_string() => format!("[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) if self.host == a.ip().to_string() => {
+                format!("[{}]:{}", a.ip(), a.port())
+            }
             _ => format!("{}:{}", self.host, self.addr.port()),
         }
     }
@@ -309,7 +321,13 @@ pub fn preview(bytes: &[u8]) -> String {
     let s: String = bytes
         .iter()
         .take(48)
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     s
 }

@@ -1,8 +1,24 @@
-//! MongoDB. (Being written: recognises nothing yet.)
+//! MongoDB and servers speaking its wire protocol (FerretDB, Percona Server for MongoDB, …).
+//!
+//! Hand-written over [`Conn`] rather than a driver, on purpose: a driver reads `hello`, then
+//! discovers and connects to the replica-set members it names (outside the scope), and reads
+//! replies without a byte cap. Here every reply header is checked first (`messageLength` between
+//! 16 and the frame cap, `responseTo` our request, a reply opcode) and BSON is decoded only from
+//! a complete, bounded frame, lazily with the raw API (no recursion into nested documents).
+//!
+//! `hello` (or `isMaster`) recognises the server, `buildInfo` names it, `listDatabases` decides
+//! access: a list means open, code 13 Unauthorized means authentication is required. An empty list
+//! is ambiguous (some servers filter it down to what the caller may see), so `listCollections` on
+//! `admin` settles it. Servers older than 3.6 drop OP_MSG; they get the same commands over legacy
+//! OP_QUERY. Replica-set members named in `hello` are reported, never contacted.
 
+use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
+use bson::{doc, Document};
 use futures::future::BoxFuture;
 
-use super::{Handler, Outcome, ProbeCtx, Protocol, Seen};
+use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::model::Access;
+use crate::net::{Check, Conn, NetError};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "mongodb",
@@ -10,10 +26,1263 @@ pub const PROTOCOL: Protocol = Protocol {
     default_ports: &[27017, 27018, 27019],
     server_speaks_first: false,
     default_credentials: &[],
-    method: "",
+    method: "OP_MSG hello (isMaster, legacy OP_QUERY for old servers) and buildInfo, then \
+             listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
 };
 
-fn probe<'a>(_ctx: &'a ProbeCtx, _conn: crate::net::Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move { Outcome::NotMe(Seen::Silence) })
+/// The only commands this probe ever sends. All are read-only.
+pub const ALLOWED_COMMANDS: &[&str] = &[
+    "hello",
+    "isMaster",
+    "buildInfo",
+    "listDatabases",
+    "listCollections",
+    "connectionStatus",
+];
+
+const OP_REPLY: i32 = 1;
+const OP_QUERY: i32 = 2004;
+const OP_MSG: i32 = 2013;
+const HEADER_LEN: usize = 16;
+/// Header, flagBits, one section kind byte, the smallest BSON document.
+const MIN_OP_MSG: usize = HEADER_LEN + 4 + 1 + 5;
+/// Header, responseFlags, cursorID, startingFrom, numberReturned, the smallest document.
+const MIN_OP_REPLY: usize = HEADER_LEN + 20 + 5;
+/// OP_MSG flag bits: checksumPresent, moreToCome (bits 0–15 must be understood), exhaustAllowed.
+const FLAG_CHECKSUM: u32 = 1;
+const KNOWN_FLAGS: u32 = 0b11 | 1 << 16;
+/// Peer names kept from one `hello`, and their longest accepted length.
+const MAX_PEERS: usize = 64;
+const MAX_NAME: usize = 255;
+
+fn read_i32(b: &[u8], at: usize) -> Option<i32> {
+    let bytes = b.get(at..at.checked_add(4)?)?;
+    Some(i32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// Frame checker for a reply to request `request_id`: judges the header before the body is
+/// buffered, so a giant or negative `messageLength` costs nothing.
+pub fn check_reply(buf: &[u8], cap: usize, request_id: i32) -> Check {
+    let Some(len) = read_i32(buf, 0) else {
+        return Check::Incomplete;
+    };
+    if len < HEADER_LEN as i32 {
+        return Check::Invalid(format!(
+            "messageLength {len} is shorter than a message header"
+        ));
+    }
+    let len = len as usize;
+    // With the whole header in, a wrong request or opcode says "not MongoDB" before the size
+    // says "too large"; a length over the cap is refused either way before any body is read.
+    if let Some(to) = read_i32(buf, 8) {
+        if to != request_id {
+            return Check::Invalid(format!("responseTo {to} is not our request {request_id}"));
+        }
+    }
+    if let Some(op) = read_i32(buf, 12) {
+        let min = match op {
+            OP_MSG => MIN_OP_MSG,
+            OP_REPLY => MIN_OP_REPLY,
+            other => return Check::Invalid(format!("opcode {other} is not a reply")),
+        };
+        if len < min {
+            return Check::Invalid(format!("messageLength {len} is too short for opcode {op}"));
+        }
+    }
+    if len > cap {
+        return Check::TooLarge(cap);
+    }
+    if buf.len() >= len {
+        Check::Complete(len)
+    } else {
+        Check::Incomplete
+    }
+}
+
+/// How commands travel: OP_MSG (MongoDB 3.6+) or OP_QUERY on `db.$cmd` (older servers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Msg,
+    Legacy,
+}
+
+/// The reply document of a complete frame (as accepted by [`check_reply`]) to `request_id`.
+pub fn parse_reply(frame: &[u8], request_id: i32, wire: Wire) -> Result<RawDocumentBuf, String> {
+    let len = read_i32(frame, 0).ok_or("short frame")?;
+    if usize::try_from(len).ok() != Some(frame.len()) {
+        return Err("messageLength does not match the frame".into());
+    }
+    if read_i32(frame, 8) != Some(request_id) {
+        return Err("reply to another request".into());
+    }
+    let body = match (read_i32(frame, 12), wire) {
+        (Some(OP_MSG), Wire::Msg) => op_msg_body(frame)?,
+        (Some(OP_REPLY), Wire::Legacy) => op_reply_body(frame)?,
+        (op, _) => return Err(format!("unexpected reply opcode {op:?}")),
+    };
+    RawDocumentBuf::from_bytes(body.to_vec()).map_err(|e| format!("reply document: {e}"))
+}
+
+/// The kind-0 section of an OP_MSG; kind-1 sequences are skipped, anything else is refused.
+fn op_msg_body(frame: &[u8]) -> Result<&[u8], String> {
+    let flags = read_i32(frame, HEADER_LEN).ok_or("short OP_MSG")? as u32;
+    if flags & !KNOWN_FLAGS & 0xffff != 0 {
+        return Err(format!("OP_MSG with unknown required flag bits {flags:#x}"));
+    }
+    let end = if flags & FLAG_CHECKSUM != 0 {
+        frame.len().checked_sub(4).ok_or("short OP_MSG")?
+    } else {
+        frame.len()
+    };
+    let mut pos = HEADER_LEN + 4;
+    let mut body = None;
+    while pos < end {
+        let kind = frame[pos];
+        pos += 1;
+        let size = read_i32(frame, pos).ok_or("truncated OP_MSG section")?;
+        let size = usize::try_from(size).map_err(|_| "negative OP_MSG section size")?;
+        let stop = pos.checked_add(size).filter(|&s| s <= end && size >= 5);
+        let Some(stop) = stop else {
+            return Err(format!("OP_MSG section of {size} bytes does not fit"));
+        };
+        match kind {
+            0 if body.is_none() => body = Some(&frame[pos..stop]),
+            0 => return Err("OP_MSG with two body sections".into()),
+            1 => {}
+            k => return Err(format!("OP_MSG section kind {k}")),
+        }
+        pos = stop;
+    }
+    body.ok_or_else(|| "OP_MSG without a body section".into())
+}
+
+/// The one document of an OP_REPLY to a command.
+fn op_reply_body(frame: &[u8]) -> Result<&[u8], String> {
+    let returned = read_i32(frame, HEADER_LEN + 16).ok_or("short OP_REPLY")?;
+    if returned != 1 {
+        return Err(format!("OP_REPLY with {returned} documents"));
+    }
+    let body = frame.get(HEADER_LEN + 20..).ok_or("short OP_REPLY")?;
+    if read_i32(body, 0).and_then(|n| usize::try_from(n).ok()) != Some(body.len()) {
+        return Err("OP_REPLY document does not fill the message".into());
+    }
+    Ok(body)
+}
+
+/// Builds the request for an allowlisted command (checked here too, so no caller can build
+/// anything else).
+fn encode_command(
+    wire: Wire,
+    request_id: i32,
+    cmd: &str,
+    db: &str,
+    args: Document,
+) -> Result<Vec<u8>, String> {
+    if !ALLOWED_COMMANDS.contains(&cmd) {
+        return Err(format!(
+            "refusing to send non-allowlisted MongoDB command {cmd}"
+        ));
+    }
+    // The server takes the first key as the command name, so it goes in first.
+    let mut command = doc! { cmd: 1i32 };
+    for (k, v) in args {
+        if k != cmd && k != "$db" {
+            command.insert(k, v);
+        }
+    }
+    let mut out = vec![0u8; HEADER_LEN];
+    let opcode = match wire {
+        Wire::Msg => {
+            command.insert("$db", db);
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.push(0);
+            OP_MSG
+        }
+        Wire::Legacy => {
+            out.extend_from_slice(&0i32.to_le_bytes());
+            out.extend_from_slice(db.as_bytes());
+            out.extend_from_slice(b".$cmd\0");
+            out.extend_from_slice(&0i32.to_le_bytes());
+            out.extend_from_slice(&(-1i32).to_le_bytes());
+            OP_QUERY
+        }
+    };
+    command.to_writer(&mut out).map_err(|e| e.to_string())?;
+    let len = i32::try_from(out.len()).map_err(|_| "request too large".to_string())?;
+    out[0..4].copy_from_slice(&len.to_le_bytes());
+    out[4..8].copy_from_slice(&request_id.to_le_bytes());
+    out[12..16].copy_from_slice(&opcode.to_le_bytes());
+    Ok(out)
+}
+
+enum CallError {
+    Net(NetError),
+    /// A complete frame that is not a valid reply; `head` is its start, for evidence.
+    Bad {
+        why: String,
+        head: Vec<u8>,
+    },
+}
+
+impl CallError {
+    fn seen(&self, buffered: &[u8]) -> Seen {
+        match self {
+            CallError::Net(e) => Seen::from_error(e, buffered),
+            CallError::Bad { head, .. } => Seen::Bytes(head.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Net(e) => e.fmt(f),
+            CallError::Bad { why, .. } => write!(f, "invalid reply: {why}"),
+        }
+    }
+}
+
+/// One connection and the wire dialect it speaks.
+struct Session {
+    conn: Conn,
+    wire: Wire,
+    next_id: i32,
+    cap: usize,
+    /// A call failed mid-exchange: a late reply may still arrive, so the next call reconnects.
+    broken: bool,
+}
+
+impl Session {
+    fn new(conn: Conn, wire: Wire, cap: usize) -> Session {
+        Session {
+            conn,
+            wire,
+            next_id: 1,
+            cap,
+            broken: false,
+        }
+    }
+
+    /// Sends one allowlisted command and reads its reply. The only function that sends.
+    async fn call(
+        &mut self,
+        ctx: &ProbeCtx,
+        cmd: &str,
+        db: &str,
+        args: Document,
+    ) -> Result<RawDocumentBuf, CallError> {
+        if !ALLOWED_COMMANDS.contains(&cmd) {
+            let why = format!("refusing to send non-allowlisted MongoDB command {cmd}");
+            return Err(CallError::Bad {
+                why,
+                head: Vec::new(),
+            });
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let request =
+            encode_command(self.wire, id, cmd, db, args).map_err(|why| CallError::Bad {
+                why,
+                head: Vec::new(),
+            })?;
+        if self.broken {
+            self.conn = ctx.connect().await.map_err(CallError::Net)?;
+            self.broken = false;
+        }
+        self.broken = true;
+        self.conn.send(&request).await.map_err(CallError::Net)?;
+        let cap = self.cap;
+        let frame = self
+            .conn
+            .read_frame(cap, |b| check_reply(b, cap, id))
+            .await
+            .map_err(CallError::Net)?;
+        let doc = parse_reply(&frame, id, self.wire).map_err(|why| CallError::Bad {
+            why,
+            head: frame[..frame.len().min(64)].to_vec(),
+        })?;
+        self.broken = false;
+        Ok(doc)
+    }
+}
+
+fn field<'a>(d: &'a RawDocument, key: &str) -> Option<RawBsonRef<'a>> {
+    d.get(key).ok().flatten()
+}
+
+fn number(v: RawBsonRef<'_>) -> Option<f64> {
+    match v {
+        RawBsonRef::Double(x) => Some(x),
+        RawBsonRef::Int32(x) => Some(x.into()),
+        RawBsonRef::Int64(x) => Some(x as f64),
+        RawBsonRef::Boolean(b) => Some(if b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+fn is_ok(d: &RawDocument) -> bool {
+    field(d, "ok").and_then(number) == Some(1.0)
+}
+
+/// Printable text of at most `max` characters, for strings the peer chose.
+fn clean(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect()
+}
+
+/// A short printable token (version, host name), or None.
+fn token(v: RawBsonRef<'_>) -> Option<String> {
+    let s = v.as_str()?;
+    (!s.is_empty() && s.len() <= MAX_NAME && s.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| s.to_string())
+}
+
+/// A command's error reply (`ok: 0`, or `$err` from legacy servers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandError {
+    pub code: Option<i32>,
+    pub code_name: Option<String>,
+    pub message: String,
+}
+
+impl CommandError {
+    /// The server demanded credentials for this command.
+    pub fn is_unauthorized(&self) -> bool {
+        let msg = self.message.to_ascii_lowercase();
+        self.code == Some(13)
+            || self.code_name.as_deref() == Some("Unauthorized")
+            || msg.contains("requires authentication")
+            || msg.contains("not authorized")
+    }
+
+    /// The server does not know the command (pre-4.4 servers and `hello`).
+    pub fn is_command_not_found(&self) -> bool {
+        let msg = self.message.to_ascii_lowercase();
+        self.code == Some(59) || msg.contains("no such command") || msg.contains("no such cmd")
+    }
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", clean(&self.message, 160))?;
+        match (self.code, &self.code_name) {
+            (Some(c), Some(n)) => write!(f, " (code {c} {})", clean(n, 40)),
+            (Some(c), None) => write!(f, " (code {c})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn command_error(d: &RawDocument) -> Option<CommandError> {
+    let legacy = field(d, "$err").and_then(|v| v.as_str());
+    if is_ok(d) && legacy.is_none() {
+        return None;
+    }
+    let message = field(d, "errmsg").and_then(|v| v.as_str()).or(legacy)?;
+    Some(CommandError {
+        code: field(d, "code").and_then(number).map(|c| c as i32),
+        code_name: field(d, "codeName")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        message: message.to_string(),
+    })
+}
+
+/// Facts from a `hello`/`isMaster` reply.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub max_wire_version: Option<i64>,
+    pub set_name: Option<String>,
+    /// `hosts`, `passives`, `arbiters`, `primary` and `me`, as the server wrote them.
+    pub peers: Vec<String>,
+}
+
+/// Parses a handshake reply; None when it is not one.
+pub fn parse_hello(d: &RawDocument) -> Option<Hello> {
+    let is_bool = |k| matches!(field(d, k), Some(RawBsonRef::Boolean(_)));
+    if !is_ok(d) || !(is_bool("isWritablePrimary") || is_bool("ismaster")) {
+        return None;
+    }
+    let mut hello = Hello::default();
+    if let Some(v) = field(d, "maxWireVersion") {
+        let n = number(v).filter(|n| n.fract() == 0.0 && (0.0..=1000.0).contains(n))?;
+        hello.max_wire_version = Some(n as i64);
+    }
+    hello.set_name = field(d, "setName").and_then(token);
+    for key in ["hosts", "passives", "arbiters"] {
+        let Some(list) = field(d, key).and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for name in list.into_iter().flatten().filter_map(token) {
+            if hello.peers.len() < MAX_PEERS {
+                hello.peers.push(name);
+            }
+        }
+    }
+    for key in ["primary", "me"] {
+        if let Some(name) = field(d, key).and_then(token) {
+            if hello.peers.len() < MAX_PEERS {
+                hello.peers.push(name);
+            }
+        }
+    }
+    Some(hello)
+}
+
+/// Product and version from a `buildInfo` reply.
+pub fn parse_build_info(d: &RawDocument) -> Option<(String, String)> {
+    if !is_ok(d) {
+        return None;
+    }
+    let version = field(d, "version").and_then(token)?;
+    // FerretDB v1 adds `ferretdbVersion`; later versions a `ferretdb` sub-document.
+    let ferret = field(d, "ferretdbVersion").and_then(token).or_else(|| {
+        let sub = field(d, "ferretdb")?.as_document()?;
+        field(sub, "version").and_then(token)
+    });
+    Some(match ferret {
+        Some(v) => (
+            "FerretDB".into(),
+            v.strip_prefix('v').unwrap_or(&v).to_string(),
+        ),
+        None => ("MongoDB".into(), version),
+    })
+}
+
+/// Database names from a successful `listDatabases` reply.
+pub fn parse_list_databases(d: &RawDocument) -> Option<Vec<String>> {
+    if !is_ok(d) {
+        return None;
+    }
+    let list = field(d, "databases")?.as_array()?;
+    let mut names = Vec::new();
+    for entry in list {
+        let db = entry.ok()?.as_document()?;
+        names.push(clean(field(db, "name")?.as_str()?, 64));
+    }
+    Some(names)
+}
+
+/// Number of collections in the first batch of a successful `listCollections` reply.
+pub fn parse_list_collections(d: &RawDocument) -> Option<usize> {
+    if !is_ok(d) {
+        return None;
+    }
+    let cursor = field(d, "cursor")?.as_document()?;
+    let batch = field(cursor, "firstBatch")?.as_array()?;
+    let mut n = 0;
+    for entry in batch {
+        entry.ok()?.as_document()?;
+        n += 1;
+    }
+    Some(n)
+}
+
+/// Number of users a successful `connectionStatus` says this connection is authenticated as.
+pub fn parse_connection_status(d: &RawDocument) -> Option<usize> {
+    if !is_ok(d) {
+        return None;
+    }
+    let info = field(d, "authInfo")?.as_document()?;
+    Some(
+        field(info, "authenticatedUsers")?
+            .as_array()?
+            .into_iter()
+            .count(),
+    )
+}
+
+fn probe<'a>(ctx: &'a ProbeCtx, conn: Conn) -> BoxFuture<'a, Outcome> {
+    Box::pin(run(ctx, conn))
+}
+
+/// `hello`, else `isMaster`, over OP_MSG, else over OP_QUERY on a fresh connection.
+async fn handshake(ctx: &ProbeCtx, s: &mut Session) -> Result<(Hello, &'static str), Seen> {
+    let not_hello =
+        |d: &RawDocument| Seen::Bytes(d.as_bytes()[..d.as_bytes().len().min(64)].to_vec());
+    match s.call(ctx, "hello", "admin", Document::new()).await {
+        Ok(d) => match parse_hello(&d) {
+            Some(h) => return Ok((h, "hello")),
+            None if command_error(&d).is_some_and(|e| e.is_command_not_found()) => {}
+            None => return Err(not_hello(&d)),
+        },
+        // Servers before 3.6 close the connection on an opcode they do not know.
+        Err(CallError::Net(NetError::Closed(0) | NetError::Reset)) if s.conn.received == 0 => {
+            let conn = ctx.connect().await.map_err(|e| Seen::from_error(&e, &[]))?;
+            *s = Session::new(conn, Wire::Legacy, s.cap);
+        }
+        Err(e) => return Err(e.seen(s.conn.buffered())),
+    }
+    match s.call(ctx, "isMaster", "admin", Document::new()).await {
+        Ok(d) => parse_hello(&d)
+            .map(|h| (h, "isMaster"))
+            .ok_or_else(|| not_hello(&d)),
+        Err(e) => Err(e.seen(s.conn.buffered())),
+    }
+}
+
+async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
+    let mut s = Session::new(conn, Wire::Msg, ctx.opts.frame_cap);
+    let (hello, cmd) = match handshake(ctx, &mut s).await {
+        Ok(h) => h,
+        Err(seen) => return Outcome::NotMe(seen),
+    };
+    let mut f = Finding::new(PROTOCOL.id);
+    f.product = Some("MongoDB".into());
+    let legacy = if s.wire == Wire::Legacy {
+        " over legacy OP_QUERY"
+    } else {
+        ""
+    };
+    let wire = hello
+        .max_wire_version
+        .map(|v| format!(" (maxWireVersion {v})"))
+        .unwrap_or_default();
+    f.evidence.push(format!(
+        "{cmd} answered{legacy}{wire} without authentication"
+    ));
+    if let Some(set) = &hello.set_name {
+        f.evidence.push(format!("member of replica set {set:?}"));
+    }
+    let me = ctx.authority();
+    f.out_of_scope_peers = ctx.out_of_scope(hello.peers.into_iter().filter(|p| *p != me));
+
+    match s.call(ctx, "buildInfo", "admin", Document::new()).await {
+        Ok(d) => match parse_build_info(&d) {
+            Some((product, version)) => {
+                f.product = Some(product);
+                f.version = Some(version);
+            }
+            None => f.evidence.push("buildInfo gave no version".into()),
+        },
+        Err(e) => f.evidence.push(format!("buildInfo failed: {e}")),
+    }
+
+    decide_access(ctx, &mut s, &mut f).await;
+    Outcome::Found(f)
+}
+
+async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
+    let reply = match s
+        .call(ctx, "listDatabases", "admin", doc! { "nameOnly": false })
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            f.evidence.push(format!("listDatabases failed: {e}"));
+            return;
+        }
+    };
+    if let Some(err) = command_error(&reply) {
+        if err.is_unauthorized() {
+            f.access = Access::AuthRequired;
+            f.evidence.push(format!(
+                "listDatabases refused without authentication: {err}"
+            ));
+        } else {
+            f.evidence
+                .push(format!("listDatabases answered with an error: {err}"));
+        }
+        return;
+    }
+    let Some(names) = parse_list_databases(&reply) else {
+        f.evidence
+            .push("listDatabases gave a reply without a database list".into());
+        return;
+    };
+    if !names.is_empty() {
+        f.access = Access::Open;
+        f.evidence.push(format!(
+            "listDatabases answered {} database{} without authentication",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" }
+        ));
+        return;
+    }
+    // An empty list is also what a server with authorisation answers a caller who may see no
+    // database; a read it would refuse such a caller tells the two apart.
+    f.evidence
+        .push("listDatabases answered an empty list without authentication".into());
+    if let Ok(d) = s
+        .call(ctx, "connectionStatus", "admin", Document::new())
+        .await
+    {
+        match parse_connection_status(&d) {
+            Some(0) => f
+                .evidence
+                .push("connectionStatus: no authenticated user on this connection".into()),
+            Some(n) => f.evidence.push(format!(
+                "connectionStatus: this connection runs as {n} authenticated user(s)"
+            )),
+            None => {}
+        }
+    }
+    let reply = match s
+        .call(ctx, "listCollections", "admin", doc! { "nameOnly": true })
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            f.evidence
+                .push(format!("listCollections on admin failed: {e}"));
+            return;
+        }
+    };
+    if let Some(n) = parse_list_collections(&reply) {
+        f.access = Access::Open;
+        f.evidence.push(format!(
+            "listCollections on admin answered {n} collection{} without authentication",
+            if n == 1 { "" } else { "s" }
+        ));
+    } else if let Some(err) = command_error(&reply) {
+        if err.is_unauthorized() {
+            f.access = Access::AuthRequired;
+            f.evidence.push(format!(
+                "listCollections on admin refused without authentication: {err}"
+            ));
+        } else {
+            f.evidence.push(format!(
+                "listCollections on admin answered with an error: {err}"
+            ));
+        }
+    } else {
+        f.evidence
+            .push("listCollections on admin gave a reply without a collection list".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use crate::net::Limits;
+    use crate::probe::{DirectConnector, ProbeOptions};
+    use crate::scope::{ScopeBuilder, TargetSpec};
+
+    // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
+    // throwaway Python socket script; requestIDs of the requests are given per test.
+    /// Open server with two databases: `hello` (1), `buildInfo` (2), `listDatabases` (3).
+    const OPEN_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/open_hello.bin");
+    const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../fixtures/mongodb/open_buildinfo.bin");
+    const OPEN_LIST_DATABASES: &[u8] =
+        include_bytes!("../../fixtures/mongodb/open_listdatabases.bin");
+    /// Legacy OP_QUERY `isMaster` on `admin.$cmd` (4), answered with OP_REPLY.
+    const LEGACY_IS_MASTER: &[u8] = include_bytes!("../../fixtures/mongodb/legacy_ismaster.bin");
+    /// An unknown command (5).
+    const UNKNOWN_COMMAND: &[u8] = include_bytes!("../../fixtures/mongodb/unknown_command.bin");
+    /// Auth-on server (`--test-enable-new-auth`, a SCRAM user): `hello` (6), `listDatabases` (7),
+    /// `listCollections` on admin (8), `connectionStatus` (9), all without authenticating.
+    const AUTH_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/auth_hello.bin");
+    const AUTH_LIST_DATABASES: &[u8] =
+        include_bytes!("../../fixtures/mongodb/auth_listdatabases.bin");
+    const AUTH_LIST_COLLECTIONS: &[u8] =
+        include_bytes!("../../fixtures/mongodb/auth_listcollections.bin");
+    const AUTH_CONNECTION_STATUS: &[u8] =
+        include_bytes!("../../fixtures/mongodb/auth_connectionstatus.bin");
+    /// Open server without data: `listDatabases` (10), `listCollections` (11), `connectionStatus` (12).
+    const EMPTY_LIST_DATABASES: &[u8] =
+        include_bytes!("../../fixtures/mongodb/empty_listdatabases.bin");
+    const EMPTY_LIST_COLLECTIONS: &[u8] =
+        include_bytes!("../../fixtures/mongodb/empty_listcollections.bin");
+    const EMPTY_CONNECTION_STATUS: &[u8] =
+        include_bytes!("../../fixtures/mongodb/empty_connectionstatus.bin");
+    /// `--repl-set-name=rs0` listening on 127.0.21.4:27017: `hello` (13).
+    const REPLSET_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/replset_hello.bin");
+
+    const CAP: usize = 1 << 20;
+
+    fn reply(frame: &[u8], id: i32, wire: Wire) -> RawDocumentBuf {
+        assert_eq!(check_reply(frame, CAP, id), Check::Complete(frame.len()));
+        parse_reply(frame, id, wire).unwrap()
+    }
+
+    /// An OP_MSG reply to `response_to` carrying `body` (for replies built from the spec).
+    fn op_msg(response_to: i32, body: &Document) -> Vec<u8> {
+        let mut out = vec![0u8; HEADER_LEN];
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.push(0);
+        body.to_writer(&mut out).unwrap();
+        let len = out.len() as i32;
+        out[0..4].copy_from_slice(&len.to_le_bytes());
+        out[4..8].copy_from_slice(&777i32.to_le_bytes());
+        out[8..12].copy_from_slice(&response_to.to_le_bytes());
+        out[12..16].copy_from_slice(&OP_MSG.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn real_open_server() {
+        let hello = parse_hello(&reply(OPEN_HELLO, 1, Wire::Msg)).unwrap();
+        assert_eq!(hello.max_wire_version, Some(21));
+        assert!(hello.peers.is_empty());
+        let build = parse_build_info(&reply(OPEN_BUILD_INFO, 2, Wire::Msg)).unwrap();
+        assert_eq!(build, ("FerretDB".to_string(), "1.24.2".to_string()));
+        let dbs = reply(OPEN_LIST_DATABASES, 3, Wire::Msg);
+        assert_eq!(command_error(&dbs), None);
+        assert_eq!(parse_list_databases(&dbs).unwrap(), vec!["iot", "shop"]);
+    }
+
+    #[test]
+    fn real_auth_server() {
+        assert!(parse_hello(&reply(AUTH_HELLO, 6, Wire::Msg)).is_some());
+        let dbs = reply(AUTH_LIST_DATABASES, 7, Wire::Msg);
+        assert_eq!(parse_list_databases(&dbs), None);
+        let err = command_error(&dbs).unwrap();
+        assert_eq!(err.code, Some(13));
+        assert_eq!(err.message, "Command listDatabases requires authentication");
+        assert!(err.is_unauthorized());
+        assert_eq!(
+            err.to_string(),
+            "\"Command listDatabases requires authentication\" (code 13 Unauthorized)"
+        );
+        let colls = reply(AUTH_LIST_COLLECTIONS, 8, Wire::Msg);
+        assert_eq!(parse_list_collections(&colls), None);
+        assert!(command_error(&colls).unwrap().is_unauthorized());
+        // connectionStatus stays anonymous-readable with auth on: it is no evidence of access.
+        assert_eq!(
+            parse_connection_status(&reply(AUTH_CONNECTION_STATUS, 9, Wire::Msg)),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn real_empty_server() {
+        let dbs = reply(EMPTY_LIST_DATABASES, 10, Wire::Msg);
+        assert_eq!(parse_list_databases(&dbs), Some(vec![]));
+        assert_eq!(
+            parse_list_collections(&reply(EMPTY_LIST_COLLECTIONS, 11, Wire::Msg)),
+            Some(0)
+        );
+        assert_eq!(
+            parse_connection_status(&reply(EMPTY_CONNECTION_STATUS, 12, Wire::Msg)),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn real_replica_set_hello_names_members() {
+        let hello = parse_hello(&reply(REPLSET_HELLO, 13, Wire::Msg)).unwrap();
+        assert_eq!(hello.set_name.as_deref(), Some("rs0"));
+        assert_eq!(hello.peers, vec!["127.0.21.4:27017"]);
+    }
+
+    #[test]
+    fn real_legacy_op_reply() {
+        let hello = parse_hello(&reply(LEGACY_IS_MASTER, 4, Wire::Legacy)).unwrap();
+        assert_eq!(hello.max_wire_version, Some(21));
+        // An OP_REPLY where an OP_MSG was asked for is refused, and the other way round.
+        assert!(parse_reply(LEGACY_IS_MASTER, 4, Wire::Msg).is_err());
+        assert!(parse_reply(OPEN_HELLO, 1, Wire::Legacy).is_err());
+    }
+
+    #[test]
+    fn real_unknown_command() {
+        let err = command_error(&reply(UNKNOWN_COMMAND, 5, Wire::Msg)).unwrap();
+        assert!(err.is_command_not_found());
+        assert!(!err.is_unauthorized());
+    }
+
+    /// CONSTRUCTED from the MongoDB documentation and server error codes, NOT captured: the
+    /// error MongoDB 4.x+ returns to `listDatabases` before authentication, and the 3.x text.
+    #[test]
+    fn mongodb_unauthorized_from_spec() {
+        let body = doc! {
+            "ok": 0.0,
+            "errmsg": "command listDatabases requires authentication",
+            "code": 13i32,
+            "codeName": "Unauthorized",
+        };
+        let err = command_error(&reply(&op_msg(9, &body), 9, Wire::Msg)).unwrap();
+        assert!(err.is_unauthorized());
+        let old = doc! { "ok": 0.0, "errmsg": "not authorized on admin to execute command { listDatabases: 1 }" };
+        assert!(command_error(&reply(&op_msg(9, &old), 9, Wire::Msg))
+            .unwrap()
+            .is_unauthorized());
+        // Legacy `$err` replies carry the message under another key.
+        let legacy = doc! { "$err": "not authorized for query on admin.$cmd", "code": 13i32 };
+        let legacy = RawDocumentBuf::from_document(&legacy).unwrap();
+        assert!(command_error(&legacy).unwrap().is_unauthorized());
+    }
+
+    /// CONSTRUCTED from the MongoDB `buildInfo` reference (no MongoDB server in the lab).
+    #[test]
+    fn mongodb_build_info_from_spec() {
+        let body = doc! { "version": "7.0.14", "gitVersion": "ce59cfc6a3c5e5c067dca0d30697edd68d4f5188", "ok": 1.0 };
+        let d = RawDocumentBuf::from_document(&body).unwrap();
+        assert_eq!(
+            parse_build_info(&d),
+            Some(("MongoDB".into(), "7.0.14".into()))
+        );
+        let ferret2 = doc! { "version": "7.0.77", "ferretdb": { "version": "v2.1.0" }, "ok": 1.0 };
+        let d = RawDocumentBuf::from_document(&ferret2).unwrap();
+        assert_eq!(
+            parse_build_info(&d),
+            Some(("FerretDB".into(), "2.1.0".into()))
+        );
+    }
+
+    #[test]
+    fn hello_recognition_is_strict() {
+        let raw = |d: Document| RawDocumentBuf::from_document(&d).unwrap();
+        assert!(parse_hello(&raw(doc! { "ok": 1.0 })).is_none());
+        assert!(parse_hello(&raw(doc! { "ok": 0.0, "ismaster": true })).is_none());
+        assert!(parse_hello(&raw(doc! { "ok": 1.0, "ismaster": "yes" })).is_none());
+        assert!(parse_hello(&raw(
+            doc! { "ok": 1.0, "ismaster": true, "maxWireVersion": "21" }
+        ))
+        .is_none());
+        assert!(
+            parse_hello(&raw(doc! { "ok": 1, "ismaster": false, "secondary": true })).is_some()
+        );
+        // Members of another replica set are reported, odd names dropped.
+        let d = raw(doc! {
+            "ok": 1.0, "isWritablePrimary": false, "setName": "rs1",
+            "hosts": ["10.1.2.3:27017", "db2.internal:27017", "bad\nname"],
+            "arbiters": ["10.1.2.5:27017"], "primary": "10.1.2.3:27017", "me": "10.9.9.9:27017",
+        });
+        let h = parse_hello(&d).unwrap();
+        assert_eq!(
+            h.peers,
+            vec![
+                "10.1.2.3:27017",
+                "db2.internal:27017",
+                "10.1.2.5:27017",
+                "10.1.2.3:27017",
+                "10.9.9.9:27017"
+            ]
+        );
+    }
+
+    #[test]
+    fn header_is_judged_before_the_body_arrives() {
+        let head = |len: i32, to: i32, op: i32| {
+            let mut b = Vec::new();
+            for v in [len, 0, to, op] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b
+        };
+        // A 2 GB announcement is refused from its first four bytes, not buffered towards.
+        assert_eq!(
+            check_reply(&i32::MAX.to_le_bytes(), CAP, 1),
+            Check::TooLarge(CAP)
+        );
+        assert!(matches!(
+            check_reply(&(-5i32).to_le_bytes(), CAP, 1),
+            Check::Invalid(_)
+        ));
+        assert!(matches!(
+            check_reply(&8i32.to_le_bytes(), CAP, 1),
+            Check::Invalid(_)
+        ));
+        assert_eq!(
+            check_reply(&head(4096, 1, OP_MSG), 1024, 1),
+            Check::TooLarge(1024)
+        );
+        assert!(matches!(
+            check_reply(&head(4096, 2, OP_MSG), CAP, 1),
+            Check::Invalid(_)
+        ));
+        assert!(matches!(
+            check_reply(&head(4096, 1, OP_QUERY), CAP, 1),
+            Check::Invalid(_)
+        ));
+        assert!(matches!(
+            check_reply(&head(20, 1, OP_MSG), CAP, 1),
+            Check::Invalid(_)
+        ));
+        assert_eq!(
+            check_reply(&head(4096, 1, OP_MSG), CAP, 1),
+            Check::Incomplete
+        );
+        assert_eq!(check_reply(&OPEN_HELLO[..3], CAP, 1), Check::Incomplete);
+        assert_eq!(
+            check_reply(&OPEN_HELLO[..OPEN_HELLO.len() - 1], CAP, 1),
+            Check::Incomplete
+        );
+        // A checksum-flagged reply keeps its body; an unknown required flag is refused.
+        let mut flagged = OPEN_HELLO.to_vec();
+        flagged[16] = 1;
+        flagged.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let len = flagged.len() as i32;
+        flagged[0..4].copy_from_slice(&len.to_le_bytes());
+        assert!(parse_hello(&parse_reply(&flagged, 1, Wire::Msg).unwrap()).is_some());
+        let mut unknown = OPEN_HELLO.to_vec();
+        unknown[16] = 4;
+        assert!(parse_reply(&unknown, 1, Wire::Msg).is_err());
+    }
+
+    #[test]
+    fn other_protocols_are_not_mongodb() {
+        let others: &[&[u8]] = &[
+            b"-ERR unknown command '\x00'\r\n",
+            b"+OK\r\n",
+            b"ERROR\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            // MySQL 8 greeting start, PostgreSQL ErrorResponse start.
+            b"J\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00\xff\xff\xff\x02\x00",
+            b"E\x00\x00\x00\x7fSFATAL\x00VFATAL\x00C0A000\x00Munsupported frontend protocol\x00",
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+        ];
+        for bytes in others {
+            match check_reply(bytes, CAP, 1) {
+                // Short answers read as a huge length: refused as too large, equally final.
+                Check::Invalid(_) | Check::TooLarge(_) => {}
+                other => panic!("{:?} gave {other:?}", crate::probe::preview(bytes)),
+            }
+        }
+    }
+
+    /// A tiny deterministic generator, so the garbage is the same on every run.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn exercise(frame: &[u8], id: i32) {
+        for wire in [Wire::Msg, Wire::Legacy] {
+            let _ = check_reply(frame, CAP, id);
+            if let Ok(d) = parse_reply(frame, id, wire) {
+                let _ = parse_hello(&d);
+                let _ = parse_build_info(&d);
+                let _ = parse_list_databases(&d);
+                let _ = parse_list_collections(&d);
+                let _ = parse_connection_status(&d);
+                let _ = command_error(&d).map(|e| e.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_and_mutations_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let n = (xorshift(&mut seed) % 300) as usize;
+            let bytes: Vec<u8> = (0..n).map(|_| xorshift(&mut seed) as u8).collect();
+            exercise(&bytes, 1);
+        }
+        let fixtures: &[(&[u8], i32)] = &[
+            (OPEN_HELLO, 1),
+            (OPEN_BUILD_INFO, 2),
+            (OPEN_LIST_DATABASES, 3),
+            (LEGACY_IS_MASTER, 4),
+            (AUTH_LIST_DATABASES, 7),
+            (EMPTY_LIST_COLLECTIONS, 11),
+            (REPLSET_HELLO, 13),
+        ];
+        for &(fixture, id) in fixtures {
+            for i in 0..fixture.len() {
+                for v in [0x00, 0x7f, 0xff, fixture[i] ^ 0x01] {
+                    let mut m = fixture.to_vec();
+                    m[i] = v;
+                    exercise(&m, id);
+                }
+                exercise(&fixture[..i], id);
+            }
+        }
+    }
+
+    #[test]
+    fn only_allowlisted_commands_are_encoded() {
+        for cmd in [
+            "dropDatabase",
+            "insert",
+            "shutdown",
+            "find",
+            "eval",
+            "HELLO",
+        ] {
+            assert!(
+                encode_command(Wire::Msg, 1, cmd, "admin", Document::new()).is_err(),
+                "{cmd}"
+            );
+        }
+        // The command name comes first and cannot be overridden by an argument.
+        let args = doc! { "listDatabases": "x", "nameOnly": false, "$db": "evil" };
+        let req = encode_command(Wire::Msg, 42, "listDatabases", "admin", args).unwrap();
+        assert_eq!(read_i32(&req, 0), Some(req.len() as i32));
+        assert_eq!(read_i32(&req, 4), Some(42));
+        assert_eq!(read_i32(&req, 12), Some(OP_MSG));
+        let body = RawDocument::from_bytes(&req[21..]).unwrap();
+        let keys: Vec<&str> = body.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, vec!["listDatabases", "nameOnly", "$db"]);
+        assert_eq!(body.get_i32("listDatabases").unwrap(), 1);
+        assert_eq!(body.get_str("$db").unwrap(), "admin");
+        let legacy = encode_command(Wire::Legacy, 7, "isMaster", "admin", Document::new()).unwrap();
+        assert_eq!(read_i32(&legacy, 12), Some(OP_QUERY));
+        assert_eq!(&legacy[20..31], b"admin.$cmd\0");
+        assert_eq!(read_i32(&legacy, 35), Some(-1));
+    }
+
+    // ---- end to end against scripted local peers (real captured bytes, re-addressed) ----
+
+    /// The command name and requestID of one request read from a scripted peer's socket.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> Option<(String, i32, i32)> {
+        let mut head = [0u8; 16];
+        s.read_exact(&mut head).await.ok()?;
+        let len = read_i32(&head, 0)? as usize;
+        let mut rest = vec![0u8; len.checked_sub(16)?];
+        s.read_exact(&mut rest).await.ok()?;
+        let (id, op) = (read_i32(&head, 4)?, read_i32(&head, 12)?);
+        let doc = if op == OP_MSG {
+            &rest[5..]
+        } else {
+            let nul = rest[4..].iter().position(|&b| b == 0)?;
+            &rest[4 + nul + 1 + 8..]
+        };
+        let name = RawDocument::from_bytes(doc)
+            .ok()?
+            .iter()
+            .next()?
+            .ok()?
+            .0
+            .to_string();
+        Some((name, id, op))
+    }
+
+    /// The captured replies answer the capture's requestIDs (1 to 13); those are rewritten to
+    /// the request being answered. Other bytes go out as they are.
+    fn readdress(frame: &[u8], id: i32) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        if read_i32(&f, 8).is_some_and(|to| (1..=13).contains(&to)) {
+            f[8..12].copy_from_slice(&id.to_le_bytes());
+        }
+        f
+    }
+
+    type Script = fn(cmd: &str, op: i32) -> Option<Vec<u8>>;
+
+    /// Serves connections on a loopback port: each request gets `script`'s answer, None
+    /// closes the connection.
+    async fn scripted(script: Script) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    while let Some((cmd, id, op)) = read_request(&mut s).await {
+                        let Some(bytes) = script(&cmd, op) else { break };
+                        if s.write_all(&readdress(&bytes, id)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn ctx(addr: SocketAddr) -> ProbeCtx {
+        let scope = ScopeBuilder::new(vec![TargetSpec::parse(&addr.ip().to_string()).unwrap()])
+            .build_resolved(&HashMap::new())
+            .unwrap();
+        let ms = Duration::from_millis(800);
+        let opts = ProbeOptions {
+            limits: Limits {
+                connect_timeout: ms,
+                read_timeout: ms,
+                write_timeout: ms,
+            },
+            ..ProbeOptions::default()
+        };
+        ProbeCtx::new(
+            addr,
+            None,
+            false,
+            Arc::new(opts),
+            Arc::new(scope),
+            Arc::new(DirectConnector),
+        )
+    }
+
+    async fn run_probe(addr: SocketAddr) -> Outcome {
+        let ctx = ctx(addr);
+        let conn = ctx.connect().await.unwrap();
+        probe(&ctx, conn).await
+    }
+
+    fn found(o: Outcome) -> Finding {
+        match o {
+            Outcome::Found(f) => f,
+            other => panic!("expected a finding, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_server_is_open() {
+        let addr = scripted(|cmd, _| match cmd {
+            "hello" => Some(OPEN_HELLO.to_vec()),
+            "buildInfo" => Some(OPEN_BUILD_INFO.to_vec()),
+            "listDatabases" => Some(OPEN_LIST_DATABASES.to_vec()),
+            _ => None,
+        })
+        .await;
+        let f = found(run_probe(addr).await);
+        assert_eq!(f.access, Access::Open, "{f:?}");
+        assert_eq!(f.product.as_deref(), Some("FerretDB"));
+        assert_eq!(f.version.as_deref(), Some("1.24.2"));
+        assert!(f
+            .evidence
+            .iter()
+            .any(|e| e == "listDatabases answered 2 databases without authentication"));
+    }
+
+    #[tokio::test]
+    async fn auth_server_requires_auth() {
+        let addr = scripted(|cmd, _| match cmd {
+            "hello" => Some(AUTH_HELLO.to_vec()),
+            "buildInfo" => Some(OPEN_BUILD_INFO.to_vec()),
+            "listDatabases" => Some(AUTH_LIST_DATABASES.to_vec()),
+            _ => None,
+        })
+        .await;
+        let f = found(run_probe(addr).await);
+        assert_eq!(f.access, Access::AuthRequired, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn empty_list_is_settled_by_list_collections() {
+        let open = scripted(|cmd, _| match cmd {
+            "hello" => Some(OPEN_HELLO.to_vec()),
+            "listDatabases" => Some(EMPTY_LIST_DATABASES.to_vec()),
+            "connectionStatus" => Some(EMPTY_CONNECTION_STATUS.to_vec()),
+            "listCollections" => Some(EMPTY_LIST_COLLECTIONS.to_vec()),
+            _ => Some(UNKNOWN_COMMAND.to_vec()),
+        })
+        .await;
+        let f = found(run_probe(open).await);
+        assert_eq!(f.access, Access::Open, "{f:?}");
+        assert_eq!(f.product.as_deref(), Some("MongoDB"));
+        // A server that filters the list to what the caller may see, then refuses the read.
+        let filtered = scripted(|cmd, _| match cmd {
+            "hello" => Some(AUTH_HELLO.to_vec()),
+            "listDatabases" => Some(EMPTY_LIST_DATABASES.to_vec()),
+            "connectionStatus" => Some(AUTH_CONNECTION_STATUS.to_vec()),
+            "listCollections" => Some(AUTH_LIST_COLLECTIONS.to_vec()),
+            _ => Some(UNKNOWN_COMMAND.to_vec()),
+        })
+        .await;
+        let f = found(run_probe(filtered).await);
+        assert_eq!(f.access, Access::AuthRequired, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn replaying_honeypot_is_never_open() {
+        // Answers every request with a valid `hello` addressed to it.
+        let addr = scripted(|_, _| Some(OPEN_HELLO.to_vec())).await;
+        let f = found(run_probe(addr).await);
+        assert_eq!(f.access, Access::Unknown, "{f:?}");
+        // Answers everything with "+OK" / a reply to another request / garbage.
+        for script in [
+            (|_, _| Some(b"+OK\r\n".to_vec())) as Script,
+            |_, _| {
+                Some(
+                    OPEN_HELLO[..8]
+                        .iter()
+                        .chain(&[9, 9, 9, 9])
+                        .chain(&OPEN_HELLO[12..])
+                        .copied()
+                        .collect(),
+                )
+            },
+            |_, _| Some(vec![0x41; 300]),
+        ] {
+            let addr = scripted(script).await;
+            let o = run_probe(addr).await;
+            assert!(matches!(o, Outcome::NotMe(Seen::Bytes(_))), "{o:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn giant_length_costs_nothing() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = read_request(&mut s).await;
+            let _ = s.write_all(&i32::MAX.to_le_bytes()).await;
+            let junk = [0u8; 4096];
+            while s.write_all(&junk).await.is_ok() {}
+        });
+        let ctx = ctx(addr);
+        let conn = ctx.connect().await.unwrap();
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            probe(&ctx, conn).await,
+            Outcome::NotMe(Seen::Bytes(_))
+        ));
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn pre_3_6_server_gets_legacy_op_query() {
+        // Like mongod before 3.6: drops the connection on OP_MSG, answers OP_QUERY.
+        let addr = scripted(|cmd, op| match (op, cmd) {
+            (OP_MSG, _) => None,
+            (_, "isMaster") => Some(LEGACY_IS_MASTER.to_vec()),
+            _ => None,
+        })
+        .await;
+        let f = found(run_probe(addr).await);
+        assert_eq!(f.product.as_deref(), Some("MongoDB"));
+        assert!(
+            f.evidence[0].starts_with("isMaster answered over legacy OP_QUERY"),
+            "{f:?}"
+        );
+        assert_eq!(f.access, Access::Unknown);
+    }
+
+    #[tokio::test]
+    async fn old_server_without_hello_gets_is_master() {
+        let addr = scripted(|cmd, _| match cmd {
+            "isMaster" => Some(legacy_hello_as_msg()),
+            _ => Some(UNKNOWN_COMMAND.to_vec()),
+        })
+        .await;
+        let f = found(run_probe(addr).await);
+        assert!(
+            f.evidence[0].starts_with("isMaster answered (maxWireVersion 21)"),
+            "{f:?}"
+        );
+        assert_eq!(f.access, Access::Unknown);
+    }
+
+    /// The captured legacy `isMaster` document (`ismaster: true`) re-wrapped as OP_MSG.
+    fn legacy_hello_as_msg() -> Vec<u8> {
+        let d = Document::try_from(&*reply(LEGACY_IS_MASTER, 4, Wire::Legacy)).unwrap();
+        op_msg(1, &d)
+    }
+
+    #[tokio::test]
+    async fn members_outside_the_scope_are_reported_not_contacted() {
+        let addr = scripted(|cmd, _| match cmd {
+            "hello" => Some(op_msg(
+                1,
+                &doc! {
+                    "isWritablePrimary": true, "setName": "rs9", "maxWireVersion": 21, "ok": 1.0,
+                    "hosts": ["127.0.0.1:27017", "10.1.2.3:27017", "db9.internal:27017"],
+                },
+            )),
+            _ => Some(UNKNOWN_COMMAND.to_vec()),
+        })
+        .await;
+        let f = found(run_probe(addr).await);
+        // 127.0.0.1:27017 is in the scope (scanned in its own right); the rest is not.
+        assert_eq!(
+            f.out_of_scope_peers,
+            vec!["10.1.2.3:27017", "db9.internal:27017"]
+        );
+    }
 }

@@ -17,7 +17,8 @@ pub const PROTOCOL: Protocol = Protocol {
     default_ports: &[6379, 6380],
     server_speaks_first: false,
     default_credentials: &[],
-    method: "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
+    method:
+        "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
     handler: Handler::Raw(probe),
 };
 
@@ -27,15 +28,22 @@ pub const ALLOWED_COMMANDS: &[&str] = &["INFO", "DBSIZE"];
 /// Sends one allowlisted command and reads one reply.
 async fn call(conn: &mut Conn, ctx: &ProbeCtx, args: &[&str]) -> Result<Value, NetError> {
     let name = args.first().copied().unwrap_or("");
-    if !ALLOWED_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-        return Err(NetError::Invalid(format!("refusing to send non-allowlisted Redis command {name}")));
+    if !ALLOWED_COMMANDS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+    {
+        return Err(NetError::Invalid(format!(
+            "refusing to send non-allowlisted Redis command {name}"
+        )));
     }
     conn.send(&resp::command(args)).await?;
     let lim = RespLimits {
         max_bulk: ctx.opts.frame_cap,
         max_items: 10_000,
     };
-    let frame = conn.read_frame(ctx.opts.frame_cap + 64, |b| resp::check(b, lim)).await?;
+    let frame = conn
+        .read_frame(ctx.opts.frame_cap + 64, |b| resp::check(b, lim))
+        .await?;
     Ok(resp::parse(&frame))
 }
 
@@ -55,7 +63,9 @@ pub fn parse_info(text: &str) -> Option<Info> {
     let mut recognised = false;
     let (mut master_host, mut master_port) = (None, None);
     for line in text.lines() {
-        let Some((k, v)) = line.trim_end().split_once(':') else { continue };
+        let Some((k, v)) = line.trim_end().split_once(':') else {
+            continue;
+        };
         match k {
             "redis_version" => {
                 recognised = true;
@@ -71,7 +81,10 @@ pub fn parse_info(text: &str) -> Option<Info> {
             "master_port" => master_port = Some(v.to_string()),
             _ if k.starts_with("slave") && k[5..].chars().all(|c| c.is_ascii_digit()) => {
                 // slave0:ip=10.0.0.2,port=6379,state=online,…
-                let field = |name: &str| v.split(',').find_map(|kv| kv.strip_prefix(name).map(str::to_string));
+                let field = |name: &str| {
+                    v.split(',')
+                        .find_map(|kv| kv.strip_prefix(name).map(str::to_string))
+                };
                 if let (Some(ip), Some(port)) = (field("ip="), field("port=")) {
                     info.peers.push(join_host_port(&ip, &port));
                 }
@@ -136,13 +149,16 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
                 match call(&mut conn, ctx, &["DBSIZE"]).await {
                     Ok(Value::Int(n)) => {
                         f.access = Access::Open;
-                        f.evidence.push(format!("DBSIZE answered {n} keys in db 0 without AUTH"));
+                        f.evidence
+                            .push(format!("DBSIZE answered {n} keys in db 0 without AUTH"));
                     }
                     Ok(Value::Error(msg)) if auth_error(&msg).is_some() => {
                         f.access = Access::AuthRequired;
                         f.evidence.push(format!("DBSIZE refused: -{msg}"));
                     }
-                    Ok(other) => f.evidence.push(format!("DBSIZE gave an unexpected reply: {other:?}")),
+                    Ok(other) => f
+                        .evidence
+                        .push(format!("DBSIZE gave an unexpected reply: {other:?}")),
                     Err(e) => f.evidence.push(format!("DBSIZE failed: {e}")),
                 }
             }
@@ -150,13 +166,15 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
                 Some(why) => {
                     f.product = Some("Redis".into());
                     f.access = Access::AuthRequired;
-                    f.evidence.push(format!("INFO without AUTH: server {why}: -{msg}"));
+                    f.evidence
+                        .push(format!("INFO without AUTH: server {why}: -{msg}"));
                 }
                 // A RESP error to INFO (renamed or disabled command) is still a RESP server,
                 // but nothing proves access either way.
                 None if msg.starts_with("ERR") => {
                     f.product = Some("Redis".into());
-                    f.evidence.push(format!("INFO answered with an error: -{msg}"));
+                    f.evidence
+                        .push(format!("INFO answered with an error: -{msg}"));
                 }
                 None => return Outcome::NotMe(Seen::Bytes(msg.into_bytes())),
             },
@@ -182,7 +200,9 @@ mod tests {
         let crate::net::Check::Complete(n) = resp::check(INFO_SERVER, RespLimits::default()) else {
             panic!("captured INFO is a complete frame")
         };
-        let Value::Bulk(Some(b)) = resp::parse(&INFO_SERVER[..n]) else { panic!() };
+        let Value::Bulk(Some(b)) = resp::parse(&INFO_SERVER[..n]) else {
+            panic!()
+        };
         let info = parse_info(&String::from_utf8_lossy(&b)).unwrap();
         assert_eq!(info.product, "Redis");
         assert_eq!(info.version.as_deref(), Some("7.0.15"));
@@ -190,7 +210,9 @@ mod tests {
 
     #[test]
     fn real_noauth_reply() {
-        let Value::Error(msg) = resp::parse(NOAUTH) else { panic!() };
+        let Value::Error(msg) = resp::parse(NOAUTH) else {
+            panic!()
+        };
         assert_eq!(msg, "NOAUTH Authentication required.");
         assert!(auth_error(&msg).is_some());
     }
@@ -200,7 +222,9 @@ mod tests {
         // Text Redis 7 sends to a remote client in protected mode (src/networking.c).
         let denied = "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user.";
         assert!(auth_error(denied).unwrap().contains("protected mode"));
-        assert!(auth_error("NOPERM this user has no permissions to run the 'dbsize' command").is_some());
+        assert!(
+            auth_error("NOPERM this user has no permissions to run the 'dbsize' command").is_some()
+        );
         assert!(auth_error("ERR unknown command 'INFO'").is_none());
     }
 

@@ -49,7 +49,10 @@ impl Value {
 }
 
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..].windows(2).position(|w| w == b"\r\n").map(|i| from + i)
+    buf[from..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| from + i)
 }
 
 fn int_at(buf: &[u8], from: usize, end: usize) -> Result<i64, String> {
@@ -138,7 +141,10 @@ fn parse_at(buf: &[u8], pos: usize) -> (Value, usize) {
                 return (Value::Bulk(None), end + 2);
             }
             let start = end + 2;
-            (Value::Bulk(Some(buf[start..start + n as usize].to_vec())), start + n as usize + 2)
+            (
+                Value::Bulk(Some(buf[start..start + n as usize].to_vec())),
+                start + n as usize + 2,
+            )
         }
         _ => {
             let n = int_at(buf, pos + 1, end).unwrap_or(-1);
@@ -199,7 +205,10 @@ mod tests {
         assert_eq!(check(f, L), Check::Complete(f.len() - 4));
         assert_eq!(
             parse(f),
-            Value::Array(Some(vec![Value::Bulk(Some(b"foo".to_vec())), Value::Bulk(None)]))
+            Value::Array(Some(vec![
+                Value::Bulk(Some(b"foo".to_vec())),
+                Value::Bulk(None)
+            ]))
         );
         assert_eq!(check(b"$5\r\nhel", L), Check::Incomplete);
     }
@@ -215,13 +224,19 @@ mod tests {
 
     #[test]
     fn garbage_is_not_resp() {
-        assert!(matches!(check(b"HTTP/1.1 400 Bad Request\r\n", L), Check::Invalid(_)));
+        assert!(matches!(
+            check(b"HTTP/1.1 400 Bad Request\r\n", L),
+            Check::Invalid(_)
+        ));
         assert!(matches!(check(b"$abc\r\n", L), Check::Invalid(_)));
         assert!(matches!(check(b"$3\r\nfooXX", L), Check::Invalid(_)));
     }
 
     #[test]
     fn command_encoding() {
-        assert_eq!(command(&["INFO", "server"]), b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n");
+        assert_eq!(
+            command(&["INFO", "server"]),
+            b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+        );
     }
 }

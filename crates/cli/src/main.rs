@@ -135,19 +135,27 @@ struct ScanArgs {
 
     /// Also try the short documented list of default credentials (see `leakscope protocols`);
     /// each attempt is counted and spaced out. Off by default.
+    ///
+    /// Example: leakscope scan 10.0.3.0/24 --try-defaults
     #[arg(long)]
     try_defaults: bool,
 
     /// Only find, identify and judge services: no inventory and no sampling of their contents.
     /// (This version does not inventory or sample yet, so this is what every scan does.)
+    ///
+    /// Example: leakscope scan 10.0.3.0/24 --no-sample
     #[arg(long)]
     no_sample: bool,
 
     /// Accept scopes of more than 65,536 addresses.
+    ///
+    /// Example: leakscope scan 10.0.0.0/8 --allow-large-scope --rate 2000
     #[arg(long)]
     allow_large_scope: bool,
 
     /// No progress bar, even on a terminal.
+    ///
+    /// Example: leakscope scan 10.0.3.0/24 --quiet
     #[arg(short, long)]
     quiet: bool,
 }

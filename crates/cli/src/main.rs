@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use leakscope_core::inventory::InventoryOptions;
 use leakscope_core::model::{ScanReport, Service, Severity};
 use leakscope_core::net::Limits;
 use leakscope_core::probe::{self, ProbeOptions};
@@ -140,12 +141,38 @@ struct ScanArgs {
     #[arg(long)]
     try_defaults: bool,
 
-    /// Only find, identify and judge services: no inventory and no sampling of their contents.
-    /// (This version does not inventory or sample yet, so this is what every scan does.)
+    /// List what exposed stores hold (containers, counts, sizes) but read no records.
     ///
     /// Example: leakscope scan 10.0.3.0/24 --no-sample
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sample")]
     no_sample: bool,
+
+    /// Records sampled per container of an exposed store, spread across it where the store
+    /// allows; only masked examples ever leave the process.
+    ///
+    /// Example: --sample 50
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    sample: u32,
+
+    /// Exact census of exposed stores: count every record (scroll, cursors, SCAN) instead of
+    /// catalogue figures. Slower; memory stays bounded.
+    ///
+    /// Example: leakscope scan 127.0.10.1:9200 --full
+    #[arg(long)]
+    full: bool,
+
+    /// Only identify and judge services: no inventory, no sampling.
+    ///
+    /// Example: leakscope scan 10.0.0.0/16 --no-inventory
+    #[arg(long)]
+    no_inventory: bool,
+
+    /// Time budget in seconds for the inventory and sampling of one service; what it cuts short
+    /// is said in the report [default: 30, or 3600 with --full].
+    ///
+    /// Example: --inventory-timeout 120
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    inventory_timeout: Option<f64>,
 
     /// Accept scopes of more than 65,536 addresses.
     ///
@@ -239,6 +266,16 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             banner_wait: per_io.min(Duration::from_millis(1500)),
             ..ProbeOptions::default()
         },
+        inventory: (!a.no_inventory).then(|| InventoryOptions {
+            sample: if a.no_sample { 0 } else { a.sample as usize },
+            time_budget: Duration::from_secs_f64(a.inventory_timeout.unwrap_or(if a.full {
+                3600.0
+            } else {
+                30.0
+            })),
+            full: a.full,
+            ..InventoryOptions::default()
+        }),
     };
     let observer: Arc<dyn Observer> = if !a.quiet && std::io::stderr().is_terminal() {
         let total = u64::try_from(scope.endpoint_count()).unwrap_or(u64::MAX);

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod identify;
+pub mod inventory;
 pub mod model;
 pub mod net;
 pub mod probe;

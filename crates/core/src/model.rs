@@ -118,6 +118,9 @@ pub struct Service {
     pub auth_attempts: u32,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// What the inventory could not finish (budgets, errors), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory_notes: Vec<String>,
 }
 
 /// An index, collection, table, keyspace … and what it holds.
@@ -126,6 +129,12 @@ pub struct Container {
     pub name: String,
     pub kind: String,
     pub records: Option<u64>,
+    /// `records` is an estimate (catalogue statistics), not an exact count.
+    #[serde(default)]
+    pub records_estimated: bool,
+    /// A system or hidden container (listed, not hidden from the report).
+    #[serde(default)]
+    pub system: bool,
     pub bytes: Option<u64>,
     pub sampled: u64,
     pub subjects_estimate: Option<u64>,

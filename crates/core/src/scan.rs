@@ -16,7 +16,8 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::identify::{identify, Identified};
-use crate::model::{Access, ScanReport, Service, Stats, SCAN_SCHEMA};
+use crate::inventory::{paths_seen, Inventory, InventoryOptions};
+use crate::model::{Access, Container, Field, ScanReport, Service, Stats, SCAN_SCHEMA};
 use crate::net::{Conn, Limits, NetError};
 use crate::probe::{Connector, ProbeCtx, ProbeOptions};
 use crate::rate::severity;
@@ -34,6 +35,8 @@ pub struct ScanOptions {
     /// Deadline for identifying and judging one service.
     pub service_timeout: Duration,
     pub probe: ProbeOptions,
+    /// Inventory and sampling of exposed services; None = identify and judge only.
+    pub inventory: Option<InventoryOptions>,
 }
 
 impl Default for ScanOptions {
@@ -44,6 +47,7 @@ impl Default for ScanOptions {
             rate: None,
             service_timeout: Duration::from_secs(20),
             probe: ProbeOptions::default(),
+            inventory: Some(InventoryOptions::default()),
         }
     }
 }
@@ -141,12 +145,64 @@ enum EndpointResult {
     Service(Box<Service>),
 }
 
+/// Runs the protocol's inventory within its time budget.
+async fn take_inventory(
+    ctx: &ProbeCtx,
+    finding: &crate::probe::Finding,
+    opts: &InventoryOptions,
+) -> Option<Inventory> {
+    let inventory = crate::probe::protocol(finding.protocol)?.inventory?;
+    Some(
+        match tokio::time::timeout(opts.time_budget, inventory(ctx, finding, opts)).await {
+            Ok(inv) => inv,
+            Err(_) => Inventory {
+                holdings: Vec::new(),
+                notes: vec![format!(
+                    "inventory stopped at its {}s time budget before it finished",
+                    opts.time_budget.as_secs()
+                )],
+            },
+        },
+    )
+}
+
+/// Report containers from an inventory. Fields list the sampled paths; classification fills
+/// their categories.
+fn containers(inv: &Inventory) -> Vec<Container> {
+    inv.holdings
+        .iter()
+        .map(|h| Container {
+            name: h.name.clone(),
+            kind: h.kind.to_string(),
+            records: h.records,
+            records_estimated: h.records.is_some() && !h.records_exact,
+            system: h.system,
+            bytes: h.bytes,
+            sampled: h.sample.len() as u64,
+            subjects_estimate: None,
+            categories: Vec::new(),
+            fields: paths_seen(&h.sample)
+                .into_iter()
+                .map(|(path, seen)| Field {
+                    path,
+                    categories: Vec::new(),
+                    confidence: 0.0,
+                    seen,
+                    matched: 0,
+                    examples: Vec::new(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 async fn probe_endpoint(
     addr: SocketAddr,
     scope: Arc<Scope>,
     opts: Arc<ProbeOptions>,
     connector: Arc<EngineConnector>,
     service_timeout: Duration,
+    inventory: Option<Arc<InventoryOptions>>,
 ) -> EndpointResult {
     let host = scope.host_names(addr.ip()).first().cloned();
     let ctx = ProbeCtx::new(
@@ -177,6 +233,17 @@ async fn probe_endpoint(
         }
     };
     let Identified { finding, tls } = identified;
+    let inv = match (&inventory, is_exposed(finding.access)) {
+        (Some(iopts), true) => {
+            let ictx = if tls {
+                ctx.with_tls()
+            } else {
+                ctx.with_tls_off()
+            };
+            take_inventory(&ictx, &finding, iopts).await
+        }
+        _ => None,
+    };
     let mut service = Service {
         address: addr.ip().to_string(),
         port: addr.port(),
@@ -190,7 +257,8 @@ async fn probe_endpoint(
         hostnames: scope.host_names(addr.ip()).to_vec(),
         out_of_scope_peers: finding.out_of_scope_peers,
         auth_attempts: ctx.auth_attempts(),
-        containers: Vec::new(),
+        containers: inv.as_ref().map(containers).unwrap_or_default(),
+        inventory_notes: inv.map(|i| i.notes).unwrap_or_default(),
     };
     service.severity = severity(&service);
     EndpointResult::Service(Box::new(service))
@@ -226,6 +294,7 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
     let global = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
     let per_host = opts.per_host.max(1);
+    let inventory_opts = opts.inventory.clone().map(Arc::new);
 
     let stream = futures::stream::iter(scope.endpoints())
         .map(|addr| {
@@ -239,12 +308,13 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
                 observer.clone(),
             );
             let timeout = opts.service_timeout;
+            let inventory = inventory_opts.clone();
             async move {
                 let host = slots.enter(addr.ip(), per_host);
                 let result = {
                     let _h = host.acquire().await.expect("host semaphore open");
                     let _g = global.acquire().await.expect("global semaphore open");
-                    probe_endpoint(addr, scope, probe_opts, connector, timeout).await
+                    probe_endpoint(addr, scope, probe_opts, connector, timeout, inventory).await
                 };
                 slots.leave(addr.ip());
                 counters.0.fetch_add(1, Ordering::Relaxed);

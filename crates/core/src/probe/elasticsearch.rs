@@ -36,6 +36,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "GET / (root document, or the security layer's 401), then GET /_cat/indices without \
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
     handler: Handler::Http(probe),
+    inventory: None,
 };
 
 const ROOT: &str = "GET /";
@@ -441,6 +442,7 @@ async fn try_defaults(ctx: &ProbeCtx, f: &mut Finding) -> bool {
             Read::Done(evidence) => {
                 f.product = Some(doc.product.to_string());
                 f.access = Access::DefaultCredentials;
+                f.credential = Some(*cred);
                 f.evidence.push(format!(
                     "GET / {} ({}) answered 200 with the {} {} root document",
                     as_who(Some(cred)),

@@ -210,6 +210,12 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_body(None)
+    }
+
+    /// The request head, plus `body` as `application/json` with its `Content-Length` when given
+    /// (Elasticsearch reads search bodies sent with GET).
+    pub fn encode_with_body(&self, body: Option<&[u8]>) -> Vec<u8> {
         let mut out = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: leakscope/{}\r\nAccept: application/json\r\nConnection: close\r\n",
             self.method,
@@ -221,8 +227,18 @@ impl Request<'_> {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             out.push_str(&format!("Authorization: Basic {token}\r\n"));
         }
+        if let Some(b) = body {
+            out.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
         out.push_str("\r\n");
-        out.into_bytes()
+        let mut out = out.into_bytes();
+        if let Some(b) = body {
+            out.extend_from_slice(b);
+        }
+        out
     }
 }
 
@@ -232,7 +248,17 @@ pub async fn exchange(
     req: &Request<'_>,
     body_cap: usize,
 ) -> Result<Response, NetError> {
-    conn.send(&req.encode()).await?;
+    exchange_with_body(conn, req, None, body_cap).await
+}
+
+/// [`exchange`] with an optional request body (see [`Request::encode_with_body`]).
+pub async fn exchange_with_body(
+    conn: &mut Conn,
+    req: &Request<'_>,
+    body: Option<&[u8]>,
+    body_cap: usize,
+) -> Result<Response, NetError> {
+    conn.send(&req.encode_with_body(body)).await?;
     let cap = MAX_HEAD + body_cap + 64 * 1024; // chunk framing overhead is bounded by the cap too
     match conn.read_frame(cap, |b| check_response(b, body_cap)).await {
         Ok(frame) => parse_response(&frame, body_cap),
@@ -305,5 +331,22 @@ mod tests {
         assert!(s.starts_with("GET /_cat/indices HTTP/1.1\r\nHost: 127.0.0.1:9200\r\n"));
         assert!(s.contains("Authorization: Basic ZWxhc3RpYzpjaGFuZ2VtZQ==\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
+        assert!(!s.contains("Content-Length"));
+    }
+
+    #[test]
+    fn request_encoding_with_a_body() {
+        let r = Request {
+            method: "GET",
+            path: "/customers/_search",
+            host: "127.0.0.1:9200",
+            basic_auth: None,
+        };
+        let s = String::from_utf8(r.encode_with_body(Some(br#"{"size":2}"#))).unwrap();
+        assert!(s.starts_with("GET /customers/_search HTTP/1.1\r\n"));
+        assert!(s.ends_with(
+            "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"size\":2}"
+        ));
+        assert_eq!(r.encode_with_body(None), r.encode());
     }
 }

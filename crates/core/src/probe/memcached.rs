@@ -18,6 +18,7 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: &[],
     method: "`version`, then `stats` (item counts) without authentication",
     handler: Handler::Raw(probe),
+    inventory: None,
 };
 
 /// The only commands this probe ever sends. Both are read-only.

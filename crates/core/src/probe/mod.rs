@@ -30,7 +30,7 @@ pub mod redis;
 pub mod resp;
 
 /// A well-known credential tried only with `--try-defaults`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credential {
     pub user: &'static str,
     pub password: &'static str,
@@ -59,6 +59,9 @@ pub struct Protocol {
     /// What the probe asks and how it decides, in one line (used by `--help` and docs).
     pub method: &'static str,
     pub handler: Handler,
+    /// Lists and samples what an `open`/`default_credentials` service holds; None until the
+    /// protocol has one.
+    pub inventory: Option<crate::inventory::InventoryFn>,
 }
 
 /// Every protocol leakscope identifies, in the order they are tried on a port no entry claims.
@@ -111,6 +114,8 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// Peers the server named that are outside the scope (never contacted).
     pub out_of_scope_peers: Vec<String>,
+    /// The default credential that was accepted, for the inventory to log in with.
+    pub credential: Option<Credential>,
 }
 
 impl Finding {
@@ -122,6 +127,7 @@ impl Finding {
             access: Access::Unknown,
             evidence: Vec::new(),
             out_of_scope_peers: Vec::new(),
+            credential: None,
         }
     }
 }
@@ -249,10 +255,19 @@ impl ProbeCtx {
 
     /// A copy of this context for the same endpoint over TLS.
     pub fn with_tls(&self) -> ProbeCtx {
+        self.with_tls_flag(true)
+    }
+
+    /// A copy of this context for the same endpoint in plaintext.
+    pub fn with_tls_off(&self) -> ProbeCtx {
+        self.with_tls_flag(false)
+    }
+
+    fn with_tls_flag(&self, tls: bool) -> ProbeCtx {
         ProbeCtx::new(
             self.addr,
             Some(self.host.clone()),
-            true,
+            tls,
             self.opts.clone(),
             self.scope.clone(),
             self.connector.clone(),

@@ -29,6 +29,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "OP_MSG hello (isMaster, legacy OP_QUERY for old servers) and buildInfo, then \
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
+    inventory: None,
 };
 
 /// The only commands this probe ever sends. All are read-only.

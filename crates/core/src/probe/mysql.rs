@@ -34,6 +34,7 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: &[ROOT_EMPTY],
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
     handler: Handler::Raw(probe),
+    inventory: None,
 };
 
 /// The only SQL this probe ever sends (as COM_QUERY). Both are read-only.
@@ -741,6 +742,7 @@ async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Fi
     match query(ctx, conn, "SHOW DATABASES").await {
         Ok(QueryReply::Rows(set)) => {
             f.access = Access::DefaultCredentials;
+            f.credential = Some(ROOT_EMPTY);
             let n = set.rows.len();
             f.evidence.push(if set.truncated {
                 format!("{who} succeeded; SHOW DATABASES returned more than {n} databases (listing cut at the cap)")

@@ -33,6 +33,7 @@ pub const PROTOCOL: Protocol = Protocol {
              pg_database; a SCRAM/MD5/cleartext challenge or SQLSTATE 28P01/28000 means authentication \
              is required",
     handler: Handler::Raw(probe),
+    inventory: None,
 };
 
 /// Lists the databases that accept connections: catalog metadata, read-only.
@@ -985,6 +986,10 @@ async fn read_and_judge(ctx: &ProbeCtx, f: &mut Finding, ready: Ready, ssl: bool
     match simple_query(&mut conn, ctx, LIST_DATABASES).await {
         Ok(rows) => {
             f.access = access;
+            if access == Access::DefaultCredentials {
+                // The only documented default; the inventory logs in with it again.
+                f.credential = PROTOCOL.default_credentials.first().copied();
+            }
             let more = if rows.count > rows.first.len() { ", …" } else { "" };
             f.evidence.push(format!(
                 "startup as user {USER} (database {database}){over} accepted {how}{superuser}; \

@@ -20,6 +20,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method:
         "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
     handler: Handler::Raw(probe),
+    inventory: None,
 };
 
 /// The only commands this probe ever sends. All are read-only.

@@ -1,0 +1,46 @@
+"""Shared helpers for the lab's pytest suites: the manifest, lab services with their secrets,
+and a runner for the leakscope binary that refuses anything outside loopback."""
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import lab  # noqa: E402
+
+BINARY = lab.ROOT / "target" / "debug" / "leakscope"
+
+
+def leakscope_scan(*args: str) -> tuple[int, dict]:
+    """Runs `leakscope scan ARGS --format json --quiet`; returns (exit code, report)."""
+    for a in args:
+        if a.startswith("-"):
+            continue
+        host = a.rsplit(":", 1)[0] if a.count(":") == 1 else a
+        host = host.split("/")[0]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        assert ip.is_loopback, f"test harness refuses non-loopback target {a}"
+    assert BINARY.exists(), f"{BINARY} missing: run cargo build (./test does)"
+    out = subprocess.run([str(BINARY), "scan", *args, "--format", "json", "--quiet"], capture_output=True, text=True,
+                         env={**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}, timeout=1800)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads(lab.MANIFEST.read_text())
+
+
+@pytest.fixture(scope="session")
+def lab_services() -> dict:
+    """name -> lab.Service with real passwords filled in."""
+    return {s.name: s for s in lab.services_with_secrets(lab.load_state())}

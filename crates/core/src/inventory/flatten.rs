@@ -78,6 +78,11 @@ pub fn flatten_json(v: &Value, value_cap: usize) -> Record {
     let mut out = Vec::new();
     match v {
         Value::Object(_) | Value::Array(_) => walk(v, "", 0, value_cap, &mut out),
+        // A whole value that is JSON text (a Redis string, a memcached item) is the document.
+        Value::String(s) => match embedded_json(s) {
+            Some(inner) => walk(&inner, "", 1, value_cap, &mut out),
+            None => walk(v, "value", 0, value_cap, &mut out),
+        },
         _ => walk(v, "value", 0, value_cap, &mut out),
     }
     // A top-level array flattens to paths starting with `[]`, as the manifest names them.
@@ -145,6 +150,7 @@ mod tests {
             pairs(&flatten_json(&json!("plain"), 64)),
             vec![("value", "plain")]
         );
+        assert_eq!(pairs(&flatten_json(&json!("{\"a\":[1]}"), 64)), vec![("a[]", "1")]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use crate::probe::{Finding, ProbeCtx};
 
 pub mod flatten;
+pub mod keys;
 
 pub use flatten::{flatten_json, Record};
 

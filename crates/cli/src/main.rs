@@ -13,12 +13,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use leakscope_core::inventory::InventoryOptions;
-use leakscope_core::model::{ScanReport, Service, Severity};
+use leakscope_core::model::{ScanReport, Service, Severity, Stats};
 use leakscope_core::net::Limits;
 use leakscope_core::probe::{self, ProbeOptions};
-use leakscope_core::report::{self, Format};
+use leakscope_core::report::{self, html, markdown, summary, Format};
 use leakscope_core::scan::{self, Observer, ScanOptions};
 use leakscope_core::scope::{PortList, Scope, ScopeBuilder, ScopeFile, TargetSpec};
+use leakscope_core::store::{self, Store};
+use std::collections::HashSet;
 
 mod help;
 
@@ -43,12 +45,91 @@ enum Command {
     /// Find data stores in TARGETS, identify them and decide whether they are open.
     #[command(after_long_help = help::scan_after_help())]
     Scan(ScanArgs),
+    /// List the scans kept in the findings store, newest first.
+    Scans(StoreArgs),
+    /// Show a stored scan for people or programs: table, json, md, html or a GDPR Art. 33 draft.
+    #[command(
+        after_help = "Examples:\n  leakscope report\n  leakscope report latest --format html -o report.html\n  leakscope report 6155c7 --format gdpr -o art33.md"
+    )]
+    Report(ReportArgs),
+    /// What changed between two stored scans: services newly open, closed, changed.
+    #[command(after_help = "Example:\n  leakscope diff 6155c7 latest")]
+    Diff(DiffArgs),
+    /// The exposure timeline of one endpoint across stored scans.
+    #[command(after_help = "Example:\n  leakscope history 127.0.10.1:9200")]
+    History(HistoryArgs),
     /// List the protocols leakscope identifies: ports, how each is judged, default credentials.
     Protocols,
 }
 
+#[derive(Args, Clone, Default)]
+struct StoreArgs {
+    /// The findings store (SQLite) [default: $LEAKSCOPE_DB, else ~/.local/share/leakscope/leakscope.db].
+    ///
+    /// Example: --db ./findings.db
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(store::default_path)
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// Summary and detail for a terminal.
+    Table,
+    /// The scan document, schema leakscope.scan/v1.
+    Json,
+    /// Markdown for tickets and wikis.
+    Md,
+    /// One self-contained HTML page with charts (no network fetches).
+    Html,
+    /// A GDPR Art. 33 breach-notification draft (Markdown), blanks marked for the owner.
+    Gdpr,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Scan id (or a unique prefix), or `latest`.
+    #[arg(default_value = "latest")]
+    scan: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The earlier scan (id, prefix or `latest`).
+    a: String,
+    /// The later scan (id, prefix or `latest`).
+    b: String,
+    /// table or json.
+    #[arg(short, long, value_enum, default_value = "table")]
+    format: FormatArg,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// ADDRESS:PORT of the service, e.g. 127.0.10.1:9200 or [::1]:6379.
+    endpoint: std::net::SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
 enum FormatArg {
+    #[default]
     /// Aligned table for people (colours only on a terminal; NO_COLOR respected).
     Table,
     /// One JSON document, schema leakscope.scan/v1.
@@ -57,7 +138,7 @@ enum FormatArg {
     Jsonl,
 }
 
-#[derive(Args)]
+#[derive(Args, serde::Serialize, serde::Deserialize)]
 struct ScanArgs {
     /// Addresses, CIDRs, ranges, host names, each optionally with a port.
     ///
@@ -90,12 +171,14 @@ struct ScanArgs {
     ///
     /// Example: --format json
     #[arg(short, long, value_enum, default_value = "table")]
+    #[serde(skip)]
     format: FormatArg,
 
     /// Write the report to FILE instead of standard output.
     ///
     /// Example: --output scan.json
     #[arg(short, long, value_name = "FILE")]
+    #[serde(skip)]
     output: Option<PathBuf>,
 
     /// New connections per second over the whole scan (0 = unlimited).
@@ -184,7 +267,27 @@ struct ScanArgs {
     ///
     /// Example: leakscope scan 10.0.3.0/24 --quiet
     #[arg(short, long)]
+    #[serde(skip)]
     quiet: bool,
+
+    /// Continue an interrupted scan (Ctrl-C, kill): same targets and options, endpoints already
+    /// probed are not probed again. Other scan arguments are ignored.
+    ///
+    /// Example: leakscope scan --resume 6155c70ce9d072e2
+    #[arg(long, value_name = "SCAN_ID")]
+    #[serde(skip)]
+    resume: Option<String>,
+
+    /// Do not keep this scan in the findings store.
+    ///
+    /// Example: leakscope scan 127.0.10.0/24 --no-store
+    #[arg(long)]
+    #[serde(skip)]
+    no_store: bool,
+
+    #[command(flatten)]
+    #[serde(skip)]
+    store: StoreArgs,
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -235,20 +338,63 @@ async fn build_scope(a: &ScanArgs) -> Result<Scope> {
     Ok(scope)
 }
 
-/// Progress bar on stderr, only when stderr is a terminal.
-struct Bar(indicatif::ProgressBar);
+/// What watches a running scan: the progress bar (only on a terminal) and the store writer.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    writer: Option<store::Writer>,
+}
 
-impl Observer for Bar {
-    fn endpoint_done(&self, service: Option<&Service>) {
-        self.0.inc(1);
-        if let Some(s) = service {
-            self.0
-                .set_message(format!("found {} on {}:{}", s.protocol, s.address, s.port));
+impl Observer for Progress {
+    fn endpoint_done(&self, addr: std::net::SocketAddr, service: Option<&Service>) {
+        if let Some(w) = &self.writer {
+            w.record(addr, service);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            if let Some(s) = service {
+                bar.set_message(format!("found {} on {}:{}", s.protocol, s.address, s.port));
+            }
         }
     }
 }
 
+impl Progress {
+    fn close(self) -> Result<()> {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        if let Some(w) = self.writer {
+            w.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the request of a stored scan for `--resume`, keeping this invocation's output options.
+fn resumed(a: ScanArgs, store: &Store) -> Result<(ScanArgs, String)> {
+    let id = store.resolve(a.resume.as_deref().unwrap_or("latest"))?;
+    let mut stored: ScanArgs = serde_json::from_str(&store.request(&id)?)
+        .with_context(|| format!("scan {id} was stored by an incompatible version"))?;
+    stored.format = a.format;
+    stored.output = a.output;
+    stored.quiet = a.quiet;
+    stored.store = a.store;
+    Ok((stored, id))
+}
+
 async fn scan(a: ScanArgs) -> Result<ExitCode> {
+    let store = if a.no_store && a.resume.is_none() {
+        None
+    } else {
+        Some(Store::open(&a.store.path())?)
+    };
+    let (a, resume_id) = match (&a.resume, &store) {
+        (Some(_), Some(st)) => {
+            let (args, id) = resumed(a, st)?;
+            (args, Some(id))
+        }
+        _ => (a, None),
+    };
     let scope = Arc::new(build_scope(&a).await?);
     let per_io = Duration::from_secs_f64(a.timeout);
     let opts = ScanOptions {
@@ -276,8 +422,30 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             full: a.full,
             ..InventoryOptions::default()
         }),
+        scan_id: None,
+        skip: Arc::new(HashSet::new()),
     };
-    let observer: Arc<dyn Observer> = if !a.quiet && std::io::stderr().is_terminal() {
+    let mut opts = opts;
+    let mut writer = None;
+    if let Some(st) = &store {
+        let id = match &resume_id {
+            Some(id) => {
+                st.reopen(id)?;
+                opts.skip = Arc::new(st.done(id)?);
+                id.clone()
+            }
+            None => {
+                let id = scan::new_scan_id();
+                let now =
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                st.begin(&id, &now, &serde_json::to_string(&a)?)?;
+                id
+            }
+        };
+        writer = Some(Store::writer(st.path(), &id)?);
+        opts.scan_id = Some(id);
+    }
+    let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
         let total = u64::try_from(scope.endpoint_count()).unwrap_or(u64::MAX);
         let bar = indicatif::ProgressBar::new(total).with_style(
             indicatif::ProgressStyle::with_template(
@@ -285,13 +453,43 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             )
             .expect("valid template"),
         );
+        bar.set_position(opts.skip.len() as u64);
         bar.enable_steady_tick(Duration::from_millis(120));
-        Arc::new(Bar(bar))
-    } else {
-        Arc::new(scan::Quiet)
+        bar
+    });
+    let progress = Arc::new(Progress { bar, writer });
+    let scan_id = opts.scan_id.clone();
+    let observer: Arc<dyn Observer> = progress.clone();
+    let report: ScanReport = tokio::select! {
+        r = scan::run(scope, opts, observer) => r,
+        _ = tokio::signal::ctrl_c() => {
+            if let (Some(st), Some(id)) = (&store, &scan_id) {
+                // What is recorded so far stays; the rest is probed on resume.
+                st.interrupt(id)?;
+                eprintln!("leakscope: interrupted; continue with: leakscope scan --resume {id}");
+            }
+            return Ok(ExitCode::from(130));
+        }
     };
-    let report: ScanReport = scan::run(scope, opts, observer.clone()).await;
-    drop(observer); // clears the progress bar before the report is printed
+    let progress =
+        Arc::try_unwrap(progress).map_err(|_| anyhow::anyhow!("scan tasks outlived the scan"))?;
+    progress.close()?; // clears the progress bar and flushes the store before the report
+    let report = match (&store, &scan_id) {
+        (Some(st), Some(id)) => {
+            let mut stats = report.stats.clone();
+            stats.ports_probed = st.done(id)?.len() as u64;
+            st.finish(id, &report.finished_at, &stats)?;
+            // The stored scan is the union of every run of it (a resumed scan included).
+            let (mut stored, _) = st.load(id)?;
+            stored.stats = Stats {
+                services: stored.services.len() as u64,
+                ..stats
+            };
+            stored.finished_at = report.finished_at.clone();
+            stored
+        }
+        _ => report,
+    };
 
     let format = match a.format {
         FormatArg::Table => Format::Table,
@@ -324,6 +522,213 @@ fn protocols() {
     println!("{}", help::protocol_table());
 }
 
+/// Writes `text` to `output` or standard output.
+fn emit(text: &str, output: Option<&PathBuf>) -> Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn scans(a: StoreArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.path())?;
+    let list = store.scans()?;
+    if list.is_empty() {
+        println!(
+            "no scans stored in {} yet (run `leakscope scan`)",
+            store.path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<17} {:<21} {:<10} {:>8} {:>8}  TARGETS",
+        "SCAN", "STARTED", "STATUS", "SERVICES", "EXPOSED"
+    );
+    for s in list {
+        let targets = serde_json::from_str::<serde_json::Value>(&s.request)
+            .ok()
+            .and_then(|v| {
+                v.get("targets").and_then(|t| t.as_array()).map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+            })
+            .unwrap_or_default();
+        let status = s.status.as_str();
+        let targets: String = targets.chars().take(40).collect();
+        println!(
+            "{:<17} {:<21} {:<10} {:>8} {:>8}  {}",
+            s.id, s.started_at, status, s.services, s.exposed, targets
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exposure windows (first and last scan seeing each exposed service of `report` exposed).
+fn windows(
+    store: &Store,
+    report: &ScanReport,
+) -> Result<std::collections::BTreeMap<String, markdown::Window>> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in report.services.iter().filter(|s| summary::exposed(s)) {
+        let Ok(ip) = s.address.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        let seen: Vec<String> = store
+            .history(std::net::SocketAddr::new(ip, s.port))?
+            .into_iter()
+            .filter(|h| h.service.as_ref().is_some_and(summary::exposed))
+            .map(|h| h.started_at)
+            .collect();
+        if let (Some(first), Some(last)) = (seen.first(), seen.last()) {
+            let key = if s.address.contains(':') {
+                format!("[{}]:{}", s.address, s.port)
+            } else {
+                format!("{}:{}", s.address, s.port)
+            };
+            out.insert(
+                key,
+                markdown::Window {
+                    first_seen_open: first.clone(),
+                    last_seen_open: last.clone(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn timeline(store: &Store) -> Result<Vec<html::TimelinePoint>> {
+    let mut points = Vec::new();
+    for s in store.scans()?.into_iter().rev() {
+        let (r, _) = store.load(&s.id)?;
+        let sum = summary::Summary::of(&r);
+        points.push(html::TimelinePoint {
+            started_at: s.started_at,
+            exposed_services: sum.exposed,
+            exposed_records: sum.exposed_records,
+        });
+    }
+    Ok(points)
+}
+
+fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.store.path())?;
+    let (report, status) = store.load(&a.scan)?;
+    if status != store::ScanStatus::Complete {
+        eprintln!(
+            "leakscope: note: scan {} is incomplete (resume it with `leakscope scan --resume {}`)",
+            report.scan_id, report.scan_id
+        );
+    }
+    let text = match a.format {
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Md => markdown::findings(&report),
+        ReportFormat::Gdpr => markdown::gdpr(&report, &windows(&store, &report)?),
+        ReportFormat::Html => html::render(&report, &timeline(&store)?),
+        ReportFormat::Table => {
+            let mut buf = Vec::new();
+            let color = a.output.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            report::write(&report, Format::Table, color, &mut buf)?;
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    };
+    emit(&text, a.output.as_ref())?;
+    if let Some(p) = &a.output {
+        eprintln!("leakscope: wrote {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.store.path())?;
+    let (x, _) = store.load(&a.a)?;
+    let (y, _) = store.load(&a.b)?;
+    let changes = leakscope_core::diff::diff(&x, &y);
+    match a.format {
+        FormatArg::Json | FormatArg::Jsonl => {
+            emit(&(serde_json::to_string_pretty(&changes)? + "\n"), None)?;
+        }
+        FormatArg::Table => {
+            println!(
+                "{} change(s) from scan {} ({}) to scan {} ({})",
+                changes.len(),
+                x.scan_id,
+                x.started_at,
+                y.scan_id,
+                y.started_at
+            );
+            for c in &changes {
+                let kind = serde_json::to_value(&c.kind)?
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                println!("{:<18} {:<24} {}", kind, c.endpoint, c.details.join("; "));
+            }
+        }
+    }
+    let newly_exposed = changes
+        .iter()
+        .any(|c| c.kind == leakscope_core::diff::ChangeKind::NewlyExposed);
+    Ok(if newly_exposed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn history_cmd(a: HistoryArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.store.path())?;
+    let h = store.history(a.endpoint)?;
+    if h.is_empty() {
+        println!("{} was not probed by any stored scan", a.endpoint);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let open: Vec<&store::Sighting> = h
+        .iter()
+        .filter(|x| x.service.as_ref().is_some_and(summary::exposed))
+        .collect();
+    match (open.first(), open.last()) {
+        (Some(f), Some(l)) => println!(
+            "{}: first seen open {} (scan {}), last seen open {} (scan {})",
+            a.endpoint, f.started_at, f.scan_id, l.started_at, l.scan_id
+        ),
+        _ => println!("{}: never seen open", a.endpoint),
+    }
+    println!(
+        "{:<21} {:<17} {:<13} {:<20} SEVERITY",
+        "SCAN STARTED", "SCAN", "PROTOCOL", "ACCESS"
+    );
+    for x in &h {
+        match &x.service {
+            Some(s) => println!(
+                "{:<21} {:<17} {:<13} {:<20} {}",
+                x.started_at,
+                x.scan_id,
+                s.protocol,
+                s.access.as_str(),
+                s.severity
+            ),
+            None => println!(
+                "{:<21} {:<17} {:<13} {:<20} -",
+                x.started_at, x.scan_id, "-", "nothing answered"
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -331,6 +736,10 @@ fn main() -> ExitCode {
             protocols();
             Ok(ExitCode::SUCCESS)
         }
+        Command::Scans(a) => scans(a),
+        Command::Report(a) => report_cmd(a),
+        Command::Diff(a) => diff_cmd(a),
+        Command::History(a) => history_cmd(a),
         Command::Scan(a) => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -14,6 +14,7 @@
 //! assert!(default_ports().contains(&6379));
 //! ```
 
+pub mod diff;
 pub mod identify;
 pub mod inventory;
 pub mod model;
@@ -23,3 +24,4 @@ pub mod rate;
 pub mod report;
 pub mod scan;
 pub mod scope;
+pub mod store;

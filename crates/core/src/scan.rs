@@ -5,7 +5,7 @@
 //! of them on one address; at most `rate` new connections per second over the whole scan; a
 //! deadline per service. One endpoint's failure is recorded and the scan goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,10 @@ pub struct ScanOptions {
     pub probe: ProbeOptions,
     /// Inventory and sampling of exposed services; None = identify and judge only.
     pub inventory: Option<InventoryOptions>,
+    /// Id for the report (a resumed scan keeps its id); a new one when None.
+    pub scan_id: Option<String>,
+    /// Endpoints already probed by an interrupted run of this scan: not probed again.
+    pub skip: Arc<HashSet<SocketAddr>>,
 }
 
 impl Default for ScanOptions {
@@ -48,6 +52,8 @@ impl Default for ScanOptions {
             service_timeout: Duration::from_secs(20),
             probe: ProbeOptions::default(),
             inventory: Some(InventoryOptions::default()),
+            scan_id: None,
+            skip: Arc::new(HashSet::new()),
         }
     }
 }
@@ -55,7 +61,7 @@ impl Default for ScanOptions {
 /// Receives progress while a scan runs (a progress bar, a log).
 pub trait Observer: Send + Sync {
     /// One endpoint is done; `service` is set when something answered there.
-    fn endpoint_done(&self, _service: Option<&Service>) {}
+    fn endpoint_done(&self, _addr: SocketAddr, _service: Option<&Service>) {}
 }
 
 /// An observer that ignores everything.
@@ -268,7 +274,12 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn new_scan_id(t: SystemTime) -> String {
+/// A fresh scan id: time plus process id, 16 hex digits.
+pub fn new_scan_id() -> String {
+    scan_id_at(SystemTime::now())
+}
+
+fn scan_id_at(t: SystemTime) -> String {
     let nanos = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -296,7 +307,8 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
     let per_host = opts.per_host.max(1);
     let inventory_opts = opts.inventory.clone().map(Arc::new);
 
-    let stream = futures::stream::iter(scope.endpoints())
+    let skip = opts.skip.clone();
+    let stream = futures::stream::iter(scope.endpoints().filter(move |a| !skip.contains(a)))
         .map(|addr| {
             let (scope, probe_opts, connector, slots, global, counters, observer) = (
                 scope.clone(),
@@ -321,13 +333,13 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
                 match &result {
                     EndpointResult::Service(s) => {
                         counters.1.fetch_add(1, Ordering::Relaxed);
-                        observer.endpoint_done(Some(s));
+                        observer.endpoint_done(addr, Some(s));
                     }
                     EndpointResult::Failed => {
                         counters.2.fetch_add(1, Ordering::Relaxed);
-                        observer.endpoint_done(None);
+                        observer.endpoint_done(addr, None);
                     }
-                    EndpointResult::Closed => observer.endpoint_done(None),
+                    EndpointResult::Closed => observer.endpoint_done(addr, None),
                 }
                 result
             }
@@ -361,7 +373,7 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
     };
     ScanReport {
         schema: SCAN_SCHEMA.to_string(),
-        scan_id: new_scan_id(started),
+        scan_id: opts.scan_id.clone().unwrap_or_else(|| scan_id_at(started)),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
         stats,

@@ -1,4 +1,9 @@
-//! Output formats of a scan: a table for people, JSON and JSON lines for programs.
+//! Output formats of a scan: a table for people, JSON and JSON lines for programs, Markdown,
+//! a self-contained HTML page and a GDPR Art. 33 draft.
+
+pub mod html;
+pub mod markdown;
+pub mod summary;
 
 use std::io::{self, Write};
 

@@ -1,0 +1,135 @@
+//! The figures every human-facing report leads with: what is exposed, how bad, how many people,
+//! which categories of data — computed once from a scan document.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Access, ScanReport, Service, Severity};
+
+/// Exposure figures of one scan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub services: usize,
+    /// Services readable without credentials or with default ones.
+    pub exposed: usize,
+    pub by_severity: BTreeMap<Severity, usize>,
+    /// Records in containers of exposed services.
+    pub exposed_records: u64,
+    /// Records per sensitive category, over exposed services' containers holding it.
+    pub records_by_category: BTreeMap<String, u64>,
+    /// Approximate number of people in exposed stores: per service the largest estimate (the
+    /// same people recur across one store's containers), summed over services (different
+    /// stores may hold the same people too, so this is an upper bound).
+    pub subjects: u64,
+    /// True when `subjects` had to fall back to record counts (no distinct-people estimate).
+    pub subjects_from_records: bool,
+}
+
+/// True when a verdict means data can be read by whoever reaches the port.
+pub fn exposed(s: &Service) -> bool {
+    matches!(s.access, Access::Open | Access::DefaultCredentials)
+}
+
+impl Summary {
+    pub fn of(report: &ScanReport) -> Summary {
+        let mut sum = Summary {
+            services: report.services.len(),
+            ..Summary::default()
+        };
+        for s in &report.services {
+            *sum.by_severity.entry(s.severity).or_default() += 1;
+            if !exposed(s) {
+                continue;
+            }
+            sum.exposed += 1;
+            let mut people: Option<u64> = None;
+            let mut fallback = 0u64;
+            for c in &s.containers {
+                let records = c.records.unwrap_or(0);
+                sum.exposed_records += records;
+                for cat in &c.categories {
+                    *sum.records_by_category.entry(cat.clone()).or_default() += records;
+                }
+                if let Some(n) = c.subjects_estimate {
+                    people = Some(people.map_or(n, |p| p.max(n)));
+                } else if c.categories.iter().any(|k| k.starts_with("identity.")) {
+                    fallback = fallback.max(records);
+                }
+            }
+            match people {
+                Some(n) => sum.subjects += n,
+                None if fallback > 0 => {
+                    sum.subjects += fallback;
+                    sum.subjects_from_records = true;
+                }
+                None => {}
+            }
+        }
+        sum
+    }
+
+    /// The worst severity present.
+    pub fn worst(&self) -> Option<Severity> {
+        self.by_severity.keys().next_back().copied()
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Human wording of a category id, for reports read by people.
+pub fn category_label(id: &str) -> &str {
+    match id {
+        "identity.email" => "e-mail addresses",
+        "identity.username" => "user names",
+        "identity.name" => "full names",
+        "identity.phone" => "phone numbers",
+        "identity.address" => "postal addresses",
+        "identity.birthdate" => "dates of birth",
+        "identity.user_id" => "user ids",
+        "credential.password" => "passwords",
+        "credential.password_hash" => "password hashes",
+        "credential.api_token" => "API tokens",
+        "credential.oauth_token" => "OAuth tokens (e.g. Amazon Alexa)",
+        "credential.jwt" => "JSON Web Tokens",
+        "credential.cloud_key" => "cloud access keys",
+        "credential.private_key" => "private keys",
+        "device.id" => "device serials / ids",
+        "device.mac" => "MAC addresses",
+        "device.model" => "device models",
+        "device.firmware" => "firmware versions",
+        "device.name" => "device names given by users",
+        "network.ssid" => "Wi-Fi network names (SSIDs)",
+        "network.ip" => "IP addresses",
+        "location.geo" => "geolocation",
+        "health.body" => "body measurements (health data)",
+        "health.nutrition" => "nutrition intake (health data)",
+        "health.vitals" => "vital signs (health data)",
+        "health.condition" => "health conditions",
+        "financial.card" => "payment card numbers",
+        "financial.iban" => "bank account numbers (IBAN)",
+        "government.id" => "government ids (SSN, codice fiscale …)",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(2_400_000), "2,400,000");
+    }
+}

@@ -344,9 +344,9 @@ mod tests {
         };
         let s = String::from_utf8(r.encode_with_body(Some(br#"{"size":2}"#))).unwrap();
         assert!(s.starts_with("GET /customers/_search HTTP/1.1\r\n"));
-        assert!(s.ends_with(
-            "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"size\":2}"
-        ));
+        assert!(
+            s.ends_with("Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"size\":2}")
+        );
         assert_eq!(r.encode_with_body(None), r.encode());
     }
 }

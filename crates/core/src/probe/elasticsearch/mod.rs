@@ -6,10 +6,15 @@
 //! `X-elastic-product` header. `open` needs a second, data-level read: `GET /_cat/indices`
 //! answering a real index list, so a honeypot that repeats the root document to every path is
 //! not called open. Cluster peers named by `GET /_nodes/http` are reported, never contacted.
-//! Every request goes through [`get`], which sends only the GETs in [`ALLOWED_REQUESTS`].
+//! Every request goes through [`send`], which sends only the GETs in [`ALLOWED_REQUESTS`].
+//!
+//! [`inventory`] lists, counts and samples the indices of an exposed cluster with the same
+//! allowlisted, read-only GETs.
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+
+mod inventory;
 
 use super::http::{self, Request, Response};
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
@@ -36,7 +41,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "GET / (root document, or the security layer's 401), then GET /_cat/indices without \
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
     handler: Handler::Http(probe),
-    inventory: None,
+    inventory: Some(inventory::inventory),
 };
 
 const ROOT: &str = "GET /";
@@ -45,9 +50,28 @@ const CAT_COUNT: &str = "GET /_cat/count?format=json";
 const CLUSTER_HEALTH: &str = "GET /_cluster/health";
 const NODES_HTTP: &str = "GET /_nodes/http?filter_path=nodes.*.http.publish_address,nodes.*.name";
 
-/// The only requests this probe ever sends: read-only GETs, nothing that writes, closes or
-/// reconfigures.
-pub const ALLOWED_REQUESTS: &[&str] = &[ROOT, CAT_INDICES, CAT_COUNT, CLUSTER_HEALTH, NODES_HTTP];
+/// The only requests this module ever sends: read-only GETs, nothing that writes, closes,
+/// refreshes or reconfigures. `{index}` stands for one concrete index name, percent-encoded by
+/// [`index_path`]; it is the only variable part of any request.
+pub const ALLOWED_REQUESTS: &[&str] = &[
+    ROOT,
+    CAT_INDICES,
+    CAT_COUNT,
+    CLUSTER_HEALTH,
+    NODES_HTTP,
+    inventory::CAT_INDICES_ALL,
+    inventory::HIDDEN_SETTINGS,
+    inventory::INDEX_MAPPING,
+    inventory::INDEX_COUNT,
+    inventory::INDEX_SAMPLE,
+];
+
+/// The allowlisted requests that may carry a body: search, whose body is a query (a GET
+/// cannot be routed to a write whatever its body says; the body is built by this module).
+const BODY_ALLOWED: &[&str] = &[inventory::INDEX_SAMPLE];
+
+/// The placeholder for the index name in an allowlisted request.
+const INDEX_VAR: &str = "{index}";
 
 /// Body cap for the replies that stay small whatever the cluster holds.
 const SMALL_BODY_CAP: usize = 256 * 1024;
@@ -55,30 +79,89 @@ const SMALL_BODY_CAP: usize = 256 * 1024;
 /// Most peers reported from one `_nodes/http` reply.
 const MAX_PEERS: usize = 1024;
 
-/// Sends one allowlisted request on a fresh connection and reads its response.
+/// True for a name Elasticsearch accepts as one concrete index: anything else (`_all`, `*`,
+/// `a,b`, `..`, a path) would change what a request addresses, so it is never put in a path.
+pub fn is_concrete_index_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.starts_with(['_', '-', '+'])
+        && !name.chars().any(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ':'
+                )
+        })
+}
+
+/// The path of an allowlisted request with `{index}` replaced by the percent-encoded `index`.
+/// None when the request has a placeholder and no valid name, or a name and no placeholder.
+pub fn index_path(request: &str, index: Option<&str>) -> Option<String> {
+    let path = request.strip_prefix("GET ")?;
+    match (path.contains(INDEX_VAR), index) {
+        (false, None) => Some(path.to_string()),
+        (true, Some(name)) if is_concrete_index_name(name) => {
+            let mut enc = String::with_capacity(name.len());
+            for b in name.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                    enc.push(b as char);
+                } else {
+                    enc.push_str(&format!("%{b:02X}"));
+                }
+            }
+            Some(path.replacen(INDEX_VAR, &enc, 1))
+        }
+        _ => None,
+    }
+}
+
+/// Sends one allowlisted request on a fresh connection and reads its response. Returns the
+/// bytes received as well (for byte budgets), also when the exchange failed.
+async fn send(
+    ctx: &ProbeCtx,
+    request: &str,
+    index: Option<&str>,
+    body: Option<&[u8]>,
+    auth: Option<&Credential>,
+    body_cap: usize,
+) -> (Result<Response, NetError>, usize) {
+    let allowed =
+        ALLOWED_REQUESTS.contains(&request) && (body.is_none() || BODY_ALLOWED.contains(&request));
+    let Some(path) = index_path(request, index).filter(|_| allowed) else {
+        return (
+            Err(NetError::Invalid(format!(
+                "refusing to send non-allowlisted Elasticsearch request {request:?} (index {index:?}, {} body)",
+                if body.is_some() { "with" } else { "no" }
+            ))),
+            0,
+        );
+    };
+    let mut conn = match ctx.connect().await {
+        Ok(c) => c,
+        Err(e) => return (Err(e), 0),
+    };
+    let authority = ctx.authority();
+    let req = Request {
+        method: "GET",
+        path: &path,
+        host: &authority,
+        basic_auth: auth.map(|c| (c.user, c.password)),
+    };
+    let result = http::exchange_with_body(&mut conn, &req, body, body_cap).await;
+    (result, conn.received)
+}
+
+/// [`send`] for the fixed requests of the probe.
 async fn get(
     ctx: &ProbeCtx,
     request: &str,
     auth: Option<&Credential>,
     body_cap: usize,
 ) -> Result<Response, NetError> {
-    let path = match request.strip_prefix("GET ") {
-        Some(p) if ALLOWED_REQUESTS.contains(&request) => p,
-        _ => {
-            return Err(NetError::Invalid(format!(
-                "refusing to send non-allowlisted Elasticsearch request {request:?}"
-            )))
-        }
-    };
-    let mut conn = ctx.connect().await?;
-    let authority = ctx.authority();
-    let req = Request {
-        method: "GET",
-        path,
-        host: &authority,
-        basic_auth: auth.map(|c| (c.user, c.password)),
-    };
-    http::exchange(&mut conn, &req, body_cap).await
+    send(ctx, request, None, None, auth, body_cap).await.0
 }
 
 /// What the root document says.
@@ -571,28 +654,28 @@ mod tests {
     /// Captured from the lab's OpenSearch 2.19.6 (`lab/opensearch/run.sh`, no security plugin)
     /// with two indices (`customers`, 1 doc; `devices`, 2 docs): the raw bytes answering this
     /// probe's own requests, recorded by a socket client sending the same request head.
-    const OS_ROOT: &[u8] = include_bytes!("../../fixtures/elasticsearch/opensearch_root.http");
+    const OS_ROOT: &[u8] = include_bytes!("../../../fixtures/elasticsearch/opensearch_root.http");
     const OS_CAT_INDICES: &[u8] =
-        include_bytes!("../../fixtures/elasticsearch/opensearch_cat_indices.http");
+        include_bytes!("../../../fixtures/elasticsearch/opensearch_cat_indices.http");
     const OS_CAT_COUNT: &[u8] =
-        include_bytes!("../../fixtures/elasticsearch/opensearch_cat_count.http");
+        include_bytes!("../../../fixtures/elasticsearch/opensearch_cat_count.http");
     const OS_HEALTH: &[u8] =
-        include_bytes!("../../fixtures/elasticsearch/opensearch_cluster_health.http");
+        include_bytes!("../../../fixtures/elasticsearch/opensearch_cluster_health.http");
     const OS_NODES: &[u8] =
-        include_bytes!("../../fixtures/elasticsearch/opensearch_nodes_http.http");
+        include_bytes!("../../../fixtures/elasticsearch/opensearch_nodes_http.http");
     /// CONSTRUCTED, not captured (no Elasticsearch available here): an Elasticsearch 8.17 root
     /// document in the documented layout (`GET /` reference page: `build_flavor`, no
     /// `distribution`, tagline), with the `X-elastic-product` header Elasticsearch sends since
     /// 7.14. Names, uuid and hash are invented.
-    const ES8_ROOT: &[u8] = include_bytes!("../../fixtures/elasticsearch/es8_root.http");
+    const ES8_ROOT: &[u8] = include_bytes!("../../../fixtures/elasticsearch/es8_root.http");
     /// CONSTRUCTED, not captured: Elasticsearch 8 with security answering `GET /` without
     /// credentials, byte layout taken from a published 8.17 reply (`security_exception`,
     /// "missing authentication credentials for REST request [/]", three challenges).
-    const ES8_401: &[u8] = include_bytes!("../../fixtures/elasticsearch/es8_401.http");
+    const ES8_401: &[u8] = include_bytes!("../../../fixtures/elasticsearch/es8_401.http");
     /// CONSTRUCTED, not captured: the OpenSearch security plugin's 401 (text/plain
     /// `Unauthorized`, `WWW-Authenticate: Basic realm="OpenSearch Security"`).
     const OS_SECURITY_401: &[u8] =
-        include_bytes!("../../fixtures/elasticsearch/opensearch_security_401.http");
+        include_bytes!("../../../fixtures/elasticsearch/opensearch_security_401.http");
 
     fn resp(raw: &[u8]) -> Response {
         http::parse_response(raw, 1 << 20).expect("fixture is HTTP")
@@ -603,8 +686,122 @@ mod tests {
         for r in ALLOWED_REQUESTS {
             assert!(r.starts_with("GET /"), "{r}");
             assert_eq!(r.matches(' ').count(), 1, "{r}");
+            // The index name, if any, is the whole first path segment and appears once.
+            if r.contains(INDEX_VAR) {
+                assert!(r.starts_with("GET /{index}/_"), "{r}");
+                assert_eq!(r.matches(INDEX_VAR).count(), 1, "{r}");
+            }
+            // No endpoint that changes state even when routed as GET (scroll contexts, PIT,
+            // cache clears, refresh/flush), and no method override.
+            for bad in [
+                "scroll",
+                "_pit",
+                "point_in_time",
+                "_cache",
+                "_refresh",
+                "_flush",
+                "_forcemerge",
+                "_close",
+                "_open",
+                "_update",
+                "_delete",
+                "_bulk",
+                "_doc",
+                "method",
+            ] {
+                assert!(!r.contains(bad), "{r} contains {bad}");
+            }
+        }
+        for r in BODY_ALLOWED {
+            assert!(
+                ALLOWED_REQUESTS.contains(r) && r.contains("/_search?"),
+                "{r}"
+            );
         }
         assert_eq!(request_path(CAT_INDICES), "/_cat/indices");
+    }
+
+    /// Structural proof that nothing bypasses [`send`]: outside the tests, the module builds
+    /// exactly one `Request` (in `send`, with method GET), opens connections only there, and no
+    /// other HTTP method appears in any string.
+    #[test]
+    fn every_request_goes_through_send() {
+        for (file, src) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("inventory.rs", include_str!("inventory.rs")),
+        ] {
+            let code = src.split("#[cfg(test)]").next().unwrap();
+            // `method: "X",` lines of struct literals (the PROTOCOL's `method` is prose).
+            let methods: Vec<&str> = code
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    l.strip_prefix("method: \"")
+                        .and_then(|m| m.strip_suffix("\","))
+                        .is_some_and(|m| m.chars().all(|c| c.is_ascii_uppercase()))
+                })
+                .collect();
+            let requests = code.matches("Request {").count();
+            let connects = code.matches(".connect()").count();
+            let exchanges = code.matches("http::exchange").count();
+            if file == "mod.rs" {
+                assert_eq!(methods, ["method: \"GET\","], "{file}");
+                assert_eq!((requests, connects, exchanges), (1, 1, 1), "{file}");
+            } else {
+                assert!(methods.is_empty(), "{file}: {methods:?}");
+                assert_eq!((requests, connects, exchanges), (0, 0, 0), "{file}");
+            }
+            for verb in ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+                assert!(!code.contains(&format!("\"{verb} ")), "{file}: {verb}");
+                assert!(!code.contains(&format!("\"{verb}\"")), "{file}: {verb}");
+            }
+        }
+    }
+
+    #[test]
+    fn index_names_are_encoded_and_checked() {
+        let p = |r, i| index_path(r, i);
+        assert_eq!(
+            p(inventory::INDEX_COUNT, Some("customers")).as_deref(),
+            Some("/customers/_count")
+        );
+        assert_eq!(
+            p(inventory::INDEX_MAPPING, Some("logs+2024.01")).as_deref(),
+            Some("/logs%2B2024.01/_mapping")
+        );
+        assert_eq!(
+            p(inventory::INDEX_MAPPING, Some(".kibana_1")).as_deref(),
+            Some("/.kibana_1/_mapping")
+        );
+        assert_eq!(
+            p(inventory::INDEX_MAPPING, Some("kundendäten")).as_deref(),
+            Some("/kundend%C3%A4ten/_mapping")
+        );
+        // Names that would address something other than one index are never sent.
+        for bad in [
+            "",
+            ".",
+            "..",
+            "_all",
+            "*",
+            "cust*",
+            "a,b",
+            "a/b",
+            "../_search",
+            "x?y",
+            "a b",
+            "-x",
+            "+x",
+            "a#b",
+            "a:b",
+            "a\u{0}b",
+        ] {
+            assert!(p(inventory::INDEX_COUNT, Some(bad)).is_none(), "{bad:?}");
+        }
+        // A placeholder needs a name, and a name needs a placeholder.
+        assert!(p(inventory::INDEX_COUNT, None).is_none());
+        assert!(p(ROOT, Some("customers")).is_none());
+        assert_eq!(p(ROOT, None).as_deref(), Some("/"));
     }
 
     #[tokio::test]
@@ -615,6 +812,7 @@ mod tests {
             "POST /_search",
             "PUT /x",
             "GET /customers/_search",
+            "GET /{index}/_search/scroll",
         ] {
             let err = get(&ctx, bad, None, 1024).await.unwrap_err();
             assert!(
@@ -622,6 +820,35 @@ mod tests {
                 "{err:?}"
             );
         }
+        let refused = |r: (Result<Response, NetError>, usize)| matches!(r, (Err(NetError::Invalid(ref m)), 0) if m.contains("refusing"));
+        // Allowlisted templates with a bad name, a missing name, or a body where none belongs.
+        let count = inventory::INDEX_COUNT;
+        let search = inventory::INDEX_SAMPLE;
+        assert!(refused(
+            send(&ctx, count, Some("_all"), None, None, 1024).await
+        ));
+        assert!(refused(send(&ctx, count, None, None, None, 1024).await));
+        assert!(refused(
+            send(&ctx, count, Some("x"), Some(b"{}"), None, 1024).await
+        ));
+        assert!(refused(
+            send(&ctx, ROOT, None, Some(b"{}"), None, 1024).await
+        ));
+        assert!(refused(
+            send(
+                &ctx,
+                "POST /{index}/_search",
+                Some("x"),
+                Some(b"{}"),
+                None,
+                1024
+            )
+            .await
+        ));
+        // The allowlisted ones get as far as connecting (nothing listens on port 9).
+        assert!(!refused(
+            send(&ctx, search, Some("x"), Some(b"{}"), None, 1024).await
+        ));
     }
 
     #[test]

@@ -47,6 +47,7 @@ APT_PACKAGES = {
     "postgresql-client": "/usr/bin/psql",
     "stunnel4": "/usr/bin/stunnel4",
     "openssl": "/usr/bin/openssl",
+    "chromium": "/usr/bin/chromium",  # renders the HTML report in the browser test
 }
 
 

@@ -7,7 +7,7 @@ pub mod summary;
 
 use std::io::{self, Write};
 
-use crate::model::{Access, ScanReport, Severity};
+use crate::model::{Access, ScanReport, Service, Severity};
 
 /// Output format of `leakscope scan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,66 +65,177 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Result<()> {
+    // Read in ten seconds: what is open, how bad, how many people; then one line per service;
+    // then the detail of exposed services. Everything fits 100 columns.
     let st = &report.stats;
-    let exposed = report
-        .services
-        .iter()
-        .filter(|s| matches!(s.access, Access::Open | Access::DefaultCredentials))
-        .count();
+    let sum = summary::Summary::of(report);
     writeln!(
         out,
-        "{} service(s) on {} address(es), {} readable without credentials; {} ports probed in {:.1}s",
-        st.services,
-        st.addresses,
-        exposed,
-        st.ports_probed,
-        st.duration_ms as f64 / 1000.0
+        "Scan {}: {} addresses, {} endpoints probed in {:.1}s, {} services found.",
+        report.scan_id,
+        summary::thousands(st.addresses),
+        summary::thousands(st.ports_probed),
+        st.duration_ms as f64 / 1000.0,
+        st.services
     )?;
     if report.services.is_empty() {
         return Ok(());
     }
+    let worst = sum.worst().unwrap_or(Severity::Info);
+    let headline = if sum.exposed == 0 {
+        "No data store is readable without credentials.".to_string()
+    } else {
+        let people = match (sum.subjects, sum.subjects_from_records) {
+            (0, _) => "people not estimated".to_string(),
+            (n, true) => format!("at most {} people", summary::thousands(n)),
+            (n, false) => format!("about {} people", summary::thousands(n)),
+        };
+        format!(
+            "EXPOSED: {} of {} services readable without credentials; {} records; {people}.",
+            sum.exposed,
+            sum.services,
+            summary::thousands(sum.exposed_records),
+        )
+    };
+    writeln!(out, "{}", paint(&headline, worst, color))?;
+    if !sum.records_by_category.is_empty() {
+        let mut cats: Vec<_> = sum.records_by_category.iter().collect();
+        cats.sort_by_key(|c| std::cmp::Reverse(*c.1));
+        let line: Vec<String> = cats.iter().map(|(k, _)| k.to_string()).collect();
+        for chunk in wrap(&line.join(", "), 88) {
+            writeln!(out, "  data: {chunk}")?;
+        }
+    }
     writeln!(out)?;
     writeln!(
         out,
-        "{:<8} {:<22} {:<13} {:<24} {:<19} EVIDENCE",
-        "SEVERITY", "ENDPOINT", "PROTOCOL", "PRODUCT", "ACCESS"
+        "{:<8} {:<21} {:<26} {:<13} {:>9} CATEGORIES",
+        "SEVERITY", "ENDPOINT", "SERVICE", "ACCESS", "RECORDS"
     )?;
-    for s in &report.services {
-        let endpoint = if s.address.contains(':') {
-            format!("[{}]:{}", s.address, s.port)
-        } else {
-            format!("{}:{}", s.address, s.port)
-        };
-        let product = match (&s.product, &s.version) {
-            (Some(p), Some(v)) => format!("{p} {v}"),
-            (Some(p), None) => p.clone(),
-            (None, Some(v)) => v.clone(),
-            (None, None) => "-".into(),
-        };
-        let proto = if s.tls {
-            format!("{}+tls", s.protocol)
-        } else {
-            s.protocol.clone()
+    let mut services: Vec<&Service> = report.services.iter().collect();
+    services.sort_by_key(|s| std::cmp::Reverse(s.severity));
+    for s in &services {
+        let product = [s.product.as_deref(), s.version.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let service = format!(
+            "{}{} {}",
+            s.protocol,
+            if s.tls { "+tls" } else { "" },
+            product
+        );
+        let records: u64 = s.containers.iter().filter_map(|c| c.records).sum();
+        let mut cats: Vec<&str> = s
+            .containers
+            .iter()
+            .flat_map(|c| c.categories.iter().map(String::as_str))
+            .collect();
+        cats.sort_unstable();
+        cats.dedup();
+        let access = match s.access {
+            Access::DefaultCredentials => "default creds",
+            a => a.as_str(),
         };
         let sev = format!("{:<8}", s.severity.as_str());
         writeln!(
             out,
-            "{} {:<22} {:<13} {:<24} {:<19} {}",
+            "{} {:<21} {:<26} {:<13} {:>9} {}",
             paint(&sev, s.severity, color),
-            endpoint,
-            truncate(&proto, 13),
-            truncate(&product, 24),
-            s.access.as_str(),
-            truncate(s.evidence.last().map(String::as_str).unwrap_or(""), 60)
+            truncate(&endpoint(s), 21),
+            truncate(&service, 26),
+            access,
+            if s.containers.is_empty() {
+                "-".to_string()
+            } else {
+                summary::thousands(records)
+            },
+            if cats.is_empty() {
+                String::new()
+            } else {
+                truncate(&format!("{} ({})", cats[0], cats.len()), 20)
+            }
         )?;
+    }
+    for s in services
+        .iter()
+        .filter(|s| summary::exposed(s) || !s.out_of_scope_peers.is_empty())
+    {
+        writeln!(
+            out,
+            "\n{} {}",
+            paint(&endpoint(s), s.severity, color),
+            s.protocol
+        )?;
+        for e in &s.evidence {
+            for line in wrap(e, 94) {
+                writeln!(out, "  - {line}")?;
+            }
+        }
         if !s.out_of_scope_peers.is_empty() {
             writeln!(
                 out,
-                "{:9}peers outside the scope (not contacted): {}",
-                "",
+                "  - peers outside the scope (not contacted): {}",
                 s.out_of_scope_peers.join(", ")
             )?;
         }
+        for c in &s.containers {
+            let recs = c
+                .records
+                .map(summary::thousands)
+                .unwrap_or_else(|| "?".into());
+            let cats = if c.categories.is_empty() {
+                "-".to_string()
+            } else {
+                c.categories.join(", ")
+            };
+            let head = format!(
+                "  {:<32} {:>11}{} ",
+                truncate(&c.name, 32),
+                recs,
+                if c.records_estimated { "~" } else { " " }
+            );
+            let mut lines = wrap(&cats, 100 - head.chars().count()).into_iter();
+            writeln!(out, "{head}{}", lines.next().unwrap_or_default())?;
+            for l in lines {
+                writeln!(out, "{:w$}{l}", "", w = head.chars().count())?;
+            }
+        }
+        for n in &s.inventory_notes {
+            for line in wrap(n, 94) {
+                writeln!(out, "  ! {line}")?;
+            }
+        }
     }
     Ok(())
+}
+
+fn endpoint(s: &Service) -> String {
+    if s.address.contains(':') {
+        format!("[{}]:{}", s.address, s.port)
+    } else {
+        format!("{}:{}", s.address, s.port)
+    }
+}
+
+/// Greedy word wrap to `width` columns (long words are cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(10);
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let w = truncate(word, width);
+        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(&w);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }

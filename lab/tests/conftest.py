@@ -29,7 +29,7 @@ def leakscope_scan(*args: str) -> tuple[int, dict]:
             continue
         assert ip.is_loopback, f"test harness refuses non-loopback target {a}"
     assert BINARY.exists(), f"{BINARY} missing: run cargo build (./test does)"
-    out = subprocess.run([str(BINARY), "scan", *args, "--format", "json", "--quiet"], capture_output=True, text=True,
+    out = subprocess.run([str(BINARY), "scan", *args, "--format", "json", "--quiet", "--no-store"], capture_output=True, text=True,
                          env={**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}, timeout=1800)
     assert out.returncode in (0, 1), out.stderr
     return out.returncode, json.loads(out.stdout)

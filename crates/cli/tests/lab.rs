@@ -41,7 +41,7 @@ fn scan(args: &[&str]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_leakscope"))
         .arg("scan")
         .args(args)
-        .args(["--format", "json", "--quiet"])
+        .args(["--format", "json", "--quiet", "--no-store"])
         .env("LEAKSCOPE_LOOPBACK_ONLY", "1")
         .output()
         .expect("run leakscope");

@@ -10,8 +10,15 @@
 //! and hide their deadlines. Here every length is checked against `frame_cap` before anything is
 //! buffered, TLS, compression and LOCAL INFILE are never offered, and only the SQL in
 //! [`ALLOWED_QUERIES`] can be sent.
+//!
+//! [`inventory`] lists, counts and samples the tables of a server the probe logged into, on its
+//! own session and under the same allowlist.
 
 use futures::future::BoxFuture;
+
+pub mod inventory;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks;
 
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
@@ -34,11 +41,93 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: &[ROOT_EMPTY],
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
     handler: Handler::Raw(probe),
-    inventory: None,
+    inventory: Some(inventory::inventory),
 };
 
-/// The only SQL this probe ever sends (as COM_QUERY). Both are read-only.
-pub const ALLOWED_QUERIES: &[&str] = &["SHOW DATABASES", "SELECT VERSION()"];
+// ---- The SQL allowlist ----
+//
+// Every statement this module can send is one of these templates. Their only variables are
+// `{id}`, an identifier (schema, table or column name as the server itself reported it), always
+// rendered inside backticks with inner backticks doubled, and `{int}`, an integer rendered from
+// a Rust integer; nothing else is ever spliced in. [`com_query_with`] refuses any other text.
+
+/// The probe's proof of a read.
+pub const SHOW_DATABASES: &str = "SHOW DATABASES";
+/// The probe's check of the greeting's version (proxies configure theirs).
+pub const SELECT_VERSION: &str = "SELECT VERSION()";
+/// Makes every later transaction of the session read-only: a write would fail with
+/// ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION even if one got past the allowlist.
+pub const SET_READ_ONLY: &str = "SET SESSION TRANSACTION READ ONLY";
+/// One read-only transaction for the whole inventory: one consistent snapshot, and autocommit
+/// cannot end the read-only state between statements.
+pub const START_READ_ONLY: &str = "START TRANSACTION READ ONLY";
+/// MariaDB 10.1+: the server aborts any statement of this session after `{int}` seconds, so a
+/// slow count stops on the server when the scan gives up on it.
+pub const SET_STATEMENT_TIME: &str = "SET SESSION max_statement_time = {int}";
+/// MySQL 5.7.8+: the same for read-only SELECTs, in milliseconds.
+pub const SET_EXECUTION_TIME: &str = "SET SESSION max_execution_time = {int}";
+
+/// Which tables are listed: all but the server's views of its own state (`information_schema`,
+/// `performance_schema` and the views of `sys` and `mysql`). The stored tables of `mysql` and
+/// `sys` (accounts, grants, settings) are listed and marked system.
+macro_rules! listable {
+    () => {
+        "TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') AND (TABLE_SCHEMA NOT IN ('mysql', 'sys') OR TABLE_TYPE = 'BASE TABLE')"
+    };
+}
+/// Schemas whose tables are the server's own (listed as system, never sampled).
+macro_rules! system_schema {
+    () => {
+        "TABLE_SCHEMA IN ('mysql', 'sys')"
+    };
+}
+
+/// How many tables are listable and how many are not (the catalogue's names only: cheap).
+pub const COUNT_TABLES: &str = concat!(
+    "SELECT COUNT(*), SUM(",
+    listable!(),
+    ") FROM information_schema.TABLES"
+);
+/// The listable tables, user tables first, with the catalogue's row counts (exact for MyISAM,
+/// Aria and MEMORY, estimates for InnoDB) and sizes.
+pub const LIST_TABLES: &str = concat!(
+    "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE ",
+    listable!(),
+    " ORDER BY ",
+    system_schema!(),
+    ", TABLE_SCHEMA, TABLE_NAME LIMIT {int}"
+);
+/// Column names and types of the user tables, in the listing's order.
+pub const LIST_COLUMNS: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION LIMIT {int}";
+/// `--full`: the exact count (InnoDB walks an index; bounded by the statement time).
+pub const COUNT_ROWS: &str = "SELECT COUNT(*) FROM {id}.{id}";
+/// The range of a numeric single-column primary key: two index dives.
+pub const KEY_RANGE: &str = "SELECT MIN({id}), MAX({id}) FROM {id}.{id}";
+/// A run of rows from a random point of a numeric primary key: one index seek.
+pub const SAMPLE_FROM_KEY: &str =
+    "SELECT * FROM {id}.{id} WHERE {id} >= {int} ORDER BY {id} LIMIT {int}";
+/// Uniform random rows of a small table: one scan of it and a top-N sort of LIMIT rows.
+pub const SAMPLE_RANDOM: &str = "SELECT * FROM {id}.{id} ORDER BY RAND() LIMIT {int}";
+/// A run of rows at an offset of the table's scan order: the server steps over `offset` rows.
+pub const SAMPLE_AT_OFFSET: &str = "SELECT * FROM {id}.{id} LIMIT {int}, {int}";
+
+/// The only SQL this module ever sends (as COM_QUERY). All of it reads.
+pub const ALLOWED_QUERIES: &[&str] = &[
+    SHOW_DATABASES,
+    SELECT_VERSION,
+    SET_READ_ONLY,
+    START_READ_ONLY,
+    SET_STATEMENT_TIME,
+    SET_EXECUTION_TIME,
+    COUNT_TABLES,
+    LIST_TABLES,
+    LIST_COLUMNS,
+    COUNT_ROWS,
+    KEY_RANGE,
+    SAMPLE_FROM_KEY,
+    SAMPLE_RANDOM,
+    SAMPLE_AT_OFFSET,
+];
 
 // Capability flags (protocol documentation, "Capabilities Flags").
 const CLIENT_LONG_PASSWORD: u32 = 0x1;
@@ -67,9 +156,10 @@ const COM_QUERY: u8 = 0x03;
 /// utf8_general_ci: known to every server since 4.1, unlike utf8mb4.
 const CHARSET_UTF8: u8 = 33;
 
-/// Result-set bounds: `SHOW DATABASES` has one column; a server with more databases than this
-/// is reported as "more than".
-const MAX_COLUMNS: u64 = 64;
+/// Result-set bounds. Columns: the most a MySQL table can have (4096), for `SELECT *` samples.
+/// Rows: a server with more databases than this is reported as "more than"; the inventory sets
+/// its own row caps per statement.
+const MAX_COLUMNS: u64 = 4096;
 const MAX_ROWS: usize = 10_000;
 /// Longest server error message kept for evidence.
 const MAX_MESSAGE: usize = 200;
@@ -558,6 +648,8 @@ async fn login(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResultSet {
     pub columns: usize,
+    /// Column names (as the server labels them), from the column definitions.
+    pub names: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
     /// The row or byte cap was hit: more rows exist than `rows` holds, and the rest of the
     /// result set is still unread on the connection.
@@ -582,21 +674,28 @@ enum Stage {
 }
 
 /// Reads a COM_QUERY answer packet by packet ("check, then parse" per packet), within a row cap
-/// and a byte budget.
+/// and a byte budget (wire bytes plus the memory of the cells kept).
 struct ResultReader {
     stage: Stage,
     set: ResultSet,
     bytes: usize,
     budget: usize,
+    max_rows: usize,
 }
 
 impl ResultReader {
+    #[cfg(test)]
     fn new(budget: usize) -> Self {
+        Self::with_rows(budget, MAX_ROWS)
+    }
+
+    fn with_rows(budget: usize, max_rows: usize) -> Self {
         ResultReader {
             stage: Stage::Start,
             set: ResultSet::default(),
             bytes: 0,
             budget,
+            max_rows,
         }
     }
 
@@ -625,10 +724,16 @@ impl ResultReader {
                 }
             },
             Stage::Columns(left) => {
-                // ColumnDefinition41 starts with the catalog, always "def".
-                if Reader::new(payload).lenenc_bytes() != Some(b"def") {
+                // ColumnDefinition41: catalog (always "def"), schema, table, org_table, name.
+                let mut r = Reader::new(payload);
+                if r.lenenc_bytes() != Some(b"def") {
                     return Err("malformed column definition".into());
                 }
+                for _ in 0..3 {
+                    r.lenenc_bytes().ok_or("malformed column definition")?;
+                }
+                let name = r.lenenc_bytes().ok_or("malformed column definition")?;
+                self.set.names.push(text(name));
                 self.stage = if left > 1 {
                     Stage::Columns(left - 1)
                 } else {
@@ -653,7 +758,12 @@ impl ResultReader {
                         .ok_or_else(|| "malformed ERR packet".into());
                 }
                 let row = parse_row(payload, self.set.columns)?;
-                if self.set.rows.len() >= MAX_ROWS || self.bytes > self.budget {
+                // A cell costs more in memory than on the wire (a NULL is one byte there, a
+                // 24-byte Option<String> here): charge that too, so the budget bounds memory.
+                self.bytes = self
+                    .bytes
+                    .saturating_add(row.len() * std::mem::size_of::<Option<String>>());
+                if self.set.rows.len() >= self.max_rows || self.bytes > self.budget {
                     self.set.truncated = true;
                     return Ok(Some(QueryReply::Rows(std::mem::take(&mut self.set))));
                 }
@@ -682,34 +792,117 @@ fn parse_row(payload: &[u8], columns: usize) -> Result<Vec<Option<String>>, Stri
     Ok(row)
 }
 
-/// Builds a COM_QUERY packet, refusing anything outside [`ALLOWED_QUERIES`]. The only place
-/// SQL is turned into bytes.
-pub fn com_query(sql: &str) -> Result<Vec<u8>, NetError> {
-    if !ALLOWED_QUERIES.contains(&sql) {
-        return Err(NetError::Invalid(format!(
-            "refusing to send non-allowlisted SQL {sql:?}"
-        )));
+/// A value for a template placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    /// For `{id}`: a schema, table or column name.
+    Id(&'a str),
+    /// For `{int}`.
+    Int(i128),
+}
+
+/// Longest identifier rendered (MySQL's are at most 64 characters, 256 bytes in utf8mb4).
+const MAX_IDENT: usize = 256;
+
+/// Renders an allowlisted template with its arguments: `{id}` becomes a backtick-quoted
+/// identifier (inner backticks doubled, the only character special inside backticks), `{int}`
+/// a decimal integer. Anything else (a template not in [`ALLOWED_QUERIES`], a missing, extra or
+/// mistyped argument, an identifier with NUL or too long) is refused.
+pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
+    if !ALLOWED_QUERIES.contains(&template) {
+        return Err(format!("refusing to send non-allowlisted SQL {template:?}"));
     }
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut args = args.iter();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(tail) = rest.strip_prefix("{id}") {
+            let Some(Arg::Id(name)) = args.next() else {
+                return Err(format!("{template:?}: expected an identifier argument"));
+            };
+            if name.is_empty() || name.len() > MAX_IDENT || name.contains('\0') {
+                return Err(format!("refusing identifier {name:?}"));
+            }
+            out.push('`');
+            out.push_str(&name.replace('`', "``"));
+            out.push('`');
+            rest = tail;
+        } else if let Some(tail) = rest.strip_prefix("{int}") {
+            let Some(Arg::Int(n)) = args.next() else {
+                return Err(format!("{template:?}: expected an integer argument"));
+            };
+            out.push_str(&n.to_string());
+            rest = tail;
+        } else {
+            return Err(format!("{template:?}: unknown placeholder"));
+        }
+    }
+    out.push_str(rest);
+    if args.next().is_some() {
+        return Err(format!("{template:?}: too many arguments"));
+    }
+    Ok(out)
+}
+
+/// Builds a COM_QUERY packet from an allowlisted template and its arguments (see [`render`]).
+/// The only place SQL is turned into bytes.
+pub fn com_query_with(template: &str, args: &[Arg]) -> Result<Vec<u8>, NetError> {
+    let sql = render(template, args).map_err(NetError::Invalid)?;
     let mut payload = vec![COM_QUERY];
     payload.extend_from_slice(sql.as_bytes());
     Ok(frame(0, &payload))
 }
 
+/// Builds a COM_QUERY packet for an allowlisted statement without placeholders.
+pub fn com_query(sql: &str) -> Result<Vec<u8>, NetError> {
+    com_query_with(sql, &[])
+}
+
 /// Runs one allowlisted query and reads its answer within one read deadline.
 async fn query(ctx: &ProbeCtx, conn: &mut Conn, sql: &str) -> Result<QueryReply, NetError> {
-    conn.send(&com_query(sql)?).await?;
-    let cap = ctx.opts.frame_cap;
+    let bounds = ReadBounds {
+        frame_cap: ctx.opts.frame_cap,
+        budget: ctx.opts.frame_cap,
+        max_rows: MAX_ROWS,
+        timeout: ctx.opts.limits.read_timeout,
+    };
+    exchange(conn, sql, &[], bounds).await
+}
+
+/// Bounds of reading one answer.
+#[derive(Debug, Clone, Copy)]
+struct ReadBounds {
+    /// Largest packet accepted.
+    frame_cap: usize,
+    /// Bytes of the answer read before it is cut (`truncated`).
+    budget: usize,
+    max_rows: usize,
+    /// For the whole answer.
+    timeout: std::time::Duration,
+}
+
+/// Sends one allowlisted statement and reads its answer: the one way SQL leaves this module.
+async fn exchange(
+    conn: &mut Conn,
+    template: &str,
+    args: &[Arg<'_>],
+    bounds: ReadBounds,
+) -> Result<QueryReply, NetError> {
+    let packet = com_query_with(template, args)?;
     let read = async {
+        conn.send(&packet).await?;
         let mut seq = 1u8;
-        let mut reader = ResultReader::new(cap);
+        let mut reader = ResultReader::with_rows(bounds.budget, bounds.max_rows);
         loop {
-            let payload = read_next(conn, cap, &mut seq).await?;
+            let payload = read_next(conn, bounds.frame_cap, &mut seq).await?;
             if let Some(reply) = reader.feed(&payload).map_err(NetError::Invalid)? {
                 return Ok(reply);
             }
         }
     };
-    match tokio::time::timeout(ctx.opts.limits.read_timeout, read).await {
+    match tokio::time::timeout(bounds.timeout, read).await {
         Ok(r) => r,
         Err(_) => Err(NetError::Timeout("result set")),
     }
@@ -761,7 +954,7 @@ async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Fi
                     let differs = version != f.version || f.product.as_deref() != Some(product);
                     if version.is_some() && differs {
                         f.evidence.push(format!(
-                            "SELECT VERSION() answered {:?}, unlike the greeting {:?}",
+                            "the server's SELECT VERSION() answered {:?}, unlike the greeting {:?}",
                             clean(real),
                             clean(&hs.server_version)
                         ));
@@ -851,27 +1044,31 @@ mod tests {
     // Captured from Debian 12's MariaDB 10.11.19 (mariadbd on 127.0.23.x, fresh
     // mariadb-install-db) by a small Python socket client doing the exchange this probe does.
     /// Initial handshake.
-    const GREETING: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_greeting.bin");
+    const GREETING: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_greeting.bin");
     /// Greeting of a server with no account matching the client's address (ERR 1130).
     const HOST_NOT_ALLOWED: &[u8] =
-        include_bytes!("../../fixtures/mysql/mariadb_host_not_allowed.bin");
+        include_bytes!("../../../fixtures/mysql/mariadb_host_not_allowed.bin");
     /// OK to root with an empty password (`'root'@'%' IDENTIFIED BY ''`).
-    const LOGIN_OK: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_login_ok.bin");
+    const LOGIN_OK: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_login_ok.bin");
     /// `SHOW DATABASES` on that server (crm, information_schema, mysql, performance_schema,
     /// shop, sys).
-    const SHOW_DATABASES: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_show_databases.bin");
-    const SELECT_VERSION: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_select_version.bin");
+    const SHOW_DATABASES: &[u8] =
+        include_bytes!("../../../fixtures/mysql/mariadb_show_databases.bin");
+    const SELECT_VERSION: &[u8] =
+        include_bytes!("../../../fixtures/mysql/mariadb_select_version.bin");
     /// ERR 1045 to an empty password when root has a password.
-    const ACCESS_DENIED: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_access_denied.bin");
+    const ACCESS_DENIED: &[u8] =
+        include_bytes!("../../../fixtures/mysql/mariadb_access_denied.bin");
     /// AuthSwitchRequest for an account `IDENTIFIED VIA ed25519`.
-    const SWITCH_ED25519: &[u8] = include_bytes!("../../fixtures/mysql/mariadb_switch_ed25519.bin");
+    const SWITCH_ED25519: &[u8] =
+        include_bytes!("../../../fixtures/mysql/mariadb_switch_ed25519.bin");
     /// AuthSwitchRequest to mysql_native_password (the client had named caching_sha2_password),
     /// then OK after an empty answer.
     const SWITCH_NATIVE_OK: &[u8] =
-        include_bytes!("../../fixtures/mysql/mariadb_switch_native_ok.bin");
+        include_bytes!("../../../fixtures/mysql/mariadb_switch_native_ok.bin");
 
     /// Splits captured bytes into (sequence id, payload) packets.
-    fn packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    pub(super) fn packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
             let Check::Complete(n) = check_packet(bytes, 1 << 20) else {
@@ -1050,10 +1247,313 @@ mod tests {
             "DROP DATABASE shop",
             "show databases",
             "SHOW DATABASES; DROP TABLE x",
+            "SELECT * FROM `shop`.`users`",
             "",
         ] {
             assert!(com_query(sql).is_err(), "{sql}");
+            assert!(com_query_with(sql, &[Arg::Id("x")]).is_err(), "{sql}");
         }
+        // A template with placeholders is only sent with its arguments.
+        assert!(com_query(COUNT_ROWS).is_err());
+        assert_eq!(
+            com_query_with(COUNT_ROWS, &[Arg::Id("shop"), Arg::Id("users")]).unwrap()[4..],
+            *b"\x03SELECT COUNT(*) FROM `shop`.`users`"
+        );
+    }
+
+    /// Does `sql` consist of `template` with a backtick-quoted identifier for each `{id}` and a
+    /// decimal integer for each `{int}`, and nothing else?
+    pub(super) fn matches_template(sql: &str, template: &str) -> bool {
+        let mut sql = sql;
+        let mut rest = template;
+        loop {
+            let (lit, next) = match rest.find('{') {
+                Some(i) => (&rest[..i], Some(&rest[i..])),
+                None => (rest, None),
+            };
+            let Some(after) = sql.strip_prefix(lit) else {
+                return false;
+            };
+            sql = after;
+            let Some(next) = next else {
+                return sql.is_empty();
+            };
+            if let Some(tail) = next.strip_prefix("{id}") {
+                // `...` where a backtick inside is doubled.
+                let Some(body) = sql.strip_prefix('`') else {
+                    return false;
+                };
+                let b = body.as_bytes();
+                let mut i = 0;
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(b'`') if b.get(i + 1) == Some(&b'`') => i += 2,
+                        Some(b'`') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                sql = &body[i + 1..];
+                rest = tail;
+            } else if let Some(tail) = next.strip_prefix("{int}") {
+                let digits = sql.strip_prefix('-').unwrap_or(sql);
+                let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+                if n == 0 {
+                    return false;
+                }
+                sql = &digits[n..];
+                rest = tail;
+            } else {
+                return false;
+            }
+        }
+    }
+
+    fn placeholders(template: &str) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut rest = template;
+        while let Some(i) = rest.find('{') {
+            rest = &rest[i..];
+            let p = if rest.starts_with("{id}") {
+                "{id}"
+            } else if rest.starts_with("{int}") {
+                "{int}"
+            } else {
+                panic!("unknown placeholder in {template}")
+            };
+            out.push(p);
+            rest = &rest[p.len()..];
+        }
+        out
+    }
+
+    #[test]
+    fn every_allowlisted_statement_only_reads() {
+        // Words of statements that write, lock, flush, change settings or run code.
+        const FORBIDDEN: &[&str] = &[
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "REPLACE",
+            "CREATE",
+            "DROP",
+            "ALTER",
+            "TRUNCATE",
+            "RENAME",
+            "GRANT",
+            "REVOKE",
+            "LOCK",
+            "UNLOCK",
+            "FLUSH",
+            "INTO",
+            "LOAD",
+            "HANDLER",
+            "CALL",
+            "DO",
+            "KILL",
+            "SHUTDOWN",
+            "INSTALL",
+            "UNINSTALL",
+            "PURGE",
+            "RESET",
+            "CHANGE",
+            "OPTIMIZE",
+            "REPAIR",
+            "ANALYZE",
+            "CACHE",
+            "SLEEP",
+            "BENCHMARK",
+            "GET_LOCK",
+            "OUTFILE",
+            "DUMPFILE",
+            "FOR",
+            "SHARE",
+            "GLOBAL",
+            "PERSIST",
+            "PREPARE",
+            "EXECUTE",
+            "COMMIT",
+            "SAVEPOINT",
+            "XA",
+            "BINLOG",
+            "USE",
+            "WRITE",
+        ];
+        let mut unique = ALLOWED_QUERIES.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ALLOWED_QUERIES.len(), "duplicate template");
+        for t in ALLOWED_QUERIES {
+            let upper = t.to_ascii_uppercase();
+            let read_shape = [
+                "SELECT ",
+                "SHOW ",
+                "SET SESSION ",
+                "START TRANSACTION READ ONLY",
+            ]
+            .iter()
+            .any(|p| upper.starts_with(p));
+            assert!(read_shape, "{t}");
+            for bad in [";", "--", "/*", "#", "\\", "\"", "@"] {
+                assert!(!t.contains(bad), "{t} contains {bad}");
+            }
+            for word in upper.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                assert!(!FORBIDDEN.contains(&word), "{t} contains {word}");
+            }
+            // SET only ever makes this session read-only or time-limited.
+            if upper.starts_with("SET ") {
+                assert!(
+                    [SET_READ_ONLY, SET_STATEMENT_TIME, SET_EXECUTION_TIME].contains(t),
+                    "{t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn templates_render_only_with_their_arguments() {
+        for t in ALLOWED_QUERIES {
+            let kinds = placeholders(t);
+            let good: Vec<Arg> = kinds
+                .iter()
+                .map(|k| {
+                    if *k == "{id}" {
+                        Arg::Id("t")
+                    } else {
+                        Arg::Int(-42)
+                    }
+                })
+                .collect();
+            let sql = render(t, &good).unwrap();
+            assert!(matches_template(&sql, t), "{sql}");
+            assert!(!sql.contains('{'), "{sql}");
+            let mut more = good.clone();
+            more.push(Arg::Int(1));
+            assert!(render(t, &more).is_err(), "{t}");
+            if let Some((_, fewer)) = good.split_last() {
+                assert!(render(t, fewer).is_err(), "{t}");
+                let swapped: Vec<Arg> = good
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Id(_) => Arg::Int(1),
+                        Arg::Int(_) => Arg::Id("1"),
+                    })
+                    .collect();
+                assert!(render(t, &swapped).is_err(), "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn identifiers_cannot_leave_their_quotes() {
+        let hostile = [
+            "a`; DROP TABLE x; -- ",
+            "`",
+            "``",
+            "x` UNION SELECT password FROM mysql.user #",
+            "a'b\"c\\",
+            "名前 with spaces",
+            "a`.`b",
+        ];
+        for h in hostile {
+            let sql = render(COUNT_ROWS, &[Arg::Id(h), Arg::Id("t")]).unwrap();
+            assert!(matches_template(&sql, COUNT_ROWS), "{sql}");
+            // Unquoting gives the name back: it stayed one identifier.
+            let quoted = sql
+                .strip_prefix("SELECT COUNT(*) FROM `")
+                .and_then(|s| s.strip_suffix("`.`t`"))
+                .unwrap();
+            assert_eq!(quoted.replace("``", "`"), h);
+            // And it matches no other template (say, one with more identifiers).
+            for other in ALLOWED_QUERIES.iter().filter(|o| **o != COUNT_ROWS) {
+                assert!(!matches_template(&sql, other), "{sql} ~ {other}");
+            }
+        }
+        let long = "x".repeat(MAX_IDENT + 1);
+        for bad in ["", "a\0b", long.as_str()] {
+            assert!(render(COUNT_ROWS, &[Arg::Id(bad), Arg::Id("t")]).is_err());
+        }
+        assert_eq!(
+            render(
+                SAMPLE_AT_OFFSET,
+                &[Arg::Id("d"), Arg::Id("t"), Arg::Int(10), Arg::Int(3)]
+            ),
+            Ok("SELECT * FROM `d`.`t` LIMIT 10, 3".into())
+        );
+    }
+
+    /// The string literals of Rust source, comments skipped (no raw strings in these files).
+    fn string_literals(src: &str) -> Vec<String> {
+        let b = src.as_bytes();
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < b.len() {
+            match b[i] {
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    i += b[i..].iter().position(|&c| c == b'\n').unwrap_or(b.len());
+                }
+                // A char literal ('"', '\'', 'x'); otherwise a lifetime.
+                b'\'' if b.get(i + 1) == Some(&b'\\') => {
+                    let end = b
+                        .get(i + 3..)
+                        .and_then(|r| r.iter().position(|&c| c == b'\''));
+                    i = end.map_or(b.len(), |n| i + 3 + n + 1);
+                }
+                b'\'' if b.get(i + 2) == Some(&b'\'') => i += 3,
+                b'"' => {
+                    let mut lit = String::new();
+                    i += 1;
+                    while i < b.len() && b[i] != b'"' {
+                        if b[i] == b'\\' {
+                            i += 1;
+                        }
+                        if let Some(&c) = b.get(i) {
+                            lit.push(c as char);
+                        }
+                        i += 1;
+                    }
+                    out.push(lit);
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sql_in_the_sources_is_allowlisted() {
+        // Every string literal in the module's code that starts like SQL must be (part of) an
+        // allowlisted template: no statement is assembled anywhere else.
+        const STARTS: &[&str] = &[
+            "SELECT", "SHOW", "SET ", "START", "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE",
+            "DROP", "ALTER", "TRUNCATE", "GRANT", "LOCK", "FLUSH", "LOAD", "CALL", "KILL", "DO ",
+            "HANDLER", "COMMIT", "ROLLBACK", "USE ", "WITH ", "EXPLAIN", "DESC", "ANALYZE",
+        ];
+        let sources = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("inventory.rs", include_str!("inventory.rs")),
+        ];
+        for (file, src) in sources {
+            let code = src.split("#[cfg(test)]\nmod tests").next().unwrap();
+            let mut sql = 0;
+            for lit in string_literals(code) {
+                let upper = lit.trim_start().to_ascii_uppercase();
+                if !STARTS.iter().any(|s| upper.starts_with(s)) {
+                    continue;
+                }
+                sql += 1;
+                assert!(
+                    ALLOWED_QUERIES.iter().any(|t| t.contains(lit.as_str())),
+                    "{file}: SQL outside the allowlist: {lit:?}"
+                );
+            }
+            // The scanner does see the templates themselves.
+            assert!(file != "mod.rs" || sql >= ALLOWED_QUERIES.len(), "{sql}");
+        }
+        assert_eq!(
+            string_literals("let c = '\"'; fn f<'a>(x: &'a str) {} // \"no\"\n g(\"SE\\\"LECT\");"),
+            ["SE\"LECT"]
+        );
     }
 
     // MySQL itself is not packaged in Debian 12 (default-mysql-server depends on
@@ -1204,8 +1704,8 @@ mod tests {
             b"+OK\r\n",
             b"\x15\x03\x03\x00\x02\x02\x28",
             b"E\x00\x00\x00\x10SFATAL\x00\x00",
-            include_bytes!("../../fixtures/redis/noauth.resp"),
-            include_bytes!("../../fixtures/memcached/version_stats.txt"),
+            include_bytes!("../../../fixtures/redis/noauth.resp"),
+            include_bytes!("../../../fixtures/memcached/version_stats.txt"),
         ];
         for bytes in others {
             match check_packet(bytes, 1 << 20) {
@@ -1246,6 +1746,29 @@ mod tests {
             assert!(!matches!(r.feed(p), Ok(Some(QueryReply::Rows(_)))), "{p:?}");
         }
         assert!(parse_auth_reply(b"\x00").is_err());
+    }
+
+    #[test]
+    fn null_heavy_rows_are_charged_their_memory() {
+        // 4096 NULL columns: 4 KB on the wire, ~100 KB as cells. The budget bounds the latter.
+        let budget = 1 << 20;
+        let mut r = ResultReader::with_rows(budget, MAX_ROWS);
+        assert_eq!(r.feed(&[0xfc, 0x00, 0x10]), Ok(None));
+        for _ in 0..4096 {
+            assert_eq!(r.feed(b"\x03def\x00\x00\x00\x01c"), Ok(None));
+        }
+        assert_eq!(r.feed(&[0xfe, 0, 0, 2, 0]), Ok(None));
+        let row = vec![0xfb; 4096];
+        let set = loop {
+            if let Some(QueryReply::Rows(set)) = r.feed(&row).unwrap() {
+                break set;
+            }
+        };
+        assert!(set.truncated);
+        assert_eq!(set.names.len(), 4096);
+        let kept = set.rows.len() * 4096 * std::mem::size_of::<Option<String>>();
+        assert!(kept <= budget, "{kept}");
+        assert!(set.rows.len() >= 5, "{}", set.rows.len());
     }
 
     #[test]

@@ -11,14 +11,24 @@
 //! is ambiguous (some servers filter it down to what the caller may see), so `listCollections` on
 //! `admin` settles it. Servers older than 3.6 drop OP_MSG; they get the same commands over legacy
 //! OP_QUERY. Replica-set members named in `hello` are reported, never contacted.
+//!
+//! [`inventory`] lists, counts and samples the collections of an exposed server over the same
+//! session. Read-only by construction: [`Session::call`] is the only function that sends, and it
+//! refuses any command outside [`ALLOWED_COMMANDS`], any `aggregate` stage outside
+//! [`ALLOWED_STAGES`] (`$out` and `$merge` by name), and a `killCursors` of a cursor this session
+//! did not open.
 
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
-use bson::{doc, Document};
+use bson::{doc, Bson, Document};
 use futures::future::BoxFuture;
 
 use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
+
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks;
+mod inventory;
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "mongodb",
@@ -29,10 +39,14 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "OP_MSG hello (isMaster, legacy OP_QUERY for old servers) and buildInfo, then \
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
-    inventory: None,
+    inventory: Some(inventory::inventory),
 };
 
-/// The only commands this probe ever sends. All are read-only.
+/// The only commands this module ever sends. All are read-only: the first six identify and
+/// judge; the rest inventory. `aggregate` is further limited to [`ALLOWED_STAGES`]; `killCursors`
+/// closes only a cursor this session opened, which frees the server memory held for our own
+/// read and changes no document, collection, index, user or setting (the server does the same
+/// by itself when an idle cursor times out).
 pub const ALLOWED_COMMANDS: &[&str] = &[
     "hello",
     "isMaster",
@@ -40,7 +54,84 @@ pub const ALLOWED_COMMANDS: &[&str] = &[
     "listDatabases",
     "listCollections",
     "connectionStatus",
+    "count",
+    "collStats",
+    "aggregate",
+    "find",
+    "getMore",
+    "killCursors",
 ];
+
+/// The only pipeline stages an `aggregate` may carry. `$out` and `$merge` (which write their
+/// result into a collection) are refused by name; so is every other stage.
+pub const ALLOWED_STAGES: &[&str] = &["$sample", "$match", "$limit", "$project"];
+
+/// Operators refused anywhere inside a command: the two writing stages, and the ones that run
+/// server-side JavaScript.
+const FORBIDDEN_OPERATORS: &[&str] = &["$out", "$merge", "$where", "$function", "$accumulator"];
+
+/// Commands sent only to a server whose `buildInfo` (asked on the same session) says MongoDB.
+/// FerretDB answers `collStats` (like `dbStats`) by running SQLite `ANALYZE` first, which
+/// rewrites the statistics tables inside its database file: a read on MongoDB, a write there.
+/// A server that did not name itself is not trusted with them either.
+pub const MONGODB_ONLY: &[&str] = &["collStats"];
+
+/// Nesting searched for [`FORBIDDEN_OPERATORS`]; a deeper command is refused outright.
+const MAX_COMMAND_DEPTH: usize = 32;
+
+/// Why a command may not be sent; None when it may. Checked by [`encode_command`] (and so by
+/// [`Session::call`]) on every request.
+pub fn refuse_command(cmd: &str, args: &Document) -> Option<String> {
+    if !ALLOWED_COMMANDS.contains(&cmd) {
+        return Some(format!(
+            "refusing to send non-allowlisted MongoDB command {cmd}"
+        ));
+    }
+    if let Some(why) = forbidden_operator(args, 0) {
+        return Some(format!("refusing MongoDB command {cmd}: {why}"));
+    }
+    if cmd == "aggregate" {
+        let Some(bson::Bson::Array(stages)) = args.get("pipeline") else {
+            return Some("refusing aggregate without a pipeline array".into());
+        };
+        for stage in stages {
+            let bson::Bson::Document(stage) = stage else {
+                return Some("refusing aggregate with a stage that is not a document".into());
+            };
+            let mut keys = stage.keys();
+            let (Some(name), None) = (keys.next(), keys.next()) else {
+                return Some("refusing aggregate stage without exactly one operator".into());
+            };
+            if !ALLOWED_STAGES.contains(&name.as_str()) {
+                return Some(format!("refusing aggregate stage {name}"));
+            }
+        }
+    }
+    None
+}
+
+fn forbidden_operator(d: &Document, depth: usize) -> Option<String> {
+    if depth > MAX_COMMAND_DEPTH {
+        return Some("nested too deeply to check".into());
+    }
+    for (k, v) in d {
+        if FORBIDDEN_OPERATORS.contains(&k.as_str()) {
+            return Some(format!("{k} is not allowed"));
+        }
+        if let Some(why) = forbidden_in(v, depth + 1) {
+            return Some(why);
+        }
+    }
+    None
+}
+
+fn forbidden_in(v: &bson::Bson, depth: usize) -> Option<String> {
+    match v {
+        bson::Bson::Document(d) => forbidden_operator(d, depth),
+        bson::Bson::Array(items) => items.iter().find_map(|i| forbidden_in(i, depth + 1)),
+        _ => None,
+    }
+}
 
 const OP_REPLY: i32 = 1;
 const OP_QUERY: i32 = 2004;
@@ -171,22 +262,23 @@ fn op_reply_body(frame: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
-/// Builds the request for an allowlisted command (checked here too, so no caller can build
-/// anything else).
+/// Builds the request for an allowlisted command whose first element is `cmd: value` (the
+/// collection for `find`, `count` …, a cursor id for `getMore`, 1 for the others). Checked here
+/// too, so no caller can build anything [`refuse_command`] refuses.
 fn encode_command(
     wire: Wire,
     request_id: i32,
     cmd: &str,
+    value: Bson,
     db: &str,
     args: Document,
 ) -> Result<Vec<u8>, String> {
-    if !ALLOWED_COMMANDS.contains(&cmd) {
-        return Err(format!(
-            "refusing to send non-allowlisted MongoDB command {cmd}"
-        ));
+    if let Some(why) = refuse_command(cmd, &args) {
+        return Err(why);
     }
-    // The server takes the first key as the command name, so it goes in first.
-    let mut command = doc! { cmd: 1i32 };
+    // The server takes the first key as the command name, so it goes in first and no argument
+    // can replace it.
+    let mut command = doc! { cmd: value };
     for (k, v) in args {
         if k != cmd && k != "$db" {
             command.insert(k, v);
@@ -217,6 +309,7 @@ fn encode_command(
     Ok(out)
 }
 
+#[derive(Debug)]
 enum CallError {
     Net(NetError),
     /// A complete frame that is not a valid reply; `head` is its start, for evidence.
@@ -224,6 +317,12 @@ enum CallError {
         why: String,
         head: Vec<u8>,
     },
+    /// Refused before sending: not allowlisted, or a cursor this session did not open.
+    Refused(String),
+    /// The session's byte budget is spent; nothing was sent, or the reply would not fit.
+    Budget,
+    /// The session's deadline passed; the exchange was abandoned.
+    Deadline,
 }
 
 impl CallError {
@@ -231,6 +330,7 @@ impl CallError {
         match self {
             CallError::Net(e) => Seen::from_error(e, buffered),
             CallError::Bad { head, .. } => Seen::Bytes(head.clone()),
+            other => Seen::Error(other.to_string()),
         }
     }
 }
@@ -240,9 +340,16 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Net(e) => e.fmt(f),
             CallError::Bad { why, .. } => write!(f, "invalid reply: {why}"),
+            CallError::Refused(why) => f.write_str(why),
+            CallError::Budget => f.write_str("byte budget spent"),
+            CallError::Deadline => f.write_str("time budget spent"),
         }
     }
 }
+
+/// A server-side cursor this session opened and has not seen exhausted: database, the
+/// collection its `getMore`/`killCursors` name, id.
+type OwnCursor = (String, String, i64);
 
 /// One connection and the wire dialect it speaks.
 struct Session {
@@ -252,6 +359,15 @@ struct Session {
     cap: usize,
     /// A call failed mid-exchange: a late reply may still arrive, so the next call reconnects.
     broken: bool,
+    /// Bytes of reply frames read, and how many may be.
+    read: usize,
+    budget: usize,
+    /// No exchange runs past this instant (the inventory's time budget).
+    deadline: Option<tokio::time::Instant>,
+    /// Cursors opened by this session: the only ones `getMore` and `killCursors` may name.
+    cursors: Vec<OwnCursor>,
+    /// The product `buildInfo` named on this session, for [`MONGODB_ONLY`].
+    product: Option<String>,
 }
 
 impl Session {
@@ -262,10 +378,15 @@ impl Session {
             next_id: 1,
             cap,
             broken: false,
+            read: 0,
+            budget: usize::MAX,
+            deadline: None,
+            cursors: Vec::new(),
+            product: None,
         }
     }
 
-    /// Sends one allowlisted command and reads its reply. The only function that sends.
+    /// Sends `{cmd: 1, ..args}`; see [`Session::call_on`].
     async fn call(
         &mut self,
         ctx: &ProbeCtx,
@@ -273,38 +394,170 @@ impl Session {
         db: &str,
         args: Document,
     ) -> Result<RawDocumentBuf, CallError> {
-        if !ALLOWED_COMMANDS.contains(&cmd) {
-            let why = format!("refusing to send non-allowlisted MongoDB command {cmd}");
-            return Err(CallError::Bad {
-                why,
-                head: Vec::new(),
-            });
+        self.call_on(ctx, cmd, Bson::Int32(1), db, args).await
+    }
+
+    /// Sends one allowlisted command `{cmd: value, ..args}` to `db` and reads its reply. The only
+    /// function that sends.
+    async fn call_on(
+        &mut self,
+        ctx: &ProbeCtx,
+        cmd: &str,
+        value: Bson,
+        db: &str,
+        args: Document,
+    ) -> Result<RawDocumentBuf, CallError> {
+        if let Some(why) = refuse_command(cmd, &args) {
+            return Err(CallError::Refused(why));
         }
+        if MONGODB_ONLY.contains(&cmd) && self.product.as_deref() != Some("MongoDB") {
+            return Err(CallError::Refused(format!(
+                "refusing {cmd} to a server whose buildInfo did not say MongoDB (FerretDB writes on it)"
+            )));
+        }
+        // A cursor id is a handle to someone's query: advancing or closing another client's
+        // cursor would change what that client reads, so only our own are named.
+        match cmd {
+            "getMore" => {
+                let coll = args.get_str("collection").unwrap_or_default();
+                if !self.owns(db, coll, &value) {
+                    return Err(CallError::Refused(format!(
+                        "refusing getMore on cursor {value} that this session did not open"
+                    )));
+                }
+            }
+            "killCursors" => {
+                let coll = value.as_str().unwrap_or_default();
+                let ids = match args.get("cursors") {
+                    Some(Bson::Array(ids)) if !ids.is_empty() => ids.as_slice(),
+                    _ => &[],
+                };
+                if ids.is_empty() || !ids.iter().all(|id| self.owns(db, coll, id)) {
+                    return Err(CallError::Refused(
+                        "refusing killCursors of a cursor this session did not open".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        let room = self.budget.saturating_sub(self.read);
+        if room < MIN_OP_MSG {
+            return Err(CallError::Budget);
+        }
+        let cap = self.cap.min(room);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let request =
-            encode_command(self.wire, id, cmd, db, args).map_err(|why| CallError::Bad {
-                why,
-                head: Vec::new(),
-            })?;
-        if self.broken {
-            self.conn = ctx.connect().await.map_err(CallError::Net)?;
-            self.broken = false;
-        }
-        self.broken = true;
-        self.conn.send(&request).await.map_err(CallError::Net)?;
-        let cap = self.cap;
-        let frame = self
-            .conn
-            .read_frame(cap, |b| check_reply(b, cap, id))
-            .await
-            .map_err(CallError::Net)?;
+        let cursor_coll = match cmd {
+            "find" | "aggregate" => value.as_str().map(str::to_string),
+            "listCollections" => Some("$cmd.listCollections".to_string()),
+            "getMore" => args.get_str("collection").ok().map(str::to_string),
+            _ => None,
+        };
+        let killed: Vec<Bson> = match (cmd, args.get("cursors")) {
+            ("killCursors", Some(Bson::Array(ids))) => ids.clone(),
+            _ => Vec::new(),
+        };
+        let request = encode_command(self.wire, id, cmd, value.clone(), db, args)
+            .map_err(CallError::Refused)?;
+        let deadline = self.deadline;
+        let exchange = self.exchange(ctx, &request, id, cap);
+        let frame = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, exchange).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.broken = true;
+                    return Err(CallError::Deadline);
+                }
+            },
+            None => exchange.await,
+        };
+        let frame = match frame {
+            Err(CallError::Net(NetError::TooLarge { .. })) if cap < self.cap => {
+                return Err(CallError::Budget)
+            }
+            other => other?,
+        };
+        self.read = self.read.saturating_add(frame.len());
         let doc = parse_reply(&frame, id, self.wire).map_err(|why| CallError::Bad {
             why,
             head: frame[..frame.len().min(64)].to_vec(),
         })?;
         self.broken = false;
+        if cmd == "buildInfo" {
+            self.product = parse_build_info(&doc).map(|(product, _)| product);
+        }
+        // Cursor bookkeeping: a getMore answers for the cursor it named (exhausted, gone or
+        // still open); a killCursors closed what it named; a new cursor id is ours.
+        if cmd == "getMore" || cmd == "killCursors" {
+            let gone: Vec<Bson> = if cmd == "getMore" {
+                vec![value]
+            } else {
+                killed
+            };
+            self.cursors.retain(|(d, _, cid)| {
+                !(d == db && gone.iter().any(|g| cursor_id(g) == Some(*cid)))
+            });
+        }
+        if let (Some(coll), Some(cid)) = (cursor_coll, reply_cursor_id(&doc)) {
+            if cid != 0 && self.cursors.len() < MAX_OWN_CURSORS {
+                self.cursors.push((db.to_string(), coll, cid));
+            }
+        }
         Ok(doc)
+    }
+
+    /// Reconnects when the last exchange broke, sends `request`, reads the reply frame.
+    async fn exchange(
+        &mut self,
+        ctx: &ProbeCtx,
+        request: &[u8],
+        id: i32,
+        cap: usize,
+    ) -> Result<Vec<u8>, CallError> {
+        if self.broken {
+            self.conn = ctx.connect().await.map_err(CallError::Net)?;
+            self.broken = false;
+        }
+        self.broken = true;
+        self.conn.send(request).await.map_err(CallError::Net)?;
+        self.conn
+            .read_frame(cap, |b| check_reply(b, cap, id))
+            .await
+            .map_err(CallError::Net)
+    }
+
+    fn owns(&self, db: &str, coll: &str, id: &Bson) -> bool {
+        let Some(id) = cursor_id(id) else {
+            return false;
+        };
+        id != 0
+            && self
+                .cursors
+                .iter()
+                .any(|(d, c, cid)| d == db && c == coll && *cid == id)
+    }
+}
+
+/// Cursors one session keeps track of; the inventory holds at most one open at a time.
+const MAX_OWN_CURSORS: usize = 64;
+
+fn cursor_id(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int64(x) => Some(*x),
+        Bson::Int32(x) => Some(i64::from(*x)),
+        _ => None,
+    }
+}
+
+/// `cursor.id` of a successful reply that carries a cursor.
+fn reply_cursor_id(d: &RawDocument) -> Option<i64> {
+    if !is_ok(d) {
+        return None;
+    }
+    match field(field(d, "cursor")?.as_document()?, "id")? {
+        RawBsonRef::Int64(x) => Some(x),
+        RawBsonRef::Int32(x) => Some(i64::from(x)),
+        _ => None,
     }
 }
 
@@ -513,7 +766,10 @@ async fn handshake(ctx: &ProbeCtx, s: &mut Session) -> Result<(Hello, &'static s
         // Servers before 3.6 close the connection on an opcode they do not know.
         Err(CallError::Net(NetError::Closed(0) | NetError::Reset)) if s.conn.received == 0 => {
             let conn = ctx.connect().await.map_err(|e| Seen::from_error(&e, &[]))?;
-            *s = Session::new(conn, Wire::Legacy, s.cap);
+            // Same session (budget, deadline, request ids), new connection and dialect.
+            s.conn = conn;
+            s.wire = Wire::Legacy;
+            s.broken = false;
         }
         Err(e) => return Err(e.seen(s.conn.buffered())),
     }
@@ -673,32 +929,32 @@ mod tests {
     // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
     // throwaway Python socket script; requestIDs of the requests are given per test.
     /// Open server with two databases: `hello` (1), `buildInfo` (2), `listDatabases` (3).
-    const OPEN_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/open_hello.bin");
-    const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../fixtures/mongodb/open_buildinfo.bin");
+    const OPEN_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_hello.bin");
+    const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_buildinfo.bin");
     const OPEN_LIST_DATABASES: &[u8] =
-        include_bytes!("../../fixtures/mongodb/open_listdatabases.bin");
+        include_bytes!("../../../fixtures/mongodb/open_listdatabases.bin");
     /// Legacy OP_QUERY `isMaster` on `admin.$cmd` (4), answered with OP_REPLY.
-    const LEGACY_IS_MASTER: &[u8] = include_bytes!("../../fixtures/mongodb/legacy_ismaster.bin");
+    const LEGACY_IS_MASTER: &[u8] = include_bytes!("../../../fixtures/mongodb/legacy_ismaster.bin");
     /// An unknown command (5).
-    const UNKNOWN_COMMAND: &[u8] = include_bytes!("../../fixtures/mongodb/unknown_command.bin");
+    const UNKNOWN_COMMAND: &[u8] = include_bytes!("../../../fixtures/mongodb/unknown_command.bin");
     /// Auth-on server (`--test-enable-new-auth`, a SCRAM user): `hello` (6), `listDatabases` (7),
     /// `listCollections` on admin (8), `connectionStatus` (9), all without authenticating.
-    const AUTH_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/auth_hello.bin");
+    const AUTH_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/auth_hello.bin");
     const AUTH_LIST_DATABASES: &[u8] =
-        include_bytes!("../../fixtures/mongodb/auth_listdatabases.bin");
+        include_bytes!("../../../fixtures/mongodb/auth_listdatabases.bin");
     const AUTH_LIST_COLLECTIONS: &[u8] =
-        include_bytes!("../../fixtures/mongodb/auth_listcollections.bin");
+        include_bytes!("../../../fixtures/mongodb/auth_listcollections.bin");
     const AUTH_CONNECTION_STATUS: &[u8] =
-        include_bytes!("../../fixtures/mongodb/auth_connectionstatus.bin");
+        include_bytes!("../../../fixtures/mongodb/auth_connectionstatus.bin");
     /// Open server without data: `listDatabases` (10), `listCollections` (11), `connectionStatus` (12).
     const EMPTY_LIST_DATABASES: &[u8] =
-        include_bytes!("../../fixtures/mongodb/empty_listdatabases.bin");
+        include_bytes!("../../../fixtures/mongodb/empty_listdatabases.bin");
     const EMPTY_LIST_COLLECTIONS: &[u8] =
-        include_bytes!("../../fixtures/mongodb/empty_listcollections.bin");
+        include_bytes!("../../../fixtures/mongodb/empty_listcollections.bin");
     const EMPTY_CONNECTION_STATUS: &[u8] =
-        include_bytes!("../../fixtures/mongodb/empty_connectionstatus.bin");
+        include_bytes!("../../../fixtures/mongodb/empty_connectionstatus.bin");
     /// `--repl-set-name=rs0` listening on 127.0.21.4:27017: `hello` (13).
-    const REPLSET_HELLO: &[u8] = include_bytes!("../../fixtures/mongodb/replset_hello.bin");
+    const REPLSET_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/replset_hello.bin");
 
     const CAP: usize = 1 << 20;
 
@@ -1000,19 +1256,39 @@ mod tests {
         for cmd in [
             "dropDatabase",
             "insert",
+            "update",
+            "delete",
+            "findAndModify",
+            "drop",
+            "create",
+            "createIndexes",
+            "renameCollection",
+            "mapReduce",
+            "createUser",
+            "setParameter",
+            "fsync",
             "shutdown",
-            "find",
             "eval",
             "HELLO",
+            "Find",
         ] {
             assert!(
-                encode_command(Wire::Msg, 1, cmd, "admin", Document::new()).is_err(),
+                encode_command(Wire::Msg, 1, cmd, Bson::Int32(1), "admin", Document::new())
+                    .is_err(),
                 "{cmd}"
             );
         }
         // The command name comes first and cannot be overridden by an argument.
         let args = doc! { "listDatabases": "x", "nameOnly": false, "$db": "evil" };
-        let req = encode_command(Wire::Msg, 42, "listDatabases", "admin", args).unwrap();
+        let req = encode_command(
+            Wire::Msg,
+            42,
+            "listDatabases",
+            Bson::Int32(1),
+            "admin",
+            args,
+        )
+        .unwrap();
         assert_eq!(read_i32(&req, 0), Some(req.len() as i32));
         assert_eq!(read_i32(&req, 4), Some(42));
         assert_eq!(read_i32(&req, 12), Some(OP_MSG));
@@ -1021,7 +1297,15 @@ mod tests {
         assert_eq!(keys, vec!["listDatabases", "nameOnly", "$db"]);
         assert_eq!(body.get_i32("listDatabases").unwrap(), 1);
         assert_eq!(body.get_str("$db").unwrap(), "admin");
-        let legacy = encode_command(Wire::Legacy, 7, "isMaster", "admin", Document::new()).unwrap();
+        let legacy = encode_command(
+            Wire::Legacy,
+            7,
+            "isMaster",
+            Bson::Int32(1),
+            "admin",
+            Document::new(),
+        )
+        .unwrap();
         assert_eq!(read_i32(&legacy, 12), Some(OP_QUERY));
         assert_eq!(&legacy[20..31], b"admin.$cmd\0");
         assert_eq!(read_i32(&legacy, 35), Some(-1));

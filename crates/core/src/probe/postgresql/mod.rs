@@ -10,6 +10,11 @@
 //!
 //! Hand-written over [`Conn`] rather than a driver: a driver's reads are not bounded by our
 //! caps and deadlines, and a driver sends statements of its own that no allowlist covers.
+//!
+//! Every statement sent, by the probe and by the [`inventory`], is one of the constant templates
+//! in [`ALLOWED_QUERIES`]; [`render`] fills their placeholders with typed values only (quoted
+//! identifiers, integers, a percentage), and [`send_query`] is the one function that puts SQL on
+//! the wire.
 
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -33,14 +38,114 @@ pub const PROTOCOL: Protocol = Protocol {
              pg_database; a SCRAM/MD5/cleartext challenge or SQLSTATE 28P01/28000 means authentication \
              is required",
     handler: Handler::Raw(probe),
-    inventory: None,
+    inventory: Some(inventory::inventory),
 };
+
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks;
+pub mod inventory;
 
 /// Lists the databases that accept connections: catalog metadata, read-only.
 pub const LIST_DATABASES: &str = "SELECT datname FROM pg_database WHERE datallowconn";
 
-/// The only SQL this probe ever sends, enforced in [`simple_query`].
-pub const ALLOWED_QUERIES: &[&str] = &[LIST_DATABASES];
+/// The only SQL leakscope ever sends to PostgreSQL, enforced in [`render`]. The inventory's
+/// statements run inside `BEGIN READ ONLY`, so even a mistake here could not write.
+pub const ALLOWED_QUERIES: &[&str] = &[
+    LIST_DATABASES,
+    inventory::BEGIN_READ_ONLY,
+    inventory::SET_STATEMENT_TIMEOUT,
+    inventory::SET_LOCK_TIMEOUT,
+    inventory::ROLLBACK,
+    inventory::LIST_DATABASES_FOR_INVENTORY,
+    inventory::LIST_RELATIONS,
+    inventory::LIST_RELATIONS_UNLOCKED,
+    inventory::LIST_COLUMNS,
+    inventory::COUNT_ROWS,
+    inventory::SAMPLE_TABLESAMPLE,
+    inventory::SAMPLE_RANDOM,
+    inventory::SAMPLE_FIRST,
+];
+
+/// A value for a template placeholder. Only these three kinds exist, so no caller can splice
+/// arbitrary text into SQL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arg<'a> {
+    /// `$IDENT`: an identifier, always double-quoted with inner quotes doubled
+    /// (`quote_ident` semantics), so any name is one identifier and never SQL.
+    Ident(&'a str),
+    /// `$INT`: a non-negative integer.
+    Int(u64),
+    /// `$PCT`: a percentage in (0, 100], for `TABLESAMPLE SYSTEM`.
+    Percent(f64),
+}
+
+/// `"name"` with inner `"` doubled; None for names that cannot be identifiers (empty, NUL).
+pub fn quote_ident(name: &str) -> Option<String> {
+    if name.is_empty() || name.contains('\0') {
+        return None;
+    }
+    Some(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// Builds the SQL text of an allowlisted template. The template is scanned once, left to right:
+/// each `$IDENT`, `$INT` or `$PCT` takes the next argument, which must be of that kind, and the
+/// rendered values are never scanned again, so a name containing `$INT` stays a name.
+pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
+    if !ALLOWED_QUERIES.contains(&template) {
+        return Err(format!("refusing to send non-allowlisted SQL {template:?}"));
+    }
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut args = args.iter();
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let (token, value) = if let Some(r) = rest.strip_prefix("$IDENT") {
+            rest = r;
+            match args.next() {
+                Some(Arg::Ident(name)) => ("$IDENT", quote_ident(name)),
+                other => return Err(format!("$IDENT needs an identifier, got {other:?}")),
+            }
+        } else if let Some(r) = rest.strip_prefix("$INT") {
+            rest = r;
+            match args.next() {
+                Some(Arg::Int(n)) => ("$INT", Some(n.to_string())),
+                other => return Err(format!("$INT needs an integer, got {other:?}")),
+            }
+        } else if let Some(r) = rest.strip_prefix("$PCT") {
+            rest = r;
+            match args.next() {
+                Some(&Arg::Percent(p)) if p.is_finite() && p > 0.0 && p <= 100.0 => {
+                    ("$PCT", Some(format!("{p:.6}")))
+                }
+                other => {
+                    return Err(format!(
+                        "$PCT needs a percentage in (0, 100], got {other:?}"
+                    ))
+                }
+            }
+        } else {
+            return Err("unknown placeholder in template".into());
+        };
+        out.push_str(&value.ok_or_else(|| format!("{token}: not a valid identifier"))?);
+    }
+    out.push_str(rest);
+    if args.next().is_some() {
+        return Err("more arguments than placeholders".into());
+    }
+    Ok(out)
+}
+
+/// Sends one simple Query built by [`render`]: the only function that sends SQL.
+async fn send_query(conn: &mut Conn, template: &str, args: &[Arg<'_>]) -> Result<(), QueryError> {
+    let mut body = render(template, args)
+        .map_err(QueryError::Protocol)?
+        .into_bytes();
+    body.push(0);
+    conn.send(&frontend(b'Q', &body))
+        .await
+        .map_err(QueryError::Net)
+}
 
 /// The user the unauthenticated startup names: the superuser every installation has.
 const USER: &str = "postgres";
@@ -127,6 +232,8 @@ pub fn startup_message(user: &str, database: &str) -> Vec<u8> {
         ("user", user),
         ("database", database),
         ("application_name", "leakscope"),
+        // Text results in UTF-8 whatever the database encoding (PgBouncer passes this one on).
+        ("client_encoding", "UTF8"),
     ] {
         for s in [k, v] {
             body.extend_from_slice(s.as_bytes());
@@ -537,16 +644,7 @@ impl Rows {
 
 /// Sends one allowlisted simple Query and reads its whole answer.
 async fn simple_query(conn: &mut Conn, ctx: &ProbeCtx, sql: &str) -> Result<Rows, QueryError> {
-    if !ALLOWED_QUERIES.contains(&sql) {
-        return Err(QueryError::Protocol(format!(
-            "refusing to send non-allowlisted SQL {sql:?}"
-        )));
-    }
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    conn.send(&frontend(b'Q', &body))
-        .await
-        .map_err(QueryError::Net)?;
+    send_query(conn, sql, &[]).await?;
     let mut rows = Rows::default();
     // Rows plus a few framing messages; a peer streaming notices forever is cut off.
     for _ in 0..MAX_ROWS + 100 {
@@ -803,7 +901,7 @@ async fn authenticate(
 struct Ready {
     conn: Box<Conn>,
     session: Session,
-    database: &'static str,
+    database: String,
     /// How a credential was accepted, in words; None when no password was asked for.
     method: Option<String>,
 }
@@ -830,7 +928,7 @@ enum LoginError {
 async fn login(
     ctx: &ProbeCtx,
     mut conn: Conn,
-    database: &'static str,
+    database: &str,
     cred: Option<&Credential>,
 ) -> Result<Login, LoginError> {
     let cap = ctx.opts.frame_cap;
@@ -891,7 +989,7 @@ async fn login(
                 return Ok(Login::Ready(Ready {
                     conn: Box::new(conn),
                     session,
-                    database,
+                    database: database.to_string(),
                     method,
                 }))
             }
@@ -1120,6 +1218,23 @@ async fn try_defaults(ctx: &ProbeCtx, f: &mut Finding, ssl: bool) {
     }
 }
 
+/// Splits recorded backend bytes into messages (test fixtures are whole messages).
+#[cfg(test)]
+pub(crate) fn messages_for_tests(mut bytes: &[u8], allowed: &[u8]) -> Vec<Msg> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let Check::Complete(n) = check_message(bytes, usize::MAX, allowed) else {
+            panic!(
+                "fixture is whole messages: {:?}",
+                check_message(bytes, usize::MAX, allowed)
+            )
+        };
+        out.push(to_msg(&bytes[..n]).expect("a whole message"));
+        bytes = &bytes[n..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -1138,50 +1253,39 @@ mod tests {
     // Captured from Debian's PostgreSQL 15.18 (lab instances on 127.0.22.x) with a raw socket
     // client sending the same StartupMessage as this probe.
     /// trust: AuthenticationOk, ParameterStatus…, BackendKeyData, ReadyForQuery.
-    const TRUST_STARTUP: &[u8] = include_bytes!("../../fixtures/postgresql/trust_startup.bin");
+    const TRUST_STARTUP: &[u8] = include_bytes!("../../../fixtures/postgresql/trust_startup.bin");
     /// trust: the answer to `LIST_DATABASES`.
-    const TRUST_QUERY: &[u8] = include_bytes!("../../fixtures/postgresql/trust_query.bin");
+    const TRUST_QUERY: &[u8] = include_bytes!("../../../fixtures/postgresql/trust_query.bin");
     /// trust, startup naming a database that does not exist: AuthenticationOk then 3D000.
-    const DB_MISSING: &[u8] = include_bytes!("../../fixtures/postgresql/db_missing.bin");
+    const DB_MISSING: &[u8] = include_bytes!("../../../fixtures/postgresql/db_missing.bin");
     /// scram-sha-256: AuthenticationSASL.
-    const SASL: &[u8] = include_bytes!("../../fixtures/postgresql/sasl.bin");
+    const SASL: &[u8] = include_bytes!("../../../fixtures/postgresql/sasl.bin");
     /// md5 (password stored as MD5): AuthenticationMD5Password.
-    const MD5: &[u8] = include_bytes!("../../fixtures/postgresql/md5.bin");
+    const MD5: &[u8] = include_bytes!("../../../fixtures/postgresql/md5.bin");
     /// password: AuthenticationCleartextPassword.
-    const CLEARTEXT: &[u8] = include_bytes!("../../fixtures/postgresql/cleartext.bin");
+    const CLEARTEXT: &[u8] = include_bytes!("../../../fixtures/postgresql/cleartext.bin");
     /// hostssl-only pg_hba.conf, plaintext startup: 28000.
-    const NOHBA: &[u8] = include_bytes!("../../fixtures/postgresql/nohba_nossl.bin");
+    const NOHBA: &[u8] = include_bytes!("../../../fixtures/postgresql/nohba_nossl.bin");
     /// SSLRequest answers of a server with and without ssl=on.
-    const SSL_YES: &[u8] = include_bytes!("../../fixtures/postgresql/ssl_yes.bin");
-    const SSL_NO: &[u8] = include_bytes!("../../fixtures/postgresql/ssl_no.bin");
+    const SSL_YES: &[u8] = include_bytes!("../../../fixtures/postgresql/ssl_yes.bin");
+    const SSL_NO: &[u8] = include_bytes!("../../../fixtures/postgresql/ssl_no.bin");
     /// SCRAM with client nonce `SCRAM_NONCE` and password `postgres`, accepted: SASLContinue,
     /// then SASLFinal, AuthenticationOk, …, ReadyForQuery.
     const SCRAM_OK_FIRST: &[u8] =
-        include_bytes!("../../fixtures/postgresql/scram_ok_server_first.bin");
+        include_bytes!("../../../fixtures/postgresql/scram_ok_server_first.bin");
     const SCRAM_OK_FINAL: &[u8] =
-        include_bytes!("../../fixtures/postgresql/scram_ok_server_final.bin");
+        include_bytes!("../../../fixtures/postgresql/scram_ok_server_final.bin");
     /// The same against a server with another password: SASLContinue, then 28P01.
     const SCRAM_BAD_FIRST: &[u8] =
-        include_bytes!("../../fixtures/postgresql/scram_refused_server_first.bin");
+        include_bytes!("../../../fixtures/postgresql/scram_refused_server_first.bin");
     const SCRAM_BAD_FINAL: &[u8] =
-        include_bytes!("../../fixtures/postgresql/scram_refused_server_final.bin");
+        include_bytes!("../../../fixtures/postgresql/scram_refused_server_final.bin");
     const SCRAM_NONCE: &str = "leakscopeFixtureNonce0001";
 
     const CAP: usize = 1 << 20;
 
-    fn messages(mut bytes: &[u8], allowed: &[u8]) -> Vec<Msg> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let Check::Complete(n) = check_message(bytes, CAP, allowed) else {
-                panic!(
-                    "fixture is whole messages: {:?}",
-                    check_message(bytes, CAP, allowed)
-                )
-            };
-            out.push(to_msg(&bytes[..n]).unwrap());
-            bytes = &bytes[n..];
-        }
-        out
+    fn messages(bytes: &[u8], allowed: &[u8]) -> Vec<Msg> {
+        super::messages_for_tests(bytes, allowed)
     }
 
     /// What the probe makes of the first bytes a server sends after the StartupMessage.
@@ -1230,7 +1334,7 @@ mod tests {
         let m = startup_message("postgres", "postgres");
         assert_eq!(&m[..4], &(m.len() as u32).to_be_bytes());
         assert_eq!(&m[4..8], &[0, 3, 0, 0]);
-        assert!(m.ends_with(b"application_name\0leakscope\0\0"));
+        assert!(m.ends_with(b"application_name\0leakscope\0client_encoding\0UTF8\0\0"));
         assert_eq!(ssl_request(), [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
     }
 
@@ -1402,9 +1506,9 @@ mod tests {
     #[test]
     fn other_protocols_are_not_postgres() {
         let others: &[&[u8]] = &[
-            include_bytes!("../../fixtures/redis/noauth.resp"),
-            include_bytes!("../../fixtures/redis/info_server.resp"),
-            include_bytes!("../../fixtures/memcached/version_stats.txt"),
+            include_bytes!("../../../fixtures/redis/noauth.resp"),
+            include_bytes!("../../../fixtures/redis/info_server.resp"),
+            include_bytes!("../../../fixtures/memcached/version_stats.txt"),
             b"+OK\r\n",
             b"-ERR unknown command\r\n",
             b"ERROR\r\n",

@@ -48,6 +48,7 @@ APT_PACKAGES = {
     "stunnel4": "/usr/bin/stunnel4",
     "openssl": "/usr/bin/openssl",
     "chromium": "/usr/bin/chromium",  # renders the HTML report in the browser test
+    "tcpdump": "/usr/bin/tcpdump",  # the scope-containment test captures SYNs on lo
 }
 
 

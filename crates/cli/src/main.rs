@@ -278,6 +278,14 @@ struct ScanArgs {
     #[serde(skip)]
     resume: Option<String>,
 
+    /// Write every exposed credential found in samples (type, where, keyed fingerprint) to FILE
+    /// as CSV, to drive revocation. Values themselves are never written.
+    ///
+    /// Example: --revocation-list revoke.csv
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    revocation_list: Option<PathBuf>,
+
     /// Do not keep this scan in the findings store.
     ///
     /// Example: leakscope scan 127.0.10.0/24 --no-store
@@ -424,6 +432,13 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         }),
         scan_id: None,
         skip: Arc::new(HashSet::new()),
+        fingerprinter: {
+            let (fp, warning) = scan::fingerprinter();
+            if let Some(w) = warning {
+                eprintln!("leakscope: warning: {w}");
+            }
+            fp
+        },
     };
     let mut opts = opts;
     let mut writer = None;
@@ -491,6 +506,13 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         _ => report,
     };
 
+    if let Some(path) = &a.revocation_list {
+        let n = write_revocation_list(&report, path)?;
+        eprintln!(
+            "leakscope: {n} exposed credential fingerprint(s) written to {}",
+            path.display()
+        );
+    }
     let format = match a.format {
         FormatArg::Table => Format::Table,
         FormatArg::Json => Format::Json,
@@ -516,6 +538,43 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         Some(w) if w >= a.fail_on => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// CSV of exposed credentials: one line per fingerprint of a `credential.*` field of an exposed
+/// service. The owner matches fingerprints against their own tokens (same key) to revoke them.
+fn write_revocation_list(report: &ScanReport, path: &PathBuf) -> Result<usize> {
+    let mut out = String::from("category,endpoint,container,field,fingerprint\n");
+    let mut n = 0;
+    let csv = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    for s in report.services.iter().filter(|s| summary::exposed(s)) {
+        let endpoint = format!("{}:{}", s.address, s.port);
+        for c in &s.containers {
+            for f in &c.fields {
+                let Some(cat) = f.categories.iter().find(|k| k.starts_with("credential.")) else {
+                    continue;
+                };
+                for fp in &f.fingerprints {
+                    out.push_str(&format!(
+                        "{},{},{},{},{}\n",
+                        cat,
+                        endpoint,
+                        csv(&c.name),
+                        csv(&f.path),
+                        fp
+                    ));
+                    n += 1;
+                }
+            }
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(n)
 }
 
 fn protocols() {

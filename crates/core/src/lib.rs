@@ -6,7 +6,8 @@
 //!
 //! Layers, bottom up: [`scope`] (what may be contacted), [`net`] (bounded I/O), [`probe`] (one
 //! module per protocol plus the registry), [`identify`] (one endpoint), [`scan`] (the engine),
-//! [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
+//! [`inventory`] (what an exposed store holds, sampled), [`classify`] (which sensitive data the
+//! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
 //!
 //! ```
 //! use leakscope_core::probe::{default_ports, REGISTRY};
@@ -14,7 +15,11 @@
 //! assert!(default_ports().contains(&6379));
 //! ```
 
+pub mod classify;
 pub mod diff;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identify;
 pub mod inventory;
 pub mod model;

@@ -151,6 +151,11 @@ pub struct Field {
     pub seen: u64,
     pub matched: u64,
     pub examples: Vec<String>,
+    /// Keyed fingerprints (HMAC-SHA256 with the user's local key) of the sampled values of
+    /// identity and credential fields: the owner can match affected users and revoke tokens
+    /// without the report holding the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<String>,
 }
 
 /// Counters over a whole scan.

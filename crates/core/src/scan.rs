@@ -15,9 +15,26 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::classify::{Classifier, Fingerprinter};
 use crate::identify::{identify, Identified};
-use crate::inventory::{paths_seen, Inventory, InventoryOptions};
+use crate::inventory::{Inventory, InventoryOptions};
 use crate::model::{Access, Container, Field, ScanReport, Service, Stats, SCAN_SCHEMA};
+
+/// The fingerprint key of this user, or a key for this run only when the user's key cannot be
+/// read or created (fingerprints then do not match across runs; nothing else changes).
+pub fn fingerprinter() -> (Arc<Fingerprinter>, Option<String>) {
+    match Fingerprinter::load_or_create() {
+        Ok(f) => (Arc::new(f), None),
+        Err(e) => {
+            let mut key = [0u8; 32];
+            let _ = getrandom::getrandom(&mut key);
+            (
+                Arc::new(Fingerprinter::with_key(key)),
+                Some(format!("fingerprint key unavailable ({e}); fingerprints in this report use a one-time key")),
+            )
+        }
+    }
+}
 use crate::net::{Conn, Limits, NetError};
 use crate::probe::{Connector, ProbeCtx, ProbeOptions};
 use crate::rate::severity;
@@ -41,6 +58,8 @@ pub struct ScanOptions {
     pub scan_id: Option<String>,
     /// Endpoints already probed by an interrupted run of this scan: not probed again.
     pub skip: Arc<HashSet<SocketAddr>>,
+    /// Key for the fingerprints of sampled identity and credential values.
+    pub fingerprinter: Arc<Fingerprinter>,
 }
 
 impl Default for ScanOptions {
@@ -54,6 +73,12 @@ impl Default for ScanOptions {
             inventory: Some(InventoryOptions::default()),
             scan_id: None,
             skip: Arc::new(HashSet::new()),
+            // No key file is touched by default options: a key for this run only.
+            fingerprinter: Arc::new(Fingerprinter::with_key({
+                let mut key = [0u8; 32];
+                let _ = getrandom::getrandom(&mut key);
+                key
+            })),
         }
     }
 }
@@ -172,34 +197,78 @@ async fn take_inventory(
     )
 }
 
-/// Report containers from an inventory. Fields list the sampled paths; classification fills
-/// their categories.
-fn containers(inv: &Inventory) -> Vec<Container> {
+/// Categories whose fingerprints go into the report (people to notify, credentials to revoke).
+fn fingerprinted(category: &str) -> bool {
+    category.starts_with("identity.") || category.starts_with("credential.")
+}
+
+/// Report containers from an inventory, classified: fields with categories, confidence,
+/// masked examples and keyed fingerprints. Raw sampled values end here.
+fn containers(inv: &Inventory, fp: &Fingerprinter) -> Vec<Container> {
+    let classifier = Classifier::builtin();
     inv.holdings
         .iter()
-        .map(|h| Container {
-            name: h.name.clone(),
-            kind: h.kind.to_string(),
-            records: h.records,
-            records_estimated: h.records.is_some() && !h.records_exact,
-            system: h.system,
-            bytes: h.bytes,
-            sampled: h.sample.len() as u64,
-            subjects_estimate: None,
-            categories: Vec::new(),
-            fields: paths_seen(&h.sample)
-                .into_iter()
-                .map(|(path, seen)| Field {
-                    path,
-                    categories: Vec::new(),
-                    confidence: 0.0,
-                    seen,
-                    matched: 0,
-                    examples: Vec::new(),
-                })
-                .collect(),
+        .map(|h| {
+            let c = classifier.classify_holding_detailed(h, fp);
+            let mut fields = c.fields;
+            for f in &mut fields {
+                if let Some(fps) = c
+                    .fingerprints
+                    .iter()
+                    .find(|x| x.path == f.path && fingerprinted(&x.category))
+                {
+                    f.fingerprints = fps.fingerprints.clone();
+                }
+            }
+            Container {
+                name: h.name.clone(),
+                kind: h.kind.to_string(),
+                records: h.records,
+                records_estimated: h.records.is_some() && !h.records_exact,
+                system: h.system,
+                bytes: h.bytes,
+                sampled: h.sample.len() as u64,
+                subjects_estimate: subjects_from_sample(h, &fields),
+                categories: c.categories,
+                fields,
+            }
         })
         .collect()
+}
+
+/// Distinct people in a container when the whole container was sampled: the distinct values of
+/// its best person key (user id, e-mail, user name, phone). Larger containers need the store's
+/// own distinct count; without one the estimate stays empty rather than guessed.
+fn subjects_from_sample(h: &crate::inventory::Holding, fields: &[Field]) -> Option<u64> {
+    let complete = h
+        .records
+        .is_some_and(|r| r == h.sample.len() as u64 && h.records_exact);
+    if !complete || h.sample.is_empty() {
+        return None;
+    }
+    for key in [
+        "identity.user_id",
+        "identity.email",
+        "identity.username",
+        "identity.phone",
+    ] {
+        if let Some(f) = fields
+            .iter()
+            .find(|f| f.categories.first().map(String::as_str) == Some(key))
+        {
+            let distinct: std::collections::HashSet<&str> = h
+                .sample
+                .iter()
+                .flat_map(|r| {
+                    r.iter()
+                        .filter(|(p, _)| *p == f.path)
+                        .map(|(_, v)| v.as_str())
+                })
+                .collect();
+            return Some(distinct.len() as u64);
+        }
+    }
+    None
 }
 
 async fn probe_endpoint(
@@ -208,7 +277,7 @@ async fn probe_endpoint(
     opts: Arc<ProbeOptions>,
     connector: Arc<EngineConnector>,
     service_timeout: Duration,
-    inventory: Option<Arc<InventoryOptions>>,
+    inventory: Option<(Arc<InventoryOptions>, Arc<Fingerprinter>)>,
 ) -> EndpointResult {
     let host = scope.host_names(addr.ip()).first().cloned();
     let ctx = ProbeCtx::new(
@@ -240,13 +309,15 @@ async fn probe_endpoint(
     };
     let Identified { finding, tls } = identified;
     let inv = match (&inventory, is_exposed(finding.access)) {
-        (Some(iopts), true) => {
+        (Some((iopts, fp)), true) => {
             let ictx = if tls {
                 ctx.with_tls()
             } else {
                 ctx.with_tls_off()
             };
-            take_inventory(&ictx, &finding, iopts).await
+            take_inventory(&ictx, &finding, iopts)
+                .await
+                .map(|inv| (containers(&inv, fp), inv.notes))
         }
         _ => None,
     };
@@ -263,8 +334,8 @@ async fn probe_endpoint(
         hostnames: scope.host_names(addr.ip()).to_vec(),
         out_of_scope_peers: finding.out_of_scope_peers,
         auth_attempts: ctx.auth_attempts(),
-        containers: inv.as_ref().map(containers).unwrap_or_default(),
-        inventory_notes: inv.map(|i| i.notes).unwrap_or_default(),
+        containers: inv.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+        inventory_notes: inv.map(|i| i.1).unwrap_or_default(),
     };
     service.severity = severity(&service);
     EndpointResult::Service(Box::new(service))
@@ -305,7 +376,10 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
     let global = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
     let per_host = opts.per_host.max(1);
-    let inventory_opts = opts.inventory.clone().map(Arc::new);
+    let inventory_opts = opts
+        .inventory
+        .clone()
+        .map(|o| (Arc::new(o), opts.fingerprinter.clone()));
 
     let skip = opts.skip.clone();
     let stream = futures::stream::iter(scope.endpoints().filter(move |a| !skip.contains(a)))

@@ -286,6 +286,21 @@ impl ProbeCtx {
         }
     }
 
+    /// A copy of this context whose reads may take at least `min` (inventory reads of big
+    /// containers legitimately take longer than an identification probe).
+    pub fn with_read_timeout_at_least(&self, min: Duration) -> ProbeCtx {
+        let mut opts = (*self.opts).clone();
+        opts.limits.read_timeout = opts.limits.read_timeout.max(min);
+        ProbeCtx::new(
+            self.addr,
+            Some(self.host.clone()),
+            self.tls,
+            Arc::new(opts),
+            self.scope.clone(),
+            self.connector.clone(),
+        )
+    }
+
     /// `host:port` as sent in HTTP `Host:` headers.
     pub fn authority(&self) -> String {
         match self.addr {

@@ -26,7 +26,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -488,20 +487,6 @@ async fn take_index(
     t
 }
 
-/// A context like `ctx` whose reads may take [`MIN_READ_TIMEOUT`].
-fn inventory_ctx(ctx: &ProbeCtx) -> ProbeCtx {
-    let mut opts = (*ctx.opts).clone();
-    opts.limits.read_timeout = opts.limits.read_timeout.max(MIN_READ_TIMEOUT);
-    ProbeCtx::new(
-        ctx.addr,
-        Some(ctx.host.clone()),
-        ctx.tls,
-        Arc::new(opts),
-        ctx.scope.clone(),
-        ctx.connector.clone(),
-    )
-}
-
 /// The protocol's [`crate::inventory::InventoryFn`].
 pub fn inventory<'a>(
     ctx: &'a ProbeCtx,
@@ -514,7 +499,7 @@ pub fn inventory<'a>(
 async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
     // Stop a little before the engine's own timeout, which would drop everything gathered.
     let margin = (opts.time_budget / 10).min(Duration::from_secs(2));
-    let ictx = inventory_ctx(ctx);
+    let ictx = ctx.with_read_timeout_at_least(MIN_READ_TIMEOUT);
     let s = Session {
         read_timeout: ictx.opts.limits.read_timeout,
         ctx: ictx,

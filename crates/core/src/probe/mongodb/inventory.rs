@@ -34,7 +34,6 @@
 //! stay: applications put e-mail addresses and user ids there.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -413,20 +412,6 @@ pub fn inventory<'a>(
     Box::pin(run(ctx, finding, opts))
 }
 
-/// A context like `ctx` whose reads may take [`MIN_READ_TIMEOUT`].
-fn inventory_ctx(ctx: &ProbeCtx) -> ProbeCtx {
-    let mut opts = (*ctx.opts).clone();
-    opts.limits.read_timeout = opts.limits.read_timeout.max(MIN_READ_TIMEOUT);
-    ProbeCtx::new(
-        ctx.addr,
-        Some(ctx.host.clone()),
-        ctx.tls,
-        Arc::new(opts),
-        ctx.scope.clone(),
-        ctx.connector.clone(),
-    )
-}
-
 /// Notes with a cap, so a server with a thousand failing collections does not flood the report.
 #[derive(Default)]
 struct Notes {
@@ -538,7 +523,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
     let margin = (opts.time_budget / 10).min(Duration::from_secs(2));
     let work_deadline = start + opts.time_budget.saturating_sub(margin);
     let cleanup_deadline = start + opts.time_budget.saturating_sub(margin / 2);
-    let ictx = inventory_ctx(ctx);
+    let ictx = ctx.with_read_timeout_at_least(MIN_READ_TIMEOUT);
     let mut st = State {
         inv: Inventory::default(),
         notes: Notes::default(),

@@ -1123,6 +1123,7 @@ async fn census(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use super::*;
     use std::collections::HashMap as Map2;
     use std::net::SocketAddr;

@@ -59,10 +59,10 @@ pub enum ScopeError {
     #[error("empty target: give an address, CIDR, range or host name")]
     EmptyTarget,
     /// A target string could not be understood.
-    #[error("invalid target '{input}': {reason}")]
+    #[error("invalid target '{}': {}", one_line(.input), one_line(.reason))]
     InvalidTarget { input: String, reason: String },
     /// A port list could not be understood.
-    #[error("invalid port list '{input}': {reason}")]
+    #[error("invalid port list '{}': {}", one_line(.input), one_line(.reason))]
     InvalidPorts { input: String, reason: String },
     /// A host name in the scope did not resolve to any address.
     #[error("host name '{name}' did not resolve: {reason}")]
@@ -80,8 +80,26 @@ pub enum ScopeError {
     )]
     TooLarge { count: u128, max: u128 },
     /// A scope file could not be read, parsed, or holds a bad entry.
-    #[error("scope file '{path}': {detail}")]
+    #[error("scope file '{}': {}", one_line(.path), one_line(.detail))]
     File { path: String, detail: String },
+}
+
+/// Text the user gave (a target, a file name or entry), as it goes into an error message: on one
+/// line, with control characters escaped (`a\nb` stays `a\nb`).
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1701,6 +1719,26 @@ mod tests {
         assert!(target_err(&long_label).ends_with("a label has more than 63 characters"));
         let long_name = vec!["abcdefghi"; 26].join(".");
         assert!(target_err(&long_name).ends_with("a host name has at most 253 characters"));
+    }
+
+    /// Found with fuzz/fuzz_targets/scope.rs: an entry holding a newline (a TOML `"a\nb"`, or a
+    /// command-line argument) made a multi-line error.
+    #[test]
+    fn errors_escape_control_characters_in_what_was_given() {
+        let e = target_err("a\nb");
+        assert!(e.starts_with("invalid target 'a\\nb'"), "{e}");
+        assert_eq!(
+            ports_err("1,2\n\u{1}"),
+            "invalid port list '1,2\\n\\u{1}': '2\\n\\u{1}' is not a port number"
+        );
+        let file = ScopeFile::from_toml("allow = [\"a\\nb\"]", Path::new("odd\nname.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!file.contains('\n'), "{file}");
+        assert!(
+            file.starts_with("scope file 'odd\\nname.toml': allow entry 1:"),
+            "{file}"
+        );
     }
 
     #[test]

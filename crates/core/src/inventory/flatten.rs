@@ -150,7 +150,10 @@ mod tests {
             pairs(&flatten_json(&json!("plain"), 64)),
             vec![("value", "plain")]
         );
-        assert_eq!(pairs(&flatten_json(&json!("{\"a\":[1]}"), 64)), vec![("a[]", "1")]);
+        assert_eq!(
+            pairs(&flatten_json(&json!("{\"a\":[1]}"), 64)),
+            vec![("a[]", "1")]
+        );
     }
 
     #[test]

@@ -139,19 +139,27 @@ fn chunked_end(body: &[u8], cap: usize) -> Result<Option<(usize, usize)>, NetErr
     }
 }
 
+/// De-chunks a body. Also runs on bodies cut short by the peer closing (see [`exchange`]), so
+/// every offset is checked: a chunk running past the end, or a size near `usize::MAX`, ends it.
 fn dechunk(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut pos = 0;
-    while let Some(eol) = body[pos..].windows(2).position(|w| w == b"\r\n") {
+    while let Some(eol) = body
+        .get(pos..)
+        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
+    {
         let hex = std::str::from_utf8(&body[pos..pos + eol]).unwrap_or("0");
         let size =
             usize::from_str_radix(hex.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         pos += eol + 2;
-        if size == 0 || pos + size > body.len() {
+        let Some(end) = pos.checked_add(size).filter(|&end| end <= body.len()) else {
+            break;
+        };
+        if size == 0 {
             break;
         }
-        out.extend_from_slice(&body[pos..pos + size]);
-        pos += size + 2;
+        out.extend_from_slice(&body[pos..end]);
+        pos = end + 2;
     }
     out
 }
@@ -298,6 +306,21 @@ mod tests {
         assert_eq!(check_response(partial, 100), Check::Incomplete);
         let big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n";
         assert_eq!(check_response(big, 100), Check::TooLarge(100));
+    }
+
+    /// Found by fuzz/fuzz_targets/http.rs: a chunked body cut after a chunk-size line, read until
+    /// the peer closed, panicked the whole scan (slice start past the end); a chunk size near
+    /// `usize::MAX` overflowed the offset arithmetic.
+    #[test]
+    fn truncated_chunked_body_after_close_does_not_panic() {
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\n\r\n";
+        assert_eq!(check_response(cut, 100), Check::Incomplete);
+        assert_eq!(parse_response(cut, 100).unwrap().body, b"abc\r\n");
+        for n in 0..cut.len() {
+            let _ = parse_response(&cut[..n], 100);
+        }
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\nffffffffffffffff\r\nxy";
+        assert_eq!(parse_response(huge, 100).unwrap().body, b"ab");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use futures::future::BoxFuture;
 use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks;
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "memcached",
@@ -45,6 +47,12 @@ fn check_stats(buf: &[u8]) -> Check {
         return Check::Incomplete;
     }
     check_line(buf)
+}
+
+/// How memcached refuses a command to a client that has not authenticated (ASCII auth, SASL):
+/// `CLIENT_ERROR …` or `ERROR`.
+fn is_refusal(reply: &[u8]) -> bool {
+    reply.starts_with(b"CLIENT_ERROR") || reply.starts_with(b"ERROR")
 }
 
 /// `VERSION 1.6.18` → `1.6.18`.
@@ -126,11 +134,16 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
                     "`stats` answered without authentication (curr_items {items})"
                 ));
             }
-            Ok(reply) => {
+            Ok(reply) if is_refusal(&reply) => {
                 f.access = Access::AuthRequired;
                 f.evidence
                     .push(format!("`stats` refused: {}", super::preview(&reply)));
             }
+            // Neither the statistics nor a refusal (a honeypot's `OK`, junk): nothing proven.
+            Ok(reply) => f.evidence.push(format!(
+                "`stats` gave neither statistics nor a refusal: {}",
+                super::preview(&reply)
+            )),
             Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
         }
         Outcome::Found(f)
@@ -164,6 +177,15 @@ mod tests {
         assert_eq!(parse_version(b"+PONG\r\n"), None);
         assert_eq!(parse_version(b"VERSION \x01\x02\r\n"), None);
         assert!(matches!(check_line(&[b'x'; 2000]), Check::Invalid(_)));
+    }
+
+    #[test]
+    fn only_refusals_of_stats_mean_authentication_required() {
+        assert!(is_refusal(b"CLIENT_ERROR unauthenticated\r\n"));
+        assert!(is_refusal(b"ERROR\r\n"));
+        // A honeypot that says `OK` to everything proves nothing either way.
+        assert!(!is_refusal(b"OK\r\n"));
+        assert!(!is_refusal(b"STORED\r\n"));
     }
 }
 

@@ -14,6 +14,8 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_hooks;
 mod inventory;
 
 use super::http::{self, Request, Response};

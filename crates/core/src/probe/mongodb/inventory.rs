@@ -1123,10 +1123,10 @@ async fn census(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use super::*;
     use std::collections::HashMap as Map2;
     use std::net::SocketAddr;
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     use bson::{Document, RawDocumentBuf};

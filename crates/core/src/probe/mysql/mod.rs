@@ -16,9 +16,9 @@
 
 use futures::future::BoxFuture;
 
-pub mod inventory;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
+pub mod inventory;
 
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
@@ -181,6 +181,11 @@ fn check_packet(buf: &[u8], cap: usize) -> Check {
         // A payload continued in further packets (only with a cap of 16 MB or more): nothing
         // this probe reads is that large.
         return Check::Invalid("multi-packet payload".into());
+    }
+    // `Complete` only once the whole packet is buffered, as `Check` promises: a caller that
+    // slices `buf[..n]` must not be handed a length from the header alone.
+    if buf.len() < 4 + len {
+        return Check::Incomplete;
     }
     Check::Complete(4 + len)
 }
@@ -1666,10 +1671,8 @@ mod tests {
             check_packet(&[0x01, 0x00, 0x10, 0], cap),
             Check::TooLarge(cap)
         );
-        assert_eq!(
-            check_packet(&[0x00, 0x00, 0x10, 0], cap),
-            Check::Complete(cap + 4)
-        );
+        // Exactly the cap is accepted: not refused from the header, awaited in full.
+        assert_eq!(check_packet(&[0x00, 0x00, 0x10, 0], cap), Check::Incomplete);
         assert!(matches!(
             check_packet(&[0xff, 0xff, 0xff, 0], 1 << 25),
             Check::Invalid(_)
@@ -1679,7 +1682,27 @@ mod tests {
             Check::Invalid(_)
         ));
         assert_eq!(check_packet(&[0x05, 0, 0], cap), Check::Incomplete);
-        assert_eq!(check_packet(&[0x05, 0, 0, 0], cap), Check::Complete(9));
+        assert_eq!(check_packet(&[0x05, 0, 0, 0], cap), Check::Incomplete);
+        assert_eq!(check_packet(b"\x05\0\0\0abcde", cap), Check::Complete(9));
+    }
+
+    /// Found by fuzz/fuzz_targets/mysql.rs: a header announcing more than is buffered was
+    /// `Complete(4 + len)` beyond the end of the buffer.
+    #[test]
+    fn complete_packets_lie_within_the_buffer() {
+        let cap = 1 << 20;
+        let mut packet = vec![0x10, 0, 0, 1];
+        packet.extend_from_slice(&[b'x'; 0x10]);
+        for n in 0..packet.len() {
+            assert_eq!(
+                check_packet(&packet[..n], cap),
+                Check::Incomplete,
+                "{n} bytes"
+            );
+        }
+        assert_eq!(check_packet(&packet, cap), Check::Complete(packet.len()));
+        packet.extend_from_slice(b"next");
+        assert_eq!(check_packet(&packet, cap), Check::Complete(0x14));
     }
 
     /// Deterministic pseudo-random bytes.

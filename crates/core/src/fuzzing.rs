@@ -1,0 +1,80 @@
+//! The parsers of peer bytes, gathered for the cargo-fuzz targets in `fuzz/` (feature
+//! `fuzzing`, off by default; see `fuzz/README.md`).
+//!
+//! Only re-exports and thin wrappers: the parsers themselves stay where they are, and private
+//! ones are reached through each module's `fuzz_hooks` child (which exists only with the
+//! feature). The invariants checked (no panic; a checker's `Complete(n)` is within the input and
+//! its parser accepts the frame) live in the targets.
+
+pub use crate::net::{looks_like_tls, Check};
+
+/// Target and scope parsing (user input, but from files too).
+pub mod scope {
+    pub use crate::scope::{PortList, ScopeFile, TargetSpec};
+}
+
+/// Flattening of sampled records (JSON from stores: documents, Redis values, text columns).
+pub mod flatten {
+    pub use crate::inventory::flatten::{flatten_json, flatten_row, truncate};
+}
+
+/// RESP frames and the Redis text replies inside them.
+pub mod resp {
+    pub use crate::probe::redis::{auth_error, parse_info, parse_keyspace};
+    pub use crate::probe::resp::{check, parse, RespLimits, Value};
+}
+
+/// HTTP responses.
+pub mod http {
+    pub use crate::probe::http::{check_response, parse_response, Response, MAX_HEAD};
+}
+
+/// Memcached text-protocol replies.
+pub mod memcached {
+    pub use crate::probe::memcached::fuzz_hooks::{
+        check_line, check_line_lf, check_stats, check_values, parse_values,
+    };
+    pub use crate::probe::memcached::{parse_metadump_line, parse_version, stat};
+}
+
+/// MongoDB wire-protocol replies and the reply documents' parsers.
+pub mod mongodb {
+    pub use crate::probe::mongodb::fuzz_hooks::{document_json, inventory_parsers};
+    pub use crate::probe::mongodb::{
+        check_reply, command_error, parse_build_info, parse_connection_status, parse_hello,
+        parse_list_collections, parse_list_databases, parse_reply, Wire,
+    };
+}
+
+/// PostgreSQL backend messages.
+pub mod postgresql {
+    pub use crate::probe::postgresql::fuzz_hooks::{startup_step, to_msg, Rows, StartupStep};
+    pub use crate::probe::postgresql::inventory::fuzz_hooks::check_result_message;
+    pub use crate::probe::postgresql::inventory::{
+        parse_columns, parse_data_row, parse_databases, parse_relations, parse_row_description,
+        Answer,
+    };
+    pub use crate::probe::postgresql::{
+        check_message, parse_auth, parse_error, parse_server_first, recognise, verify_server_final,
+        Msg, Session,
+    };
+}
+
+/// MySQL/MariaDB packets.
+pub mod mysql {
+    pub use crate::probe::mysql::fuzz_hooks::{
+        check_packet, is_eof_packet, is_ok_packet, parse_row, ResultReader,
+    };
+    pub use crate::probe::mysql::{
+        parse_auth_reply, parse_err, parse_greeting, product_version, Greeting, QueryReply,
+    };
+}
+
+/// Elasticsearch/OpenSearch response bodies.
+pub mod elasticsearch {
+    pub use crate::probe::elasticsearch::fuzz_hooks::inventory_parsers;
+    pub use crate::probe::elasticsearch::{
+        normalise_publish_address, parse_cat_count, parse_cat_indices, parse_cluster_health,
+        parse_nodes_http, parse_refusal, parse_root_doc,
+    };
+}

@@ -1,0 +1,14 @@
+//! Fuzzing hooks: the parsers of the private inventory module, for `crate::fuzzing`.
+
+use super::inventory;
+
+/// Runs every inventory parser of response bodies on `body`; returns how many answered.
+pub fn inventory_parsers(body: &[u8], index: &str) -> usize {
+    let mut answered = 0;
+    answered += usize::from(inventory::parse_cat_indices_all(body).is_some());
+    answered += usize::from(!inventory::parse_hidden(body).is_empty());
+    answered += usize::from(inventory::parse_mapping(body, index).is_some());
+    answered += usize::from(inventory::parse_count(body).is_some());
+    answered += usize::from(inventory::parse_sample(body).is_some());
+    answered
+}

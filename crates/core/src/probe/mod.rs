@@ -346,6 +346,25 @@ impl ProbeCtx {
     }
 }
 
+/// A context for unit tests of probes against servers the test runs on loopback: the scope is
+/// exactly `addr`'s address, connections are direct.
+#[cfg(test)]
+pub(crate) fn test_ctx(addr: SocketAddr, opts: ProbeOptions) -> ProbeCtx {
+    use crate::scope::{ScopeBuilder, TargetSpec};
+    let target = TargetSpec::parse(&addr.ip().to_string()).expect("loopback address");
+    let scope = ScopeBuilder::new(vec![target])
+        .build_resolved(&std::collections::HashMap::new())
+        .expect("one-address scope");
+    ProbeCtx::new(
+        addr,
+        None,
+        false,
+        Arc::new(opts),
+        Arc::new(scope),
+        Arc::new(DirectConnector),
+    )
+}
+
 /// Short printable preview of peer bytes for evidence strings.
 pub fn preview(bytes: &[u8]) -> String {
     let s: String = bytes

@@ -1129,7 +1129,6 @@ async fn census(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap as Map2;
     use std::net::SocketAddr;
     use std::sync::Arc;
     use std::sync::Mutex;
@@ -1140,8 +1139,7 @@ mod tests {
 
     use crate::net::Limits;
     use crate::probe::mongodb::{parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES};
-    use crate::probe::{DirectConnector, ProbeOptions};
-    use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::probe::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (SQLite backend) seeded with the lab dataset (500 users),
     // captured on a throwaway instance (127.0.21.1) with a Python socket script; the requestID
@@ -1691,9 +1689,6 @@ mod tests {
     }
 
     fn ctx(addr: SocketAddr) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse(&addr.ip().to_string()).unwrap()])
-            .build_resolved(&Map2::new())
-            .unwrap();
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1703,14 +1698,7 @@ mod tests {
             },
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     fn opts(sample: usize, full: bool) -> InventoryOptions {

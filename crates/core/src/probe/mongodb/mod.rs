@@ -914,17 +914,14 @@ async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use crate::net::Limits;
-    use crate::probe::{DirectConnector, ProbeOptions};
-    use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::probe::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
     // throwaway Python socket script; requestIDs of the requests are given per test.
@@ -1370,9 +1367,6 @@ mod tests {
     }
 
     fn ctx(addr: SocketAddr) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse(&addr.ip().to_string()).unwrap()])
-            .build_resolved(&HashMap::new())
-            .unwrap();
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1382,14 +1376,7 @@ mod tests {
             },
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     async fn run_probe(addr: SocketAddr) -> Outcome {

@@ -854,7 +854,6 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::Mutex;
 
@@ -863,8 +862,6 @@ mod tests {
 
     use crate::probe::mysql::tests::{matches_template, packets};
     use crate::probe::mysql::{ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
-    use crate::probe::DirectConnector;
-    use crate::scope::{ScopeBuilder, TargetSpec};
 
     // Captured from Debian 12's MariaDB 10.11.19 (a throwaway mariadbd on 127.0.23.1 holding
     // databases `shop`, `big` and `odd db`) by a small Python socket client sending the
@@ -1158,21 +1155,11 @@ mod tests {
     }
 
     fn ctx(addr: SocketAddr) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse("127.0.0.1").unwrap()])
-            .build_resolved(&HashMap::new())
-            .unwrap();
         let opts = ProbeOptions {
             try_defaults: true,
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     fn finding() -> Finding {

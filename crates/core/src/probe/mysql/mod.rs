@@ -1035,7 +1035,6 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -1043,8 +1042,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    use crate::probe::{DirectConnector, ProbeOptions};
-    use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::probe::ProbeOptions;
 
     // Captured from Debian 12's MariaDB 10.11.19 (mariadbd on 127.0.23.x, fresh
     // mariadb-install-db) by a small Python socket client doing the exchange this probe does.
@@ -1845,22 +1843,12 @@ mod tests {
     }
 
     fn ctx(addr: SocketAddr, try_defaults: bool) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse("127.0.0.1").unwrap()])
-            .build_resolved(&HashMap::new())
-            .unwrap();
         let opts = ProbeOptions {
             try_defaults,
             banner_wait: Duration::from_millis(300),
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     async fn run(addr: SocketAddr, try_defaults: bool) -> Outcome {

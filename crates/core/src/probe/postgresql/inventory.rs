@@ -1150,8 +1150,7 @@ mod tests {
     use super::*;
     use crate::model::Access;
     use crate::net::Limits;
-    use crate::probe::{DirectConnector, ProbeOptions};
-    use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::probe::ProbeOptions;
 
     /// A whole inventory of a trust-auth PostgreSQL 15.18 seeded with the lab's main dataset
     /// (10 000 users), recorded with `record_inventory.py` through `leakscope scan --sample 5`:
@@ -1905,9 +1904,6 @@ mod tests {
     }
 
     fn ctx(addr: SocketAddr, frame_cap: usize) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse(&addr.ip().to_string()).unwrap()])
-            .build_resolved(&HashMap::new())
-            .unwrap();
         let ms = Duration::from_millis(300);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1918,14 +1914,7 @@ mod tests {
             frame_cap,
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     fn open_finding() -> Finding {

@@ -1237,9 +1237,7 @@ pub(crate) fn messages_for_tests(mut bytes: &[u8], allowed: &[u8]) -> Vec<Msg> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1247,8 +1245,7 @@ mod tests {
 
     use super::*;
     use crate::net::Limits;
-    use crate::probe::{DirectConnector, ProbeOptions};
-    use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::probe::ProbeOptions;
 
     // Captured from Debian's PostgreSQL 15.18 (lab instances on 127.0.22.x) with a raw socket
     // client sending the same StartupMessage as this probe.
@@ -1605,9 +1602,6 @@ mod tests {
     // -- Against scripted peers on loopback ------------------------------------------------
 
     fn ctx(addr: SocketAddr, try_defaults: bool) -> ProbeCtx {
-        let scope = ScopeBuilder::new(vec![TargetSpec::parse(&addr.ip().to_string()).unwrap()])
-            .build_resolved(&HashMap::new())
-            .unwrap();
         let ms = Duration::from_millis(1500);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1619,14 +1613,7 @@ mod tests {
             auth_interval: Duration::from_millis(1),
             ..ProbeOptions::default()
         };
-        ProbeCtx::new(
-            addr,
-            None,
-            false,
-            Arc::new(opts),
-            Arc::new(scope),
-            Arc::new(DirectConnector),
-        )
+        crate::probe::test_ctx(addr, opts)
     }
 
     /// Serves every connection with `script` (given the connection's index).

@@ -649,11 +649,7 @@ fn windows(
             .map(|h| h.started_at)
             .collect();
         if let (Some(first), Some(last)) = (seen.first(), seen.last()) {
-            let key = if s.address.contains(':') {
-                format!("[{}]:{}", s.address, s.port)
-            } else {
-                format!("{}:{}", s.address, s.port)
-            };
+            let key = summary::endpoint(s);
             out.insert(
                 key,
                 markdown::Window {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::model::{Access, ScanReport, Service};
-use crate::report::summary::exposed;
+use crate::report::summary::{endpoint as key, exposed};
 
 /// What happened to one endpoint between two scans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,14 +31,6 @@ pub struct Change {
     pub before: Option<Access>,
     pub after: Option<Access>,
     pub details: Vec<String>,
-}
-
-fn key(s: &Service) -> String {
-    if s.address.contains(':') {
-        format!("[{}]:{}", s.address, s.port)
-    } else {
-        format!("{}:{}", s.address, s.port)
-    }
 }
 
 fn details(a: &Service, b: &Service) -> Vec<String> {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{category_label, exposed, thousands, Summary};
+use super::summary::{category_label, endpoint, exposed, product, thousands, Summary};
 use crate::model::{ScanReport, Severity};
 
 /// One scan on the exposure timeline.
@@ -223,16 +223,8 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
     let mut services: Vec<_> = report.services.iter().collect();
     services.sort_by_key(|s| std::cmp::Reverse(s.severity));
     for s in services {
-        let endpoint = if s.address.contains(':') {
-            format!("[{}]:{}", s.address, s.port)
-        } else {
-            format!("{}:{}", s.address, s.port)
-        };
-        let product = [s.product.as_deref(), s.version.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let endpoint = endpoint(s);
+        let product = product(s);
         let _ = write!(
             o,
             r#"<article class="svc" style="border-left-color:{c}" data-severity="{sv}"><h3>{ep} — {proto}{tls} {prod}<span class="badge" style="background:{c}">{sv}</span><span class="badge" style="background:#5b6472">{acc}</span></h3><ul class="ev">"#,

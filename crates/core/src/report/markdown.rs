@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::summary::{category_label, exposed, thousands, Summary};
+use super::summary::{category_label, endpoint, exposed, product, thousands, Summary};
 use crate::model::ScanReport;
 
 /// First and last scan in which a service was seen exposed.
@@ -15,14 +15,6 @@ pub struct Window {
 
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
-}
-
-fn endpoint(address: &str, port: u16) -> String {
-    if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
-    }
 }
 
 /// The findings as Markdown.
@@ -70,16 +62,12 @@ pub fn findings(report: &ScanReport) -> String {
     let mut services: Vec<_> = report.services.iter().collect();
     services.sort_by_key(|s| std::cmp::Reverse(s.severity));
     for s in &services {
-        let product = [s.product.as_deref(), s.version.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let product = product(s);
         let _ = writeln!(
             o,
             "| {} | {} | {}{} | {} | {} | {} |",
             s.severity,
-            endpoint(&s.address, s.port),
+            endpoint(s),
             s.protocol,
             if s.tls { "+tls" } else { "" },
             md_cell(&product),
@@ -88,12 +76,7 @@ pub fn findings(report: &ScanReport) -> String {
         );
     }
     for s in services.iter().filter(|s| !s.containers.is_empty()) {
-        let _ = writeln!(
-            o,
-            "\n### {} ({})\n",
-            endpoint(&s.address, s.port),
-            s.protocol
-        );
+        let _ = writeln!(o, "\n### {} ({})\n", endpoint(s), s.protocol);
         let _ = writeln!(
             o,
             "| container | kind | records | people ≈ | categories |\n|---|---|---|---|---|"
@@ -145,7 +128,7 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
         exposed_services.len()
     );
     for s in &exposed_services {
-        let key = endpoint(&s.address, s.port);
+        let key = endpoint(s);
         let window = windows
             .get(&key)
             .map(|w| {
@@ -155,11 +138,7 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
                 )
             })
             .unwrap_or_else(|| format!("seen exposed in this scan ({})", report.started_at));
-        let product = [s.product.as_deref(), s.version.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let product = product(s);
         let _ = writeln!(
             o,
             "- `{key}` — {} {product}, access `{}`; {window}.",

@@ -115,11 +115,7 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
     let mut services: Vec<&Service> = report.services.iter().collect();
     services.sort_by_key(|s| std::cmp::Reverse(s.severity));
     for s in &services {
-        let product = [s.product.as_deref(), s.version.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let product = summary::product(s);
         let service = format!(
             "{}{} {}",
             s.protocol,
@@ -143,7 +139,7 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
             out,
             "{} {:<21} {:<26} {:<13} {:>9} {}",
             paint(&sev, s.severity, color),
-            truncate(&endpoint(s), 21),
+            truncate(&summary::endpoint(s), 21),
             truncate(&service, 26),
             access,
             if s.containers.is_empty() {
@@ -165,7 +161,7 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
         writeln!(
             out,
             "\n{} {}",
-            paint(&endpoint(s), s.severity, color),
+            paint(&summary::endpoint(s), s.severity, color),
             s.protocol
         )?;
         for e in &s.evidence {
@@ -209,14 +205,6 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
         }
     }
     Ok(())
-}
-
-fn endpoint(s: &Service) -> String {
-    if s.address.contains(':') {
-        format!("[{}]:{}", s.address, s.port)
-    } else {
-        format!("{}:{}", s.address, s.port)
-    }
 }
 
 /// Greedy word wrap to `width` columns (long words are cut).

@@ -73,6 +73,24 @@ impl Summary {
     }
 }
 
+/// `address:port`, with brackets around IPv6 addresses.
+pub fn endpoint(s: &Service) -> String {
+    if s.address.contains(':') {
+        format!("[{}]:{}", s.address, s.port)
+    } else {
+        format!("{}:{}", s.address, s.port)
+    }
+}
+
+/// Product and version as far as known (`OpenSearch 2.19.6`, `Redis`, or empty).
+pub fn product(s: &Service) -> String {
+    [s.product.as_deref(), s.version.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

@@ -30,3 +30,4 @@ pub mod report;
 pub mod scan;
 pub mod scope;
 pub mod store;
+pub mod subjects;

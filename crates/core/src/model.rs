@@ -138,6 +138,9 @@ pub struct Container {
     pub bytes: Option<u64>,
     pub sampled: u64,
     pub subjects_estimate: Option<u64>,
+    /// How `subjects_estimate` was obtained (the store's distinct count, the sample …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects_method: Option<String>,
     pub categories: Vec<String>,
     pub fields: Vec<Field>,
 }

@@ -76,6 +76,7 @@ mod tests {
                     bytes: None,
                     sampled: 10,
                     subjects_estimate: None,
+                    subjects_method: None,
                     categories: cats.iter().map(|c| c.to_string()).collect(),
                     fields: Vec::new(),
                 })

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use crate::classify::{Classifier, Fingerprinter};
 use crate::identify::{identify, Identified};
 use crate::inventory::{Inventory, InventoryOptions};
-use crate::model::{Access, Container, Field, ScanReport, Service, Stats, SCAN_SCHEMA};
+use crate::model::{Access, Container, ScanReport, Service, Stats, SCAN_SCHEMA};
 
 /// The fingerprint key of this user, or a key for this run only when the user's key cannot be
 /// read or created (fingerprints then do not match across runs; nothing else changes).
@@ -228,47 +228,13 @@ fn containers(inv: &Inventory, fp: &Fingerprinter) -> Vec<Container> {
                 system: h.system,
                 bytes: h.bytes,
                 sampled: h.sample.len() as u64,
-                subjects_estimate: subjects_from_sample(h, &fields),
+                subjects_estimate: None,
+                subjects_method: None,
                 categories: c.categories,
                 fields,
             }
         })
         .collect()
-}
-
-/// Distinct people in a container when the whole container was sampled: the distinct values of
-/// its best person key (user id, e-mail, user name, phone). Larger containers need the store's
-/// own distinct count; without one the estimate stays empty rather than guessed.
-fn subjects_from_sample(h: &crate::inventory::Holding, fields: &[Field]) -> Option<u64> {
-    let complete = h
-        .records
-        .is_some_and(|r| r == h.sample.len() as u64 && h.records_exact);
-    if !complete || h.sample.is_empty() {
-        return None;
-    }
-    for key in [
-        "identity.user_id",
-        "identity.email",
-        "identity.username",
-        "identity.phone",
-    ] {
-        if let Some(f) = fields
-            .iter()
-            .find(|f| f.categories.first().map(String::as_str) == Some(key))
-        {
-            let distinct: std::collections::HashSet<&str> = h
-                .sample
-                .iter()
-                .flat_map(|r| {
-                    r.iter()
-                        .filter(|(p, _)| *p == f.path)
-                        .map(|(_, v)| v.as_str())
-                })
-                .collect();
-            return Some(distinct.len() as u64);
-        }
-    }
-    None
 }
 
 async fn probe_endpoint(
@@ -315,9 +281,25 @@ async fn probe_endpoint(
             } else {
                 ctx.with_tls_off()
             };
-            take_inventory(&ictx, &finding, iopts)
-                .await
-                .map(|inv| (containers(&inv, fp), inv.notes))
+            match take_inventory(&ictx, &finding, iopts).await {
+                Some(inv) => {
+                    let mut found = containers(&inv, fp);
+                    let mut notes = inv.notes;
+                    notes.extend(
+                        crate::subjects::estimate(
+                            &ictx,
+                            &finding,
+                            iopts,
+                            crate::subjects::SubjectsBudget::default(),
+                            &inv.holdings,
+                            &mut found,
+                        )
+                        .await,
+                    );
+                    Some((found, notes))
+                }
+                None => None,
+            }
         }
         _ => None,
     };

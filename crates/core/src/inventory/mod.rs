@@ -69,6 +69,9 @@ pub struct Holding {
     pub schema: Vec<(String, String)>,
     /// Flattened sampled records (never serialized).
     pub sample: Vec<Record>,
+    /// The key each sampled record was read under, where records have keys of their own
+    /// (Redis, Memcached); parallel to `sample`, or empty. Never serialized.
+    pub sample_keys: Vec<String>,
 }
 
 /// Everything inventoried on one service.

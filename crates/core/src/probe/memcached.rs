@@ -21,6 +21,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "`version`, then `stats` (item counts) without authentication",
     handler: Handler::Raw(probe),
     inventory: Some(inventory),
+    subjects: None,
 };
 
 /// The only command lines this module ever sends (`get` takes keys after it). All are reads:
@@ -344,6 +345,7 @@ fn inventory<'a>(
         let scanned = grouper.total.max(1);
         for (name, g) in grouper.finish() {
             let mut sample = Vec::new();
+            let mut sample_keys = Vec::new();
             for batch in g.sample.chunks(GET_BATCH) {
                 if budget == 0 || opts.sample == 0 {
                     break;
@@ -362,12 +364,13 @@ fn inventory<'a>(
                 match call_get(&mut conn, &keys, cap).await {
                     Ok(reply) => {
                         budget = budget.saturating_sub(reply.len());
-                        for (_, data) in parse_values(&reply) {
+                        for (key, data) in parse_values(&reply) {
                             let text = String::from_utf8_lossy(&data).into_owned();
                             let rec =
                                 flatten_json(&serde_json::Value::String(text), opts.value_cap);
                             if !rec.is_empty() {
                                 sample.push(rec);
+                                sample_keys.push(key);
                             }
                         }
                     }
@@ -391,6 +394,7 @@ fn inventory<'a>(
                 system: false,
                 schema: Vec::new(),
                 sample,
+                sample_keys,
             });
         }
         inv

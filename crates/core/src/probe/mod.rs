@@ -62,6 +62,9 @@ pub struct Protocol {
     /// Lists and samples what an `open`/`default_credentials` service holds; None until the
     /// protocol has one.
     pub inventory: Option<crate::inventory::InventoryFn>,
+    /// Counts distinct people per container with the store's own read-only distinct count
+    /// (see [`crate::subjects`]); None where the store offers none.
+    pub subjects: Option<crate::subjects::SubjectsFn>,
 }
 
 /// Every protocol leakscope identifies, in the order they are tried on a port no entry claims.

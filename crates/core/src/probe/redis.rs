@@ -21,6 +21,7 @@ pub const PROTOCOL: Protocol = Protocol {
         "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory),
+    subjects: None,
 };
 
 /// The only commands this module ever sends. All are read-only: `SELECT` only picks the
@@ -448,6 +449,7 @@ async fn inventory_db(
             g.keys.saturating_mul(dbsize) / scanned
         };
         let mut sample = Vec::new();
+        let mut sample_keys = Vec::new();
         for chunk in g.sample.chunks(100) {
             if *budget == 0 || opts.sample == 0 {
                 break;
@@ -473,6 +475,7 @@ async fn inventory_db(
                 if let Some(rec) = record_of(&kinds[*i], v, opts.value_cap) {
                     if !rec.is_empty() {
                         sample.push(rec);
+                        sample_keys.push(chunk[*i].clone());
                     }
                 }
             }
@@ -486,6 +489,7 @@ async fn inventory_db(
             system: false,
             schema: Vec::new(),
             sample,
+            sample_keys,
         });
     }
     Ok(())

@@ -402,6 +402,7 @@ async fn take_index(
             system,
             schema: Vec::new(),
             sample: Vec::new(),
+            sample_keys: Vec::new(),
         },
         notes: Vec::new(),
         cut: false,

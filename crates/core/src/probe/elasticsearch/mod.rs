@@ -44,6 +44,7 @@ pub const PROTOCOL: Protocol = Protocol {
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
     handler: Handler::Http(probe),
     inventory: Some(inventory::inventory),
+    subjects: None,
 };
 
 const ROOT: &str = "GET /";

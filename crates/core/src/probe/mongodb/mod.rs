@@ -40,6 +40,7 @@ pub const PROTOCOL: Protocol = Protocol {
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
+    subjects: None,
 };
 
 /// The only commands this module ever sends. All are read-only: the first six identify and

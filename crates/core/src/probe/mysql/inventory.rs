@@ -350,6 +350,7 @@ fn parse_tables(set: &ResultSet) -> Vec<Table> {
                 system,
                 schema: Vec::new(),
                 sample: Vec::new(),
+                sample_keys: Vec::new(),
             };
             Some(Table {
                 schema,

@@ -42,6 +42,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
+    subjects: None,
 };
 
 // ---- The SQL allowlist ----

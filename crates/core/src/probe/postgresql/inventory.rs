@@ -1100,6 +1100,7 @@ fn holding(rel: &Relation, schema: Vec<(String, String)>) -> Holding {
         system: rel.extension,
         schema,
         sample: Vec::new(),
+        sample_keys: Vec::new(),
     }
 }
 

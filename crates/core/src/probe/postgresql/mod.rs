@@ -39,6 +39,7 @@ pub const PROTOCOL: Protocol = Protocol {
              is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
+    subjects: None,
 };
 
 #[cfg(feature = "fuzzing")]

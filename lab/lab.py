@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -37,6 +38,11 @@ MANIFEST = Path(os.environ.get("LEAKSCOPE_LAB_MANIFEST", LAB / "manifest.json"))
 FERRETDB_VERSION = "v1.24.2"
 OPENSEARCH_VERSION = "2.19.6"
 SEED = 20191204  # the first day of the Wyze exposure
+# The first two octets of every lab address. A second lab (e.g. the 2.4 M-user benchmark lab)
+# can run beside the test lab with LEAKSCOPE_LAB_NET=127.1 and its own LEAKSCOPE_LAB_DIR/MANIFEST.
+NET = os.environ.get("LEAKSCOPE_LAB_NET", "127.0")
+if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)", NET):
+    raise SystemExit(f"lab: LEAKSCOPE_LAB_NET must be 127.<0-255>, not {NET!r}")
 SMALL_USERS = 2000  # secondary and protected instances: data, but not a second full copy
 APT_PACKAGES = {
     "redis-server": "/usr/bin/redis-server",
@@ -97,23 +103,23 @@ class Service:
 
 # 127.0.10.x: open; 127.0.11.x: authentication required; 127.0.12.x: default credentials.
 SERVICES = [
-    Service("opensearch-open", "opensearch", "127.0.10.1", 9200, "open", "main", extra={"transport": 9300}),
-    Service("opensearch-alt-port", "opensearch", "127.0.10.2", 19201, "open", "small", extra={"transport": 19301}),
-    Service("mongodb-open", "ferretdb", "127.0.10.3", 27017, "open", "main"),
-    Service("redis-open", "redis", "127.0.10.4", 6379, "open", "main"),
-    Service("redis-alt-port", "redis", "127.0.10.5", 16380, "open", "small"),
-    Service("postgres-trust", "postgres", "127.0.10.6", 5432, "open", "main", user="postgres"),
-    Service("memcached-open", "memcached", "127.0.10.7", 11211, "open", "main"),
+    Service("opensearch-open", "opensearch", f"{NET}.10.1", 9200, "open", "main", extra={"transport": 9300}),
+    Service("opensearch-alt-port", "opensearch", f"{NET}.10.2", 19201, "open", "small", extra={"transport": 19301}),
+    Service("mongodb-open", "ferretdb", f"{NET}.10.3", 27017, "open", "main"),
+    Service("redis-open", "redis", f"{NET}.10.4", 6379, "open", "main"),
+    Service("redis-alt-port", "redis", f"{NET}.10.5", 16380, "open", "small"),
+    Service("postgres-trust", "postgres", f"{NET}.10.6", 5432, "open", "main", user="postgres"),
+    Service("memcached-open", "memcached", f"{NET}.10.7", 11211, "open", "main"),
     # HTTPS in front of opensearch-alt-port with a self-signed certificate, as Elasticsearch 8
     # serves by default (OpenSearch without its security plugin has no TLS of its own).
-    Service("opensearch-https", "stunnel", "127.0.10.8", 9200, "open", "small",
+    Service("opensearch-https", "stunnel", f"{NET}.10.8", 9200, "open", "small",
             extra={"tls": True, "backend": "opensearch-alt-port"}),
-    Service("redis-tls", "redis", "127.0.10.9", 6379, "open", "small", extra={"tls": True}),
-    Service("redis-auth", "redis", "127.0.11.1", 6379, "auth_required", "small", password="strong"),
-    Service("postgres-scram", "postgres", "127.0.11.2", 5432, "auth_required", "small", user="postgres", password="strong"),
-    Service("mariadb-auth", "mariadb", "127.0.11.3", 3306, "auth_required", "small", user="root", password="strong"),
-    Service("postgres-default", "postgres", "127.0.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
-    Service("mariadb-root-nopass", "mariadb", "127.0.12.2", 3306, "default_credentials", "main", user="root", password=""),
+    Service("redis-tls", "redis", f"{NET}.10.9", 6379, "open", "small", extra={"tls": True}),
+    Service("redis-auth", "redis", f"{NET}.11.1", 6379, "auth_required", "small", password="strong"),
+    Service("postgres-scram", "postgres", f"{NET}.11.2", 5432, "auth_required", "small", user="postgres", password="strong"),
+    Service("mariadb-auth", "mariadb", f"{NET}.11.3", 3306, "auth_required", "small", user="root", password="strong"),
+    Service("postgres-default", "postgres", f"{NET}.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
+    Service("mariadb-root-nopass", "mariadb", f"{NET}.12.2", 3306, "default_credentials", "main", user="root", password=""),
 ]
 
 

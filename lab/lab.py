@@ -664,10 +664,7 @@ def cmd_up(args) -> int:
 
     main_ga = gen_args(args.users, SEED)
     small_ga = gen_args(min(args.users, SMALL_USERS), SEED + 1)
-    truths = {
-        "main": json.loads(run([str(labgen()), "truth", *main_ga], capture_output=True, text=True).stdout),
-        "small": json.loads(run([str(labgen()), "truth", *small_ga], capture_output=True, text=True).stdout),
-    }
+    truths = truths_for(args.users)
 
     def bring_up(svc: Service) -> None:
         try:
@@ -703,6 +700,26 @@ def cmd_up(args) -> int:
     state["seconds"] = {"install": round(t_install, 1), "total": round(time.monotonic() - t0, 1)}
     save_state(state)
     log(f"lab up in {time.monotonic() - t0:.1f}s ({t_install:.1f}s install/build); manifest: {MANIFEST}")
+    return 0
+
+
+def truths_for(users: int) -> dict:
+    """The generator's ground truth of the main and the small dataset."""
+    return {
+        name: json.loads(run([str(labgen()), "truth", *ga], capture_output=True, text=True).stdout)
+        for name, ga in (("main", gen_args(users, SEED)), ("small", gen_args(min(users, SMALL_USERS), SEED + 1)))
+    }
+
+
+def cmd_manifest(args) -> int:
+    """Rewrites the manifest of the running lab: the data is a pure function of (seed, users),
+    so a generator that learned to state more truth (not different data) needs no reseeding."""
+    state = load_state()
+    if not (state and state.get("complete")):
+        log("no complete lab is running (lab/up starts it)")
+        return 1
+    write_manifest(services_with_secrets(state), truths_for(state["users"]), state["users"])
+    log(f"manifest rewritten: {MANIFEST}")
     return 0
 
 
@@ -855,6 +872,7 @@ def main() -> int:
     sub.add_parser("down", help="stop exactly the processes lab/up started and remove their state")
     sub.add_parser("status", help="each service: running?, and its answer to its own protocol")
     sub.add_parser("install", help="only install/build what the lab needs (idempotent)")
+    sub.add_parser("manifest", help="rewrite the manifest of the running lab from the current generator (same data)")
     args = ap.parse_args()
     if args.cmd == "up":
         return cmd_up(args)
@@ -862,6 +880,8 @@ def main() -> int:
         return cmd_down(args)
     if args.cmd == "status":
         return cmd_status(args)
+    if args.cmd == "manifest":
+        return cmd_manifest(args)
     install()
     return 0
 

@@ -386,6 +386,24 @@ impl Container {
         }
     }
 
+    /// Distinct people in this container: users with at least one record in it (every user
+    /// has a device; sessions, Alexa links and payments are one per user). None for
+    /// containers that hold no person's data (decoys, counters, the job queue).
+    pub fn subjects(&self, ctx: Ctx, t: &Totals) -> Option<u64> {
+        Some(match self.id {
+            Id::EsCustomers | Id::MgUsers | Id::PgUsers | Id::MyUsers | Id::RdUser => t.users,
+            Id::PgDevices | Id::MyDevices | Id::RdDevice => t.users,
+            Id::MgAlexa | Id::PgAlexa | Id::MyAlexa | Id::RdAlexa => t.alexa,
+            Id::MgScale | Id::PgScale => t.scale_owners,
+            Id::EsOrders | Id::MgOrders | Id::PgOrders | Id::MyOrders => t.order_users,
+            Id::MyPayments => t.payments,
+            Id::RdSession => t.sessions,
+            Id::McSession => t.mc_sessions,
+            Id::PgClienti => Totals::crm_customers(ctx),
+            _ => return None,
+        })
+    }
+
     pub fn out(&self, mode: Mode) -> Out {
         let style = match self.layout() {
             Layout::Postgresql => TimeStyle::Pg,
@@ -756,6 +774,8 @@ pub struct ContainerTruth {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub value_type: Option<&'static str>,
     pub records: u64,
+    /// Distinct people (null for containers without personal data).
+    pub subjects: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
     pub fields: Vec<FieldTruth>,
@@ -787,6 +807,7 @@ pub fn truth_with(ctx: Ctx, totals: &Totals) -> Truth {
             pattern: None,
             value_type: None,
             records: c.records(ctx, totals),
+            subjects: c.subjects(ctx, totals),
             columns: None,
             fields: Vec::new(),
         };

@@ -103,6 +103,8 @@ pub struct Totals {
     pub scale_owners: u64,
     pub measurements: u64,
     pub orders: u64,
+    /// Users with at least one order (the people an orders container exposes).
+    pub order_users: u64,
     pub payments: u64,
     pub sessions: u64,
     pub mc_sessions: u64,
@@ -121,6 +123,7 @@ impl Totals {
             t.scale_owners += u64::from(c.measurements > 0);
             t.measurements += u64::from(c.measurements);
             t.orders += u64::from(c.orders);
+            t.order_users += u64::from(c.orders > 0);
             t.payments += u64::from(c.payment);
             t.sessions += u64::from(c.session);
             t.mc_sessions += u64::from(c.mc_session);

@@ -11,7 +11,17 @@ import pytest
 
 from conftest import lab, leakscope_scan
 
-ALLOWED = {"info", "dbsize", "select", "scan", "type", "getrange", "hscan", "lrange", "sscan", "zrange", "xrange"}
+def allowed_commands() -> set[str]:
+    """ALLOWED_COMMANDS of the Rust Redis module, read from its source (one truth)."""
+    src = (lab.ROOT / "crates/core/src/probe/redis.rs").read_text()
+    body = re.search(r"pub const ALLOWED_COMMANDS: &\[&str\] = &\[(.*?)\];", src, re.S).group(1)
+    names = {n.lower() for n in re.findall(r'"(\w+)"', body)}
+    assert {"scan", "type", "getrange"} <= names, names
+    assert not names & {"set", "del", "flushall", "config", "eval"}, names
+    return names
+
+
+ALLOWED = allowed_commands()
 
 
 def commandstats(svc):

@@ -290,7 +290,7 @@ async fn probe_endpoint(
                             &ictx,
                             &finding,
                             iopts,
-                            crate::subjects::SubjectsBudget::default(),
+                            crate::subjects::SubjectsBudget::for_options(iopts),
                             &inv.holdings,
                             &mut found,
                         )

@@ -63,6 +63,21 @@ impl Default for SubjectsBudget {
     }
 }
 
+impl SubjectsBudget {
+    /// Ten seconds per container by default; with `--full` (an exact census was asked for)
+    /// the inventory's own time budget per container.
+    pub fn for_options(opts: &InventoryOptions) -> SubjectsBudget {
+        let default = SubjectsBudget::default().per_container;
+        SubjectsBudget {
+            per_container: if opts.full {
+                opts.time_budget.max(default)
+            } else {
+                default
+            },
+        }
+    }
+}
+
 /// A protocol's distinct counter: one answer per query, in order; `Err` says why not (a note).
 pub type SubjectsFn = for<'a> fn(
     &'a ProbeCtx,
@@ -201,9 +216,120 @@ pub async fn estimate(
     notes
 }
 
+/// The value at flattened `path` in a stored text (JSON is flattened the way samples are; a
+/// plain string is its own value at the empty path). For stores where leakscope reads values.
+pub fn value_at(text: String, path: &str, cap: usize) -> Option<String> {
+    crate::inventory::flatten::flatten_json(&serde_json::Value::String(text), cap)
+        .into_iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, v)| v)
+}
+
+/// Counts distinct values in bounded memory: exactly up to [`DistinctCounter::EXACT`] values,
+/// then with a HyperLogLog (2^14 registers, standard error about 0.8 %) seeded from them.
+/// Used where the store has no distinct count of its own and leakscope reads every key.
+#[derive(Debug, Clone)]
+pub struct DistinctCounter {
+    exact: Option<HashSet<u64>>,
+    registers: Vec<u8>,
+}
+
+impl Default for DistinctCounter {
+    fn default() -> Self {
+        DistinctCounter {
+            exact: Some(HashSet::new()),
+            registers: Vec::new(),
+        }
+    }
+}
+
+impl DistinctCounter {
+    /// Values counted exactly before switching to the sketch (8 bytes each).
+    pub const EXACT: usize = 100_000;
+    const P: u32 = 14;
+
+    fn hash(value: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // Fixed keys: the same value hashes the same in every counter of the run.
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+    }
+
+    fn sketch(&mut self, h: u64) {
+        let m = 1usize << Self::P;
+        if self.registers.is_empty() {
+            self.registers = vec![0; m];
+        }
+        let idx = (h >> (64 - Self::P)) as usize;
+        let rest = (h << Self::P) | (1 << (Self::P - 1));
+        let rank = rest.leading_zeros() as u8 + 1;
+        if rank > self.registers[idx] {
+            self.registers[idx] = rank;
+        }
+    }
+
+    pub fn add(&mut self, value: &[u8]) {
+        let h = Self::hash(value);
+        match &mut self.exact {
+            Some(set) => {
+                set.insert(h);
+                if set.len() > Self::EXACT {
+                    let set = self.exact.take().unwrap_or_default();
+                    for h in set {
+                        self.sketch(h);
+                    }
+                }
+            }
+            None => self.sketch(h),
+        }
+    }
+
+    /// The count, and whether it is exact.
+    pub fn count(&self) -> (u64, bool) {
+        if let Some(set) = &self.exact {
+            return (set.len() as u64, true);
+        }
+        let m = self.registers.len() as f64;
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|&r| 2f64.powi(-i32::from(r)))
+            .sum();
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let e = alpha * m * m / sum;
+        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
+        let e = if e <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            e
+        };
+        (e.round() as u64, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_counter_is_exact_then_close() {
+        let mut c = DistinctCounter::default();
+        for i in 0..50_000u32 {
+            c.add(format!("user-{}", i % 20_000).as_bytes());
+        }
+        assert_eq!(c.count(), (20_000, true));
+        let mut c = DistinctCounter::default();
+        let n = 1_000_000u32;
+        for i in 0..2 * n {
+            c.add(format!("{:08x}-person", i % n).as_bytes());
+        }
+        let (got, exact) = c.count();
+        assert!(!exact);
+        let err = (got as f64 - f64::from(n)).abs() / f64::from(n);
+        assert!(
+            err < 0.03,
+            "HyperLogLog estimate {got} for {n} is {err:.4} off"
+        );
+    }
 
     fn field(path: &str, cat: &str) -> Field {
         Field {

@@ -21,15 +21,16 @@ pub const PROTOCOL: Protocol = Protocol {
         "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory),
-    subjects: None,
+    subjects: Some(subjects),
 };
 
 /// The only commands this module ever sends. All are read-only: `SELECT` only picks the
 /// connection's logical database; the rest read keys, types and values, each bounded
-/// (`GETRANGE` instead of `GET`, one `HSCAN`/`SSCAN` page, `LRANGE`/`ZRANGE`/`XRANGE` with limits).
+/// (`GETRANGE` instead of `GET`, one `HSCAN`/`SSCAN` page, `LRANGE`/`ZRANGE`/`XRANGE` with limits,
+/// `HGET` of one field).
 pub const ALLOWED_COMMANDS: &[&str] = &[
-    "INFO", "DBSIZE", "SELECT", "SCAN", "TYPE", "GETRANGE", "HSCAN", "LRANGE", "SSCAN", "ZRANGE",
-    "XRANGE",
+    "INFO", "DBSIZE", "SELECT", "SCAN", "TYPE", "GETRANGE", "HSCAN", "HGET", "LRANGE", "SSCAN",
+    "ZRANGE", "XRANGE",
 ];
 
 fn allowed(name: &str) -> Result<(), NetError> {
@@ -547,6 +548,180 @@ fn inventory<'a>(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Distinct people
+
+/// `dbN:prefix:*` → (N, `prefix:`), for the patterns the grouper makes; None for others
+/// (a single key, the overflow group).
+fn split_container(name: &str) -> Option<(u32, &str)> {
+    let (db, pattern) = name.split_once(':')?;
+    let db = db.strip_prefix("db")?.parse().ok()?;
+    let prefix = pattern.strip_suffix('*')?;
+    (!prefix.is_empty() && !prefix.contains('*')).then_some((db, prefix))
+}
+
+/// Escapes SCAN MATCH's glob characters in a literal prefix.
+fn glob_literal(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The person key's value in one key's reply (`HGET` of a hash field, or the JSON path in a
+/// string read with `GETRANGE`).
+fn person_value(kind: &str, reply: &Value, field: &str, cap: usize) -> Option<String> {
+    match kind {
+        "hash" => reply.text(),
+        "string" => crate::subjects::value_at(reply.text()?, field, cap),
+        _ => None,
+    }
+}
+
+/// Redis has no distinct count of values, so this reads the person key of every key of the
+/// pattern (SCAN MATCH, then pipelined `TYPE` and `HGET`/`GETRANGE` in batches) into a
+/// [`crate::subjects::DistinctCounter`], within the budget.
+async fn count_pattern(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+    q: &crate::subjects::SubjectsQuery<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<crate::subjects::Subjects, String> {
+    use crate::inventory::keys::pattern;
+    let (db, prefix) =
+        split_container(&q.holding.name).ok_or_else(|| "not a key pattern".to_string())?;
+    let want = format!("{prefix}*");
+    match call(conn, ctx, &["SELECT", &db.to_string()])
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Value::Simple(_) => {}
+        other => return Err(format!("SELECT {db} answered {other:?}")),
+    }
+    let mut counter = crate::subjects::DistinctCounter::default();
+    let (mut keys_read, mut missing) = (0u64, 0u64);
+    let mut cursor = "0".to_string();
+    let matcher = format!("{}*", glob_literal(prefix));
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "read {keys_read} keys of {} before the time budget",
+                q.holding.name
+            ));
+        }
+        let reply = call(
+            conn,
+            ctx,
+            &["SCAN", &cursor, "MATCH", &matcher, "COUNT", "1000"],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let Value::Array(Some(parts)) = reply else {
+            return Err("SCAN reply is not an array".into());
+        };
+        cursor = parts
+            .first()
+            .and_then(Value::text)
+            .unwrap_or_else(|| "0".into());
+        let keys: Vec<String> = parts
+            .get(1)
+            .map(bulk_texts)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| pattern(k) == want)
+            .collect();
+        if !keys.is_empty() {
+            let types: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| vec!["TYPE".into(), k.clone()])
+                .collect();
+            let (kinds, _) = call_many(conn, ctx, &types)
+                .await
+                .map_err(|e| e.to_string())?;
+            let kinds: Vec<String> = kinds.iter().map(|k| k.text().unwrap_or_default()).collect();
+            let reads: Vec<Vec<String>> = keys
+                .iter()
+                .zip(&kinds)
+                .map(|(k, kind)| match kind.as_str() {
+                    "hash" => vec!["HGET".into(), k.clone(), q.field.to_string()],
+                    _ => vec![
+                        "GETRANGE".into(),
+                        k.clone(),
+                        "0".into(),
+                        (STRING_READ - 1).to_string(),
+                    ],
+                })
+                .collect();
+            let (values, _) = call_many(conn, ctx, &reads)
+                .await
+                .map_err(|e| e.to_string())?;
+            for (kind, v) in kinds.iter().zip(&values) {
+                keys_read += 1;
+                match person_value(kind, v, &q.field, STRING_READ) {
+                    Some(p) => counter.add(p.as_bytes()),
+                    None => missing += 1,
+                }
+            }
+        }
+        if cursor == "0" {
+            break;
+        }
+    }
+    let (count, exact) = counter.count();
+    Ok(crate::subjects::Subjects {
+        count,
+        method: format!(
+            "{} distinct {} over all {keys_read} keys read (SCAN MATCH {want}){}",
+            if exact {
+                "exact"
+            } else {
+                "HyperLogLog estimate of"
+            },
+            q.field,
+            if missing > 0 {
+                format!(", {missing} keys without it")
+            } else {
+                String::new()
+            }
+        ),
+    })
+}
+
+/// The registered [`crate::subjects::SubjectsFn`].
+fn subjects<'a>(
+    ctx: &'a ProbeCtx,
+    _finding: &'a Finding,
+    _opts: &'a crate::inventory::InventoryOptions,
+    budget: crate::subjects::SubjectsBudget,
+    queries: &'a [crate::subjects::SubjectsQuery<'a>],
+) -> BoxFuture<'a, Vec<Result<crate::subjects::Subjects, String>>> {
+    Box::pin(async move {
+        let mut out = Vec::with_capacity(queries.len());
+        let mut conn: Option<Conn> = None;
+        for q in queries {
+            if conn.is_none() {
+                conn = ctx.connect().await.ok();
+            }
+            let Some(c) = conn.as_mut() else {
+                out.push(Err("connection failed".to_string()));
+                continue;
+            };
+            let deadline = tokio::time::Instant::now() + budget.per_container;
+            let r = count_pattern(c, ctx, q, deadline).await;
+            if r.is_err() {
+                // The connection may hold half a reply; the next pattern gets a fresh one.
+                conn = None;
+            }
+            out.push(r);
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod inventory_tests {
     use super::*;
@@ -565,13 +740,37 @@ mod inventory_tests {
         }
         assert!(read_command("vectorset", "k", 10).is_none());
         for forbidden in [
-            "SET", "DEL", "FLUSHALL", "CONFIG", "KEYS", "GET", "HGETALL", "EVAL", "SAVE",
+            "SET", "DEL", "FLUSHALL", "CONFIG", "KEYS", "GET", "HGETALL", "EVAL", "SAVE", "HSET",
+            "PFADD",
         ] {
             assert!(
                 allowed(forbidden).is_err(),
                 "{forbidden} must not be allowlisted"
             );
         }
+    }
+
+    #[test]
+    fn containers_and_globs() {
+        assert_eq!(split_container("db0:user:*"), Some((0, "user:")));
+        assert_eq!(split_container("db1:alexa:*"), Some((1, "alexa:")));
+        assert_eq!(split_container("db0:queue:jobs"), None);
+        assert_eq!(split_container("db0:*"), None);
+        assert_eq!(glob_literal("a[1]?*\\"), "a\\[1\\]\\?\\*\\\\");
+        let s = Value::Bulk(Some(br#"{"user_id":"u1","n":2}"#.to_vec()));
+        assert_eq!(
+            person_value("string", &s, "user_id", 64).as_deref(),
+            Some("u1")
+        );
+        let h = Value::Bulk(Some(b"u2".to_vec()));
+        assert_eq!(
+            person_value("hash", &h, "user_id", 64).as_deref(),
+            Some("u2")
+        );
+        assert_eq!(
+            person_value("hash", &Value::Bulk(None), "user_id", 64),
+            None
+        );
     }
 
     #[test]

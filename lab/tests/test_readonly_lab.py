@@ -1,0 +1,127 @@
+"""The whole lab in one scan: every service of the manifest, every protocol, `--full
+--try-defaults` (the most reading a scan does: exact counts, every key, distinct-people counts),
+and afterwards no store shows a write.
+
+Each store's write evidence is the one its own read-only suite documents and tests in depth
+(test_readonly_<protocol>.py); here all of it is taken before and after the same single scan,
+so a write by any probe, inventory or distinct count — including one a protocol only does when
+other services are scanned alongside — fails this test:
+- OpenSearch: per-index indexing/doc counters, per-shard max_seq_no, index metadata versions,
+  cluster settings; no scroll or point in time left open;
+- MongoDB (FerretDB): the command counters (only allowlisted commands may move), the SQLite
+  files byte for byte, and every document's hash;
+- PostgreSQL: pg_stat_user_tables write counters (after the scan's statistics are flushed),
+  every table's rows hashed, definitions, roles and ALTER SYSTEM settings;
+- MariaDB: the Com_*/Handler_* write counters of SHOW GLOBAL STATUS;
+- Redis: only allowlisted commands in INFO commandstats, keyspace unchanged;
+- Memcached: every write/delete/touch/flush counter of `stats`.
+"""
+
+import time
+
+import test_readonly_elasticsearch as es
+import test_readonly_memcached as mc
+import test_readonly_mongodb as mg
+import test_readonly_mysql as my
+import test_readonly_postgresql as pg
+import test_readonly_redis as rd
+from conftest import leakscope_scan
+
+
+def snapshot(svcs: dict, manifest: dict) -> dict:
+    """Everything each store says about writes, keyed by service name."""
+    by_kind: dict[str, list] = {}
+    for m in manifest["services"]:
+        by_kind.setdefault(svcs[m["name"]].kind, []).append(svcs[m["name"]])
+    snap: dict = {}
+    for s in by_kind.get("opensearch", []):
+        state, search = es.snapshot(s)
+        snap[s.name] = {"state": state, "open_contexts": {i: v["open_contexts"] for i, v in search.items()}}
+    for s in by_kind.get("ferretdb", []):
+        c = mg.client(s)
+        snap[s.name] = {"files": mg.files(s), "data": mg.content(c), "commands": mg.command_metrics(c)}
+    for s in by_kind.get("postgres", []):
+        tables = [f"{c['schema']}.{c['table']}" for c in next(m for m in manifest["services"] if m["name"] == s.name)["containers"]]
+        snap[s.name] = {"rows": pg.contents(s, tables), "defs": pg.definitions(s), "stats": pg.table_stats(s), "tables": tables}
+    for s in by_kind.get("mariadb", []):
+        snap[s.name] = {"writes": my.writes(my.global_status(s))}
+    for s in by_kind.get("redis", []):
+        snap[s.name] = {"commands": rd.commandstats(s), "keyspace": rd.keyspace(s)}
+    for s in by_kind.get("memcached", []):
+        st = mc.stats(s)
+        snap[s.name] = {"writes": {k: st[k] for k in mc.WRITE_COUNTERS}}
+    return snap
+
+
+def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
+    endpoints = [f"{m['address']}:{m['port']}" for m in manifest["services"]]
+    kinds = {lab_services[m["name"]].kind for m in manifest["services"]}
+    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached"}, kinds
+
+    before = snapshot(lab_services, manifest)
+    _, report = leakscope_scan(*endpoints, "--full", "--try-defaults")
+    # PostgreSQL backends flush their statistics when they go idle or exit; wait until every
+    # readable server shows the scan's reads before comparing its write counters.
+    readable_pg = [n for n in pg.READABLE]
+    deadline = time.monotonic() + 15
+    while True:
+        stats = {n: pg.table_stats(lab_services[n]) for n in readable_pg}
+        pending = [n for n in readable_pg
+                   if not all(stats[n][t]["scans"] > before[n]["stats"][t]["scans"] for t in before[n]["tables"])]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not pending, f"the scan's PostgreSQL reads never showed in the statistics: {pending}"
+    after = snapshot(lab_services, manifest)
+
+    # The scan did read every readable store: the proof below is not vacuous.
+    got = {(s["address"], s["port"]): s for s in report["services"]}
+    for m in manifest["services"]:
+        s = got[(m["address"], m["port"])]
+        assert s["access"] == m["access"], (m["name"], s["access"])
+        if m["access"] in ("open", "default_credentials") and m["containers"]:
+            assert s["containers"], f"{m['name']}: readable but not inventoried"
+
+    failures = []
+    for name, b in before.items():
+        a = after[name]
+        kind = lab_services[name].kind
+        if kind == "opensearch":
+            for part in ("writes", "metadata", "settings"):
+                if a["state"][part] != b["state"][part]:
+                    failures.append(f"{name}: OpenSearch {part} changed")
+            if a["open_contexts"] != b["open_contexts"]:
+                failures.append(f"{name}: search contexts left open {a['open_contexts']}")
+        elif kind == "ferretdb":
+            moved = {k for k, v in a["commands"].items() if v["total"] > b["commands"].get(k, {"total": 0})["total"]}
+            extra = moved - mg.allowed_commands() - mg.HARNESS
+            if extra:
+                failures.append(f"{name}: non-allowlisted commands ran: {extra}")
+            if a["files"] != b["files"]:
+                failures.append(f"{name}: SQLite files changed")
+            if a["data"] != b["data"]:
+                failures.append(f"{name}: documents changed")
+        elif kind == "postgres":
+            for t, counters in b["stats"].items():
+                moved = {k: (v, a["stats"][t][k]) for k, v in counters.items() if k != "scans" and a["stats"][t][k] != v}
+                if moved:
+                    failures.append(f"{name} {t}: write counters moved {moved}")
+            if a["rows"] != b["rows"]:
+                failures.append(f"{name}: table contents changed")
+            if a["defs"] != b["defs"]:
+                failures.append(f"{name}: definitions, roles or settings changed")
+        elif kind == "mariadb":
+            moved = {k: (v, a["writes"].get(k)) for k, v in b["writes"].items() if a["writes"].get(k) != v}
+            if moved:
+                failures.append(f"{name}: write counters moved {moved}")
+        elif kind == "redis":
+            grown = {c for c in a["commands"] if a["commands"][c] > b["commands"].get(c, 0)}
+            # INFO is this test's own reading of the counters.
+            if grown - rd.ALLOWED:
+                failures.append(f"{name}: non-allowlisted commands ran: {grown - rd.ALLOWED}")
+            if a["keyspace"] != b["keyspace"]:
+                failures.append(f"{name}: keyspace changed")
+        elif kind == "memcached":
+            if a["writes"] != b["writes"]:
+                failures.append(f"{name}: write counters moved")
+    assert not failures, "\n".join(failures)

@@ -582,6 +582,19 @@ fn person_value(kind: &str, reply: &Value, field: &str, cap: usize) -> Option<St
     }
 }
 
+/// The read of one key's person field: `HGET` of a hash, the bounded head of anything else.
+fn read_person(kind: &str, key: &str, field: &str) -> Vec<String> {
+    match kind {
+        "hash" => vec!["HGET".into(), key.into(), field.into()],
+        _ => vec![
+            "GETRANGE".into(),
+            key.into(),
+            "0".into(),
+            (STRING_READ - 1).to_string(),
+        ],
+    }
+}
+
 /// Redis has no distinct count of values, so this reads the person key of every key of the
 /// pattern (SCAN MATCH, then pipelined `TYPE` and `HGET`/`GETRANGE` in batches) into a
 /// [`crate::subjects::DistinctCounter`], within the budget.
@@ -604,6 +617,7 @@ async fn count_pattern(
     }
     let mut counter = crate::subjects::DistinctCounter::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
+    let mut uniform: Option<String> = None;
     let mut cursor = "0".to_string();
     let matcher = format!("{}*", glob_literal(prefix));
     loop {
@@ -635,30 +649,50 @@ async fn count_pattern(
             .filter(|k| pattern(k) == want)
             .collect();
         if !keys.is_empty() {
-            let types: Vec<Vec<String>> = keys
-                .iter()
-                .map(|k| vec!["TYPE".into(), k.clone()])
-                .collect();
-            let (kinds, _) = call_many(conn, ctx, &types)
-                .await
-                .map_err(|e| e.to_string())?;
-            let kinds: Vec<String> = kinds.iter().map(|k| k.text().unwrap_or_default()).collect();
-            let reads: Vec<Vec<String>> = keys
-                .iter()
-                .zip(&kinds)
-                .map(|(k, kind)| match kind.as_str() {
-                    "hash" => vec!["HGET".into(), k.clone(), q.field.to_string()],
-                    _ => vec![
-                        "GETRANGE".into(),
-                        k.clone(),
-                        "0".into(),
-                        (STRING_READ - 1).to_string(),
-                    ],
-                })
-                .collect();
-            let (values, _) = call_many(conn, ctx, &reads)
-                .await
-                .map_err(|e| e.to_string())?;
+            // A pattern's keys nearly always share one type: once a batch showed a single
+            // type, later batches skip TYPE and read directly; a WRONGTYPE reply sends that
+            // batch back through TYPE.
+            let mut values = None;
+            let mut kinds = Vec::new();
+            if let Some(kind) = &uniform {
+                let reads: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| read_person(kind, k, &q.field))
+                    .collect();
+                let (v, _) = call_many(conn, ctx, &reads)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !v.iter().any(|r| matches!(r, Value::Error(_))) {
+                    kinds = vec![kind.clone(); keys.len()];
+                    values = Some(v);
+                }
+            }
+            let values = match values {
+                Some(v) => v,
+                None => {
+                    let types: Vec<Vec<String>> = keys
+                        .iter()
+                        .map(|k| vec!["TYPE".into(), k.clone()])
+                        .collect();
+                    let (k, _) = call_many(conn, ctx, &types)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    kinds = k.iter().map(|k| k.text().unwrap_or_default()).collect();
+                    uniform = kinds
+                        .iter()
+                        .all(|k| *k == kinds[0])
+                        .then(|| kinds[0].clone());
+                    let reads: Vec<Vec<String>> = keys
+                        .iter()
+                        .zip(&kinds)
+                        .map(|(k, kind)| read_person(kind, k, &q.field))
+                        .collect();
+                    call_many(conn, ctx, &reads)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .0
+                }
+            };
             for (kind, v) in kinds.iter().zip(&values) {
                 keys_read += 1;
                 match person_value(kind, v, &q.field, STRING_READ) {

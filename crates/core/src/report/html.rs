@@ -266,12 +266,13 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
                     .collect();
                 let _ = write!(
                     o,
-                    "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&c.name),
                     if c.system { " (system)" } else { "" },
                     esc(&c.kind),
                     if c.records_estimated { "≈ " } else { "" },
                     c.records.map(thousands).unwrap_or_else(|| "?".into()),
+                    esc(c.subjects_method.as_deref().unwrap_or("")),
                     c.subjects_estimate.map(thousands).unwrap_or_else(|| "–".into()),
                     c.sampled,
                     cats

@@ -96,6 +96,17 @@ pub fn findings(report: &ScanReport) -> String {
                 c.categories.join(", ")
             );
         }
+        let methods: Vec<String> = s
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let m = c.subjects_method.as_deref()?;
+                Some(format!("- `{}`: {}", md_cell(&c.name), md_cell(m)))
+            })
+            .collect();
+        if !methods.is_empty() {
+            let _ = writeln!(o, "\nHow people were counted:\n\n{}", methods.join("\n"));
+        }
     }
     o
 }

@@ -57,7 +57,7 @@ const SAMPLE_SEED: u64 = 20_191_204;
 /// Cap of the index list and the hidden-settings reply (about 100 000 indices).
 const LIST_CAP: usize = 16 << 20;
 /// Cap of one mapping (a mapping explosion of tens of thousands of fields still fits).
-const MAPPING_CAP: usize = 8 << 20;
+pub(super) const MAPPING_CAP: usize = 8 << 20;
 /// Cap of one sample reply; a larger one is retried with fewer documents.
 const SAMPLE_CAP: usize = 32 << 20;
 /// Cap of a `_count` reply.
@@ -252,7 +252,7 @@ pub fn align_schema(schema: &mut [(String, String)], sample: &[Record]) {
 
 /// Why a request gave no usable answer.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// The byte budget is spent (or the reply would overrun it).
     Budget,
     /// The inventory's deadline passed.
@@ -299,8 +299,8 @@ fn error_reason(body: &[u8]) -> String {
     s.chars().take(160).collect()
 }
 
-/// One inventory's connection settings, byte account and deadline.
-struct Session<'a> {
+/// One inventory's (or one distinct count's) connection settings, byte account and deadline.
+pub(super) struct Session<'a> {
     ctx: ProbeCtx,
     auth: Option<&'a Credential>,
     limit: usize,
@@ -309,9 +309,29 @@ struct Session<'a> {
     read_timeout: Duration,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session on `ctx` whose reads may each take `min_read` (at least the probe's), with
+    /// the finding's credential, `limit` bytes and a `deadline` for everything.
+    pub(super) fn new(
+        ctx: &ProbeCtx,
+        finding: &'a Finding,
+        min_read: Duration,
+        limit: usize,
+        deadline: Instant,
+    ) -> Session<'a> {
+        let ctx = ctx.with_read_timeout_at_least(min_read);
+        Session {
+            read_timeout: ctx.opts.limits.read_timeout,
+            ctx,
+            auth: finding.credential.as_ref(),
+            limit,
+            used: AtomicUsize::new(0),
+            deadline,
+        }
+    }
+
     /// Sends an allowlisted request within the remaining bytes and time; counts what it read.
-    async fn get(
+    pub(super) async fn get(
         &self,
         request: &str,
         index: Option<&str>,
@@ -500,15 +520,13 @@ pub fn inventory<'a>(
 async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
     // Stop a little before the engine's own timeout, which would drop everything gathered.
     let margin = (opts.time_budget / 10).min(Duration::from_secs(2));
-    let ictx = ctx.with_read_timeout_at_least(MIN_READ_TIMEOUT);
-    let s = Session {
-        read_timeout: ictx.opts.limits.read_timeout,
-        ctx: ictx,
-        auth: finding.credential.as_ref(),
-        limit: opts.byte_budget,
-        used: AtomicUsize::new(0),
-        deadline: Instant::now() + opts.time_budget.saturating_sub(margin),
-    };
+    let s = Session::new(
+        ctx,
+        finding,
+        MIN_READ_TIMEOUT,
+        opts.byte_budget,
+        Instant::now() + opts.time_budget.saturating_sub(margin),
+    );
     let mut inv = Inventory::default();
 
     let rows = match s.get(CAT_INDICES_ALL, None, None, LIST_CAP).await {
@@ -589,7 +607,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
@@ -815,11 +833,13 @@ mod tests {
 
     // --- the whole inventory against a scripted server that records every request ---
 
-    type Route = fn(&str, &str, &str) -> Vec<u8>;
+    pub(in crate::probe::elasticsearch) type Route = fn(&str, &str, &str) -> Vec<u8>;
 
     /// Serves each connection from `route(path, head, body)` and records `head` + body. An
     /// empty answer holds the connection open without a byte (a tarpit).
-    async fn recording(route: Route) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    pub(in crate::probe::elasticsearch) async fn recording(
+        route: Route,
+    ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -879,7 +899,7 @@ mod tests {
         )
     }
 
-    fn json_reply(body: &str) -> Vec<u8> {
+    pub(in crate::probe::elasticsearch) fn json_reply(body: &str) -> Vec<u8> {
         format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

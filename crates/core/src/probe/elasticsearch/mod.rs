@@ -9,7 +9,8 @@
 //! Every request goes through [`send`], which sends only the GETs in [`ALLOWED_REQUESTS`].
 //!
 //! [`inventory`] lists, counts and samples the indices of an exposed cluster with the same
-//! allowlisted, read-only GETs.
+//! allowlisted, read-only GETs; [`subjects`] counts the distinct people of an index with a
+//! `cardinality` aggregation, a search whose body [`send`] checks to be exactly that.
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -17,6 +18,7 @@ use serde_json::Value;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 mod inventory;
+mod subjects;
 
 use super::http::{self, Request, Response};
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
@@ -44,7 +46,7 @@ pub const PROTOCOL: Protocol = Protocol {
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
     handler: Handler::Http(probe),
     inventory: Some(inventory::inventory),
-    subjects: None,
+    subjects: Some(subjects::subjects),
 };
 
 const ROOT: &str = "GET /";
@@ -67,11 +69,14 @@ pub const ALLOWED_REQUESTS: &[&str] = &[
     inventory::INDEX_MAPPING,
     inventory::INDEX_COUNT,
     inventory::INDEX_SAMPLE,
+    subjects::INDEX_CARDINALITY,
 ];
 
 /// The allowlisted requests that may carry a body: search, whose body is a query (a GET
 /// cannot be routed to a write whatever its body says; the body is built by this module).
-const BODY_ALLOWED: &[&str] = &[inventory::INDEX_SAMPLE];
+/// [`subjects::INDEX_CARDINALITY`] takes only the one body [`subjects::is_cardinality_body`]
+/// accepts: no documents, one `cardinality` aggregation.
+const BODY_ALLOWED: &[&str] = &[inventory::INDEX_SAMPLE, subjects::INDEX_CARDINALITY];
 
 /// The placeholder for the index name in an allowlisted request.
 const INDEX_VAR: &str = "{index}";
@@ -131,8 +136,12 @@ async fn send(
     auth: Option<&Credential>,
     body_cap: usize,
 ) -> (Result<Response, NetError>, usize) {
-    let allowed =
-        ALLOWED_REQUESTS.contains(&request) && (body.is_none() || BODY_ALLOWED.contains(&request));
+    let allowed = ALLOWED_REQUESTS.contains(&request)
+        && match body {
+            None => request != subjects::INDEX_CARDINALITY,
+            Some(b) if request == subjects::INDEX_CARDINALITY => subjects::is_cardinality_body(b),
+            Some(_) => BODY_ALLOWED.contains(&request),
+        };
     let Some(path) = index_path(request, index).filter(|_| allowed) else {
         return (
             Err(NetError::Invalid(format!(
@@ -732,6 +741,7 @@ mod tests {
         for (file, src) in [
             ("mod.rs", include_str!("mod.rs")),
             ("inventory.rs", include_str!("inventory.rs")),
+            ("subjects.rs", include_str!("subjects.rs")),
         ] {
             let code = src.split("#[cfg(test)]").next().unwrap();
             // `method: "X",` lines of struct literals (the PROTOCOL's `method` is prose).
@@ -851,6 +861,28 @@ mod tests {
         // The allowlisted ones get as far as connecting (nothing listens on port 9).
         assert!(!refused(
             send(&ctx, search, Some("x"), Some(b"{}"), None, 1024).await
+        ));
+        // The distinct-count search goes out only with a cardinality body (the body checks
+        // themselves are in `subjects`): not bare, not with a query or a sample's body.
+        let card = subjects::INDEX_CARDINALITY;
+        let target = subjects::Target {
+            field: "user_id.keyword".into(),
+            nested: None,
+        };
+        let good = subjects::cardinality_body(&target, std::time::Duration::from_secs(8), false);
+        for body in [
+            None,
+            Some(&b"{}"[..]),
+            Some(&br#"{"size":10,"query":{"match_all":{}}}"#[..]),
+            Some(&inventory::sample_body(5, true, std::time::Duration::from_secs(1))[..]),
+        ] {
+            assert!(refused(send(&ctx, card, Some("x"), body, None, 1024).await));
+        }
+        assert!(refused(
+            send(&ctx, card, Some("_all"), Some(&good), None, 1024).await
+        ));
+        assert!(!refused(
+            send(&ctx, card, Some("x"), Some(&good), None, 1024).await
         ));
     }
 

@@ -2,10 +2,13 @@
 //! types seen in them, and a bounded sample of documents spread over each.
 //!
 //! Every request goes through [`Session::call_on`] (allowlist, pipeline and cursor checks):
-//! - `listDatabases` (`nameOnly: false`, for `sizeOnDisk`), then `listCollections` per database
+//! - `listDatabases` (`nameOnly: true`), then `listCollections` per database
 //!   (`nameOnly: true, authorizedCollections: true`: names and types without taking collection
 //!   locks), following its cursor with `getMore`. All of it comes first, so a budget that runs
-//!   out later still leaves the list. Databases `admin`, `local`, `config` and `system.*`
+//!   out later still leaves the list. The databases' `sizeOnDisk` (`nameOnly: false`) is asked
+//!   last, under a deadline of its own ([`sizes_wait`]): MongoDB reads it from its catalogue, but
+//!   FerretDB on SQLite sums `dbstat`, reading every page of its database file — over a
+//!   minute for a few gigabytes, which made a listing that asked it first miss every deadline. Databases `admin`, `local`, `config` and `system.*`
 //!   collections are listed as system, after the others. Views are listed but neither counted
 //!   nor sampled (reading a view runs its pipeline).
 //! - `count` without a query gives the number of documents and, on MongoDB only, `collStats`
@@ -15,7 +18,10 @@
 //!   included — from collection metadata (its `RECORD_STORE_FAST_COUNT` plan), which drifts
 //!   after an unclean shutdown and counts orphans on sharded clusters, so it is reported as an
 //!   estimate; FerretDB has no such metadata and counts by reading the collection, so its
-//!   `count` is exact.
+//!   `count` is exact. Such a count reads every document (FerretDB ignores `maxTimeMS` on
+//!   `count`), so such counts end at [`COUNT_SHARE`] of the inventory's time; a collection
+//!   too large to count by then is listed without a count (noted), and the rest of the budget
+//!   goes to samples.
 //! - Samples: `aggregate [{$sample: {size: N}}]` where the server has it (MongoDB picks random
 //!   documents with a random cursor); otherwise (FerretDB answers code 238 NotImplemented, found
 //!   once per server) up to ten `find` windows of `limit` documents at a random `skip` inside
@@ -108,7 +114,7 @@ fn non_negative(v: RawBsonRef<'_>) -> Option<u64> {
     (0.0..1.8e19).contains(&x).then_some(x as u64)
 }
 
-/// Databases of a successful `listDatabases` reply (`nameOnly: false`).
+/// Databases of a successful `listDatabases` reply (`sizeOnDisk` only with `nameOnly: false`).
 pub fn parse_databases(d: &RawDocument) -> Option<Vec<DbInfo>> {
     if command_error(d).is_some() {
         return None;
@@ -453,6 +459,8 @@ struct State {
     session: Option<Session>,
     /// The server's `count` reads every document (FerretDB): exact.
     count_is_census: bool,
+    /// When such counts must have ended (see [`COUNT_SHARE`]).
+    counts_until: Instant,
     /// None until `$sample` was tried; false once the server refused it.
     sample_stage: Option<bool>,
 }
@@ -521,6 +529,15 @@ async fn ask(
     }
 }
 
+/// The share of the inventory's working time that counts which read every document may use,
+/// so a few huge collections cannot use it all up before anything is sampled.
+pub const COUNT_SHARE: f32 = 0.6;
+
+/// How long the databases' sizes may take (see the module docs): a tenth of the budget, 1 to 5 s.
+pub fn sizes_wait(opts: &InventoryOptions) -> Duration {
+    (opts.time_budget / 10).clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
 async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
     let start = Instant::now();
     // Stop a little before the engine's own timeout, which would drop everything gathered, and
@@ -536,6 +553,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
         db_sizes: Vec::new(),
         session: None,
         count_is_census: finding.product.as_deref() == Some("FerretDB"),
+        counts_until: start + opts.time_budget.saturating_sub(margin).mul_f32(COUNT_SHARE),
         sample_stage: None,
     };
     if finding.credential.is_some() {
@@ -620,6 +638,17 @@ async fn work(
     for i in 0..st.targets.len() {
         count(ctx, opts, st, i).await?;
     }
+    if opts.sample > 0 {
+        for i in 0..st.targets.len() {
+            sample(ctx, opts, st, i).await?;
+        }
+    }
+    if opts.full {
+        for i in 0..st.targets.len() {
+            census(ctx, opts, st, i).await?;
+        }
+    }
+    sizes(ctx, opts, st).await;
     for db in &st.db_sizes {
         let of_db: Vec<&Holding> = st
             .targets
@@ -636,32 +665,82 @@ async fn work(
             ));
         }
     }
-    if opts.sample > 0 {
-        for i in 0..st.targets.len() {
-            sample(ctx, opts, st, i).await?;
-        }
-    }
-    if opts.full {
-        for i in 0..st.targets.len() {
-            census(ctx, opts, st, i).await?;
-        }
-    }
     Ok(())
 }
 
-async fn list(ctx: &ProbeCtx, opts: &InventoryOptions, st: &mut State) -> Result<(), String> {
+/// `sizeOnDisk` of every listed database, within [`sizes_wait`] (see the module docs); without
+/// them the databases stay unsized, with a note.
+async fn sizes(ctx: &ProbeCtx, opts: &InventoryOptions, st: &mut State) {
+    if st.db_sizes.is_empty() {
+        return;
+    }
     let s = st.session.as_mut().expect("session");
+    let deadline = s.deadline;
+    let wait = Instant::now() + sizes_wait(opts);
+    s.deadline = Some(deadline.map_or(wait, |d| d.min(wait)));
+    let args = doc! { "nameOnly": false };
+    let reply = ask(s, ctx, opts, "listDatabases", Bson::Int32(1), "admin", args).await;
+    s.deadline = deadline;
+    match reply.map(|r| parse_databases(&r)) {
+        Ok(Some(dbs)) => {
+            for db in &mut st.db_sizes {
+                db.size_on_disk = dbs
+                    .iter()
+                    .find(|d| d.name == db.name)
+                    .and_then(|d| d.size_on_disk);
+            }
+        }
+        Ok(None) => st
+            .notes
+            .push("listDatabases with sizes gave no database list; databases are not sized".into()),
+        Err(Failure::Stop(_)) if deadline.is_some_and(|d| Instant::now() < d) => {
+            st.notes.push(format!(
+                "database sizes not read: listDatabases with sizeOnDisk gave no answer within {} s \
+                 (FerretDB sums them by reading its whole SQLite file)",
+                sizes_wait(opts).as_secs()
+            ))
+        }
+        Err(e) => st.notes.push(format!(
+            "database sizes not read: listDatabases failed: {e}"
+        )),
+    }
+}
+
+/// `listDatabases` on a connection of its own whose read may take the rest of the budget:
+/// FerretDB sums every database's size for it, names only or not (see the module docs), and
+/// nothing else can be listed before it answers.
+async fn list_databases(
+    ctx: &ProbeCtx,
+    opts: &InventoryOptions,
+    s: &mut Session,
+) -> Result<bson::RawDocumentBuf, String> {
+    let lctx = ctx.with_read_timeout_at_least(opts.time_budget);
+    let conn = lctx
+        .connect()
+        .await
+        .map_err(|e| format!("connect failed: {e}"))?;
+    let mut ls = Session::new(conn, s.wire, s.cap);
+    ls.budget = s.budget.saturating_sub(s.read);
+    ls.deadline = s.deadline;
+    ls.next_id = s.next_id;
+    let args = doc! { "nameOnly": true };
     let reply = ask(
-        s,
-        ctx,
+        &mut ls,
+        &lctx,
         opts,
         "listDatabases",
         Bson::Int32(1),
         "admin",
-        doc! { "nameOnly": false },
+        args,
     )
-    .await
-    .map_err(|e| format!("listDatabases failed: {e}"))?;
+    .await;
+    s.read = s.read.saturating_add(ls.read);
+    reply.map_err(|e| format!("listDatabases failed: {e}"))
+}
+
+async fn list(ctx: &ProbeCtx, opts: &InventoryOptions, st: &mut State) -> Result<(), String> {
+    let s = st.session.as_mut().expect("session");
+    let reply = list_databases(ctx, opts, s).await?;
     let dbs = parse_databases(&reply).ok_or("listDatabases gave no database list")?;
     let mut found: Vec<(String, CollInfo)> = Vec::new();
     let mut total = 0usize;
@@ -777,7 +856,18 @@ async fn count(
     let (db, coll) = (st.targets[i].db.clone(), st.targets[i].coll.clone());
     let name = st.inv.holdings[i].name.clone();
     let s = st.session.as_mut().expect("session");
-    match ask(
+    let deadline = s.deadline;
+    if st.count_is_census {
+        if Instant::now() >= st.counts_until {
+            st.notes.push(format!(
+                "{name}: not counted: the counts' share of the time budget was spent (the server \
+                 reads every document to count them)"
+            ));
+            return Ok(());
+        }
+        s.deadline = Some(deadline.map_or(st.counts_until, |d| d.min(st.counts_until)));
+    }
+    let reply = ask(
         s,
         ctx,
         opts,
@@ -786,8 +876,9 @@ async fn count(
         &db,
         doc! {},
     )
-    .await
-    {
+    .await;
+    s.deadline = deadline;
+    match reply {
         Ok(r) => match parse_count(&r) {
             Some(n) => {
                 st.inv.holdings[i].records = Some(n);
@@ -795,6 +886,13 @@ async fn count(
             }
             None => st.notes.push(format!("{name}: count gave no number")),
         },
+        // The count's own deadline, not the inventory's: this collection stays uncounted.
+        Err(Failure::Stop(_)) if deadline.is_some_and(|d| Instant::now() < d) => {
+            st.notes.push(format!(
+                "{name}: not counted: count gave no answer within the counts' share of the time \
+                 budget (the server reads every document to count them)"
+            ))
+        }
         Err(Failure::Stop(why)) => return Err(why),
         Err(e) => st.notes.push(format!("{name}: count failed: {e}")),
     }
@@ -1127,7 +1225,7 @@ async fn census(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::net::SocketAddr;
     use std::sync::Arc;
@@ -1171,7 +1269,8 @@ mod tests {
     const CENSUS_TAIL_LAST: &[u8] =
         include_bytes!("../../../fixtures/mongodb/inv_census_tail_last.bin");
     /// From the probe's fixtures: FerretDB `hello` (1) and `buildInfo` (2).
-    const OPEN_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_hello.bin");
+    pub(in crate::probe::mongodb) const OPEN_HELLO: &[u8] =
+        include_bytes!("../../../fixtures/mongodb/open_hello.bin");
     const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_buildinfo.bin");
 
     const CAP: usize = 1 << 20;
@@ -1515,6 +1614,7 @@ mod tests {
             ("getMore", get_more_args("$cmd.listCollections", None)),
             ("killCursors", kill_cursors_args(7)),
             ("listDatabases", doc! { "nameOnly": false }),
+            ("listDatabases", doc! { "nameOnly": true }),
             ("count", doc! {}),
             ("collStats", doc! {}),
             ("buildInfo", doc! {}),
@@ -1532,10 +1632,20 @@ mod tests {
     fn every_command_in_the_source_is_allowlisted() {
         let mut literal = Vec::new();
         let mut computed = Vec::new();
-        for src in [include_str!("inventory.rs"), include_str!("mod.rs")] {
+        for src in [
+            include_str!("inventory.rs"),
+            include_str!("mod.rs"),
+            include_str!("subjects.rs"),
+        ] {
             let code = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
             let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-            for marker in ["ask(s,ctx,opts,", ".call(ctx,", ".call_on(ctx,"] {
+            for marker in [
+                "ask(s,ctx,opts,",
+                "ask(&mutls,&lctx,opts,",
+                ".call(ctx,",
+                ".call_on(ctx,",
+                ".call_on(&ctx,",
+            ] {
                 for (at, _) in code.match_indices(marker) {
                     let rest = &code[at + marker.len()..];
                     match rest.strip_prefix('"') {
@@ -1575,6 +1685,14 @@ mod tests {
             ),
             (bson::bson!([{ "$group": { "_id": 1 } }]), "$group"),
             (
+                bson::bson!([{ "$group": { "_id": "$u", "n": { "$sum": 1 } } }]),
+                "$group",
+            ),
+            (bson::bson!([{ "$group": { "_id": "$$ROOT" } }]), "$group"),
+            (bson::bson!([{ "$unwind": { "path": "$a" } }]), "$unwind"),
+            (bson::bson!([{ "$count": 1 }]), "$count"),
+            (bson::bson!([{ "$lookup": { "from": "x" } }]), "$lookup"),
+            (
                 bson::bson!([{ "$match": { "$where": "sleep(1000)" } }]),
                 "$where",
             ),
@@ -1594,7 +1712,14 @@ mod tests {
         // A find cannot smuggle a write stage either.
         assert!(refuse_command("find", &doc! { "filter": { "$where": "1" } }).is_some());
         for stage in ALLOWED_STAGES {
-            let p = agg(bson::bson!([{ *stage: {} }]));
+            let arg = match *stage {
+                "$group" => bson::bson!({ "_id": "$user_id" }),
+                "$unwind" => bson::bson!("$devices"),
+                "$count" => bson::bson!("n"),
+                _ => bson::bson!({}),
+            };
+            let mut p = agg(bson::bson!([{ *stage: arg }]));
+            p.insert("allowDiskUse", false);
             assert_eq!(refuse_command("aggregate", &p), None, "{stage}");
         }
         // Hostile nesting is refused, not recursed into without end.
@@ -1609,14 +1734,14 @@ mod tests {
 
     /// One request as a scripted peer sees it.
     #[derive(Debug, Clone)]
-    struct Request {
+    pub(in crate::probe::mongodb) struct Request {
         id: i32,
-        cmd: String,
+        pub cmd: String,
         db: String,
-        body: Document,
+        pub body: Document,
     }
 
-    enum Answer {
+    pub(in crate::probe::mongodb) enum Answer {
         /// A captured reply (its responseTo is rewritten to the request's id).
         Frame(&'static [u8]),
         /// A reply built here from the MongoDB documentation.
@@ -1655,7 +1780,9 @@ mod tests {
     type Log = Arc<Mutex<Vec<Request>>>;
 
     /// Serves `script`'s answers on a loopback port and logs every request.
-    async fn scripted(script: fn(&Request) -> Answer) -> (SocketAddr, Log) {
+    pub(in crate::probe::mongodb) async fn scripted(
+        script: fn(&Request) -> Answer,
+    ) -> (SocketAddr, Log) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let log: Log = Arc::default();
@@ -1688,7 +1815,7 @@ mod tests {
         (addr, log)
     }
 
-    fn ctx(addr: SocketAddr) -> ProbeCtx {
+    pub(in crate::probe::mongodb) fn ctx(addr: SocketAddr) -> ProbeCtx {
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1710,7 +1837,7 @@ mod tests {
         }
     }
 
-    fn finding(product: &str) -> Finding {
+    pub(in crate::probe::mongodb) fn finding(product: &str) -> Finding {
         let mut f = Finding::new("mongodb");
         f.product = Some(product.into());
         f.access = crate::model::Access::Open;
@@ -1795,6 +1922,76 @@ mod tests {
         assert!(log
             .iter()
             .all(|r| ALLOWED_COMMANDS.contains(&r.cmd.as_str())));
+    }
+
+    /// FerretDB holding millions of users: its `count` of `users` and its `listDatabases` with
+    /// sizes (a `dbstat` walk of the whole SQLite file) never answer in time.
+    fn ferret_at_scale(r: &Request) -> Answer {
+        let with_sizes = r.body.get_bool("nameOnly") == Ok(false);
+        match r.cmd.as_str() {
+            "count" if r.body.get_str("count") == Ok("users") => Answer::Stall,
+            "listDatabases" if with_sizes => Answer::Stall,
+            _ => ferret(r),
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_ferretdb_counts_and_sizes_have_deadlines_of_their_own() {
+        let (addr, log) = scripted(ferret_at_scale).await;
+        let t0 = std::time::Instant::now();
+        let inv = inventory(&ctx(addr), &finding("FerretDB"), &opts(6, false)).await;
+        // The stalled count ends at the counts' share (60 % of 9 s), the stalled sizes after a
+        // second: samples and sizes still fit in the budget.
+        let took = t0.elapsed();
+        assert!(
+            took > Duration::from_secs(5) && took < Duration::from_secs(8),
+            "{took:?}"
+        );
+        assert_eq!(inv.holdings.len(), 5);
+        for h in &inv.holdings {
+            // Uncounted, `users` is read from its start (the captured window holds 2).
+            assert!(h.sample.len() >= 2, "{} sampled", h.name);
+            let want = if h.name == "smarthome.users" {
+                None
+            } else {
+                Some(500)
+            };
+            assert_eq!(h.records, want, "{}", h.name);
+        }
+        let notes = inv.notes.join("\n");
+        assert!(
+            notes.contains(
+                "smarthome.users: not counted: count gave no answer within the counts' share"
+            ),
+            "{notes}"
+        );
+        assert!(
+            notes.contains(
+                "database sizes not read: listDatabases with sizeOnDisk gave no answer within 1 s"
+            ),
+            "{notes}"
+        );
+        assert!(!notes.contains("stopped early"), "{notes}");
+        // The listing asked for names only; sizes came last.
+        let log = log.lock().unwrap();
+        let lists: Vec<bool> = log
+            .iter()
+            .filter(|r| r.cmd == "listDatabases")
+            .map(|r| r.body.get_bool("nameOnly").unwrap())
+            .collect();
+        assert_eq!(lists, [true, false]);
+        assert_eq!(log.last().map(|r| r.cmd.as_str()), Some("listDatabases"));
+    }
+
+    #[tokio::test]
+    async fn ferretdb_sizes_are_noted_per_database() {
+        let (addr, _) = scripted(ferret).await;
+        let inv = inventory(&ctx(addr), &finding("FerretDB"), &opts(0, false)).await;
+        let notes = inv.notes.join("\n");
+        assert!(
+            notes.contains("database smarthome holds 1974272 bytes on disk (listDatabases)"),
+            "{notes}"
+        );
     }
 
     /// CONSTRUCTED from the MongoDB reference (no MongoDB server in the lab): a server with
@@ -1941,9 +2138,10 @@ mod tests {
             "{:?}",
             inv.notes
         );
-        // Time: a server that never answers `count` costs the budget, not more, and the list stays.
+        // Time: a server that never answers `count` nor `find` costs the budget, not more, and
+        // the list stays. (The counts end at their share of it, noted; the samples run out.)
         let (addr, _) = scripted(|r| {
-            if r.cmd == "count" {
+            if r.cmd == "count" || r.cmd == "find" {
                 Answer::Stall
             } else {
                 ferret(r)
@@ -1963,6 +2161,13 @@ mod tests {
         assert_eq!(inv.holdings.len(), 5);
         assert!(
             inv.notes.iter().any(|n| n.contains("time budget ran out")),
+            "{:?}",
+            inv.notes
+        );
+        assert!(
+            inv.notes
+                .iter()
+                .any(|n| n.starts_with("smarthome.users: not counted")),
             "{:?}",
             inv.notes
         );

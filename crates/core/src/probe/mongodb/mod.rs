@@ -6,17 +6,19 @@
 //! 16 and the frame cap, `responseTo` our request, a reply opcode) and BSON is decoded only from
 //! a complete, bounded frame, lazily with the raw API (no recursion into nested documents).
 //!
-//! `hello` (or `isMaster`) recognises the server, `buildInfo` names it, `listDatabases` decides
-//! access: a list means open, code 13 Unauthorized means authentication is required. An empty list
+//! `hello` (or `isMaster`) recognises the server, `buildInfo` names it, `listDatabases` (names
+//! only: FerretDB computes sizes by reading its whole database file) decides access: a list
+//! means open, code 13 Unauthorized means authentication is required. An empty list
 //! is ambiguous (some servers filter it down to what the caller may see), so `listCollections` on
 //! `admin` settles it. Servers older than 3.6 drop OP_MSG; they get the same commands over legacy
 //! OP_QUERY. Replica-set members named in `hello` are reported, never contacted.
 //!
 //! [`inventory`] lists, counts and samples the collections of an exposed server over the same
-//! session. Read-only by construction: [`Session::call`] is the only function that sends, and it
-//! refuses any command outside [`ALLOWED_COMMANDS`], any `aggregate` stage outside
-//! [`ALLOWED_STAGES`] (`$out` and `$merge` by name), and a `killCursors` of a cursor this session
-//! did not open.
+//! session; [`subjects`] counts the distinct people of a collection (a unique index, or a
+//! `$group` under `maxTimeMS`). Read-only by construction: [`Session::call`] is the only function
+//! that sends, and it refuses any command outside [`ALLOWED_COMMANDS`], any `aggregate` stage
+//! outside [`ALLOWED_STAGES`] (`$out` and `$merge` by name), a `$group` other than a distinct
+//! count kept in memory, and a `killCursors` of a cursor this session did not open.
 
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{doc, Bson, Document};
@@ -29,6 +31,7 @@ use crate::net::{Check, Conn, NetError};
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 mod inventory;
+mod subjects;
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "mongodb",
@@ -40,11 +43,12 @@ pub const PROTOCOL: Protocol = Protocol {
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: None,
+    subjects: Some(subjects::subjects),
 };
 
 /// The only commands this module ever sends. All are read-only: the first six identify and
-/// judge; the rest inventory. `aggregate` is further limited to [`ALLOWED_STAGES`]; `killCursors`
+/// judge; the rest inventory and count (`listIndexes` reads index definitions from the
+/// catalogue). `aggregate` is further limited to [`ALLOWED_STAGES`]; `killCursors`
 /// closes only a cursor this session opened, which frees the server memory held for our own
 /// read and changes no document, collection, index, user or setting (the server does the same
 /// by itself when an idle cursor times out).
@@ -61,11 +65,16 @@ pub const ALLOWED_COMMANDS: &[&str] = &[
     "find",
     "getMore",
     "killCursors",
+    "listIndexes",
 ];
 
 /// The only pipeline stages an `aggregate` may carry. `$out` and `$merge` (which write their
-/// result into a collection) are refused by name; so is every other stage.
-pub const ALLOWED_STAGES: &[&str] = &["$sample", "$match", "$limit", "$project"];
+/// result into a collection) are refused by name; so is every other stage. `$group` only as a
+/// distinct count (`{_id: "$path"}`, no accumulator) with `allowDiskUse: false`, so it never
+/// spills temporary files; `$unwind` and `$count` only in their string forms.
+pub const ALLOWED_STAGES: &[&str] = &[
+    "$sample", "$match", "$limit", "$project", "$group", "$unwind", "$count",
+];
 
 /// Operators refused anywhere inside a command: the two writing stages, and the ones that run
 /// server-side JavaScript.
@@ -106,9 +115,31 @@ pub fn refuse_command(cmd: &str, args: &Document) -> Option<String> {
             if !ALLOWED_STAGES.contains(&name.as_str()) {
                 return Some(format!("refusing aggregate stage {name}"));
             }
+            if let Some(why) = refuse_stage(name, stage.get(name.as_str())) {
+                return Some(why);
+            }
+            if name == "$group" && !matches!(args.get("allowDiskUse"), Some(Bson::Boolean(false))) {
+                return Some("refusing $group without allowDiskUse: false".into());
+            }
         }
     }
     None
+}
+
+/// Why an allowlisted stage's argument is refused: `$group` other than `{_id: "$path"}`,
+/// `$unwind` or `$count` other than a string.
+fn refuse_stage(name: &str, arg: Option<&Bson>) -> Option<String> {
+    let field_path = |b: Option<&Bson>| matches!(b, Some(Bson::String(p)) if p.len() > 1 && p.starts_with('$') && !p.starts_with("$$"));
+    let ok = match name {
+        "$group" => match arg {
+            Some(Bson::Document(g)) => g.len() == 1 && field_path(g.get("_id")),
+            _ => false,
+        },
+        "$unwind" => field_path(arg),
+        "$count" => matches!(arg, Some(Bson::String(n)) if !n.is_empty() && !n.starts_with('$')),
+        _ => true,
+    };
+    (!ok).then(|| format!("refusing {name} other than a distinct count"))
 }
 
 fn forbidden_operator(d: &Document, depth: usize) -> Option<String> {
@@ -825,10 +856,20 @@ async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
 
 async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
     let reply = match s
-        .call(ctx, "listDatabases", "admin", doc! { "nameOnly": false })
+        .call(ctx, "listDatabases", "admin", doc! { "nameOnly": true })
         .await
     {
         Ok(d) => d,
+        // FerretDB computes every database's size for listDatabases, names only or not, by
+        // reading its whole SQLite file (`dbstat`): a minute at a few million documents. A
+        // listing that stays silent is no verdict, so the cheap catalogue read decides instead.
+        Err(CallError::Net(NetError::Timeout("read"))) => {
+            f.evidence.push(format!(
+                "listDatabases gave no answer within the {} ms read deadline",
+                ctx.opts.limits.read_timeout.as_millis()
+            ));
+            return admin_collections(ctx, s, f).await;
+        }
         Err(e) => {
             f.evidence.push(format!("listDatabases failed: {e}"));
             return;
@@ -878,6 +919,12 @@ async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
             None => {}
         }
     }
+    admin_collections(ctx, s, f).await;
+}
+
+/// Access from `listCollections` on `admin`: an answer without credentials is open, code 13 is
+/// authentication required. For when `listDatabases` cannot tell (an empty or no answer).
+async fn admin_collections(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
     let reply = match s
         .call(ctx, "listCollections", "admin", doc! { "nameOnly": true })
         .await
@@ -1448,6 +1495,40 @@ mod tests {
         })
         .await;
         let f = found(run_probe(filtered).await);
+        assert_eq!(f.access, Access::AuthRequired, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn silent_list_is_settled_by_list_collections() {
+        // FerretDB at millions of documents: listDatabases outlasts the read deadline (an
+        // empty answer here is silence), the catalogue read answers.
+        let open = scripted(|cmd, _| match cmd {
+            "hello" => Some(OPEN_HELLO.to_vec()),
+            "buildInfo" => Some(OPEN_BUILD_INFO.to_vec()),
+            "listDatabases" => Some(Vec::new()),
+            "listCollections" => Some(EMPTY_LIST_COLLECTIONS.to_vec()),
+            _ => None,
+        })
+        .await;
+        let f = found(run_probe(open).await);
+        assert_eq!(f.access, Access::Open, "{f:?}");
+        assert_eq!(f.product.as_deref(), Some("FerretDB"));
+        assert_eq!(
+            f.evidence[f.evidence.len() - 2..],
+            [
+                "listDatabases gave no answer within the 800 ms read deadline".to_string(),
+                "listCollections on admin answered 0 collections without authentication".into()
+            ]
+        );
+        // With authentication on, the same silence is settled the other way.
+        let auth = scripted(|cmd, _| match cmd {
+            "hello" => Some(AUTH_HELLO.to_vec()),
+            "listDatabases" => Some(Vec::new()),
+            "listCollections" => Some(AUTH_LIST_COLLECTIONS.to_vec()),
+            _ => Some(UNKNOWN_COMMAND.to_vec()),
+        })
+        .await;
+        let f = found(run_probe(auth).await);
         assert_eq!(f.access, Access::AuthRequired, "{f:?}");
     }
 

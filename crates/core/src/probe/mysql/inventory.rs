@@ -94,18 +94,19 @@ struct Table {
     key_columns: usize,
 }
 
-/// Time and bytes left for the whole inventory.
-struct Budget {
+/// Time and bytes left for the whole inventory (or for one statement of the distinct counts
+/// in [`super::subjects`]).
+pub(super) struct Budget {
     /// Ours ends a little before the engine's, so the partial result is returned, not dropped.
-    deadline: Instant,
-    bytes_left: usize,
+    pub(super) deadline: Instant,
+    pub(super) bytes_left: usize,
 }
 
 impl Budget {
-    fn time_left(&self) -> Duration {
+    pub(super) fn time_left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
-    fn exhausted(&self) -> Option<&'static str> {
+    pub(super) fn exhausted(&self) -> Option<&'static str> {
         if self.time_left().is_zero() {
             Some("time budget")
         } else if self.bytes_left == 0 {
@@ -117,16 +118,18 @@ impl Budget {
 }
 
 /// A logged-in, read-only session.
-struct Session {
+pub(super) struct Session {
     conn: Conn,
     frame_cap: usize,
     /// The connection is out of step (an answer left unread, an I/O error): reopen before use.
-    broken: bool,
+    pub(super) broken: bool,
+    /// As the handshake gave it (`5.5.5-10.11.19-MariaDB-0+deb12u1`, `8.0.36`).
+    pub(super) server_version: String,
 }
 
 /// How a statement failed.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// The server refused it (the session is still usable).
     Server(super::ServerError),
     /// The connection failed or is out of step.
@@ -148,7 +151,7 @@ impl std::fmt::Display for Failure {
 impl Session {
     /// Connects, logs in as `user` (empty password) and makes the session read-only with a
     /// statement time limit. Notes what the server would not do.
-    async fn open(
+    pub(super) async fn open(
         ctx: &ProbeCtx,
         user: &str,
         maria_hint: bool,
@@ -165,6 +168,7 @@ impl Session {
             conn,
             frame_cap: ctx.opts.frame_cap,
             broken: false,
+            server_version,
         };
         match s.simple(budget, SET_READ_ONLY, &[]).await {
             Ok(()) => {}
@@ -173,7 +177,7 @@ impl Session {
             )),
             Err(e) => return Err(format!("{SET_READ_ONLY}: {e}")),
         }
-        let maria = maria_hint || product_version(&server_version).0 == "MariaDB";
+        let maria = maria_hint || product_version(&s.server_version).0 == "MariaDB";
         let secs = budget.time_left().as_secs().max(1);
         let (template, value) = if maria {
             (SET_STATEMENT_TIME, i128::from(secs))
@@ -217,7 +221,7 @@ impl Session {
     }
 
     /// Runs one allowlisted statement within the budget; counts the bytes read.
-    async fn query(
+    pub(super) async fn query(
         &mut self,
         budget: &mut Budget,
         template: &'static str,
@@ -277,7 +281,7 @@ impl Session {
         self.query(budget, template, args, 0).await.map(drop)
     }
 
-    async fn quit(mut self) {
+    pub(super) async fn quit(mut self) {
         // Ends the read-only transaction (rolled back: it changed nothing) and the session.
         if !self.broken {
             let _ = self.conn.send(&frame(0, &[COM_QUIT])).await;

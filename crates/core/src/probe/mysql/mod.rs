@@ -12,13 +12,15 @@
 //! [`ALLOWED_QUERIES`] can be sent.
 //!
 //! [`inventory`] lists, counts and samples the tables of a server the probe logged into, on its
-//! own session and under the same allowlist.
+//! own session and under the same allowlist; [`subjects`] counts the distinct people of a table
+//! the same way.
 
 use futures::future::BoxFuture;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 pub mod inventory;
+pub mod subjects;
 
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
@@ -42,7 +44,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: None,
+    subjects: Some(subjects::subjects),
 };
 
 // ---- The SQL allowlist ----
@@ -112,6 +114,35 @@ pub const SAMPLE_RANDOM: &str = "SELECT * FROM {id}.{id} ORDER BY RAND() LIMIT {
 /// A run of rows at an offset of the table's scan order: the server steps over `offset` rows.
 pub const SAMPLE_AT_OFFSET: &str = "SELECT * FROM {id}.{id} LIMIT {int}, {int}";
 
+// The distinct-people counts of [`subjects`]. The time limit rides on the statement itself, so
+// each table gets its own budget whatever the session's limit is.
+
+/// A table's indexes (the data of `information_schema.STATISTICS`: NON_UNIQUE, SEQ_IN_INDEX,
+/// COLUMN_NAME, CARDINALITY, NULLABLE), addressed by identifiers alone, so no string literal is
+/// ever rendered into SQL.
+pub const SHOW_INDEX: &str = "SHOW INDEX FROM {id}.{id}";
+/// MariaDB 10.1.2+: the non-NULL values of a column, stopped by the server after `{int}` s.
+pub const COUNT_VALUES_MARIADB: &str =
+    "SET STATEMENT max_statement_time = {int} FOR SELECT COUNT({id}) FROM {id}.{id}";
+/// MariaDB 10.1.2+: the distinct values of a column, stopped after `{int}` s.
+pub const COUNT_DISTINCT_MARIADB: &str =
+    "SET STATEMENT max_statement_time = {int} FOR SELECT COUNT(DISTINCT {id}) FROM {id}.{id}";
+/// MySQL 5.7.8+: the same, stopped after `{int}` ms by the optimizer hint.
+pub const COUNT_VALUES_MYSQL: &str =
+    "SELECT /*+ MAX_EXECUTION_TIME({int}) */ COUNT({id}) FROM {id}.{id}";
+pub const COUNT_DISTINCT_MYSQL: &str =
+    "SELECT /*+ MAX_EXECUTION_TIME({int}) */ COUNT(DISTINCT {id}) FROM {id}.{id}";
+/// The distinct values among those whose CRC32 is 0 modulo `{int}`: a sample of the values,
+/// not of the rows (every row of a sampled value is in it), whose count times the modulus
+/// estimates the whole; its distinct set is a modulus-th of the full count's, so big tables
+/// are counted in about the time of one scan. MariaDB 10.1.2+, then MySQL 5.7.8+.
+pub const COUNT_DISTINCT_HASHED_MARIADB: &str = "SET STATEMENT max_statement_time = {int} FOR SELECT COUNT(DISTINCT {id}) FROM {id}.{id} WHERE CRC32({id}) % {int} = 0";
+pub const COUNT_DISTINCT_HASHED_MYSQL: &str = "SELECT /*+ MAX_EXECUTION_TIME({int}) */ COUNT(DISTINCT {id}) FROM {id}.{id} WHERE CRC32({id}) % {int} = 0";
+/// Older servers, which have no statement time limit: only sent for tables whose row estimate
+/// is small enough to count within the client's deadline.
+pub const COUNT_VALUES: &str = "SELECT COUNT({id}) FROM {id}.{id}";
+pub const COUNT_DISTINCT: &str = "SELECT COUNT(DISTINCT {id}) FROM {id}.{id}";
+
 /// The only SQL this module ever sends (as COM_QUERY). All of it reads.
 pub const ALLOWED_QUERIES: &[&str] = &[
     SHOW_DATABASES,
@@ -128,6 +159,15 @@ pub const ALLOWED_QUERIES: &[&str] = &[
     SAMPLE_FROM_KEY,
     SAMPLE_RANDOM,
     SAMPLE_AT_OFFSET,
+    SHOW_INDEX,
+    COUNT_VALUES_MARIADB,
+    COUNT_DISTINCT_MARIADB,
+    COUNT_VALUES_MYSQL,
+    COUNT_DISTINCT_MYSQL,
+    COUNT_DISTINCT_HASHED_MARIADB,
+    COUNT_DISTINCT_HASHED_MYSQL,
+    COUNT_VALUES,
+    COUNT_DISTINCT,
 ];
 
 // Capability flags (protocol documentation, "Capabilities Flags").
@@ -1387,7 +1427,18 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ALLOWED_QUERIES.len(), "duplicate template");
-        for t in ALLOWED_QUERIES {
+        // The two statement-level time limits are the only text allowed to hold `FOR` and
+        // `/*`; they may only be followed by a SELECT, and what follows them passes every rule
+        // below on its own.
+        const LIMITS: &[&str] = &[
+            "SET STATEMENT max_statement_time = {int} FOR SELECT ",
+            "SELECT /*+ MAX_EXECUTION_TIME({int}) */ ",
+        ];
+        for template in ALLOWED_QUERIES {
+            let t = &LIMITS
+                .iter()
+                .find_map(|l| template.strip_prefix(l))
+                .map_or_else(|| template.to_string(), |rest| format!("SELECT {rest}"));
             let upper = t.to_ascii_uppercase();
             let read_shape = [
                 "SELECT ",
@@ -1407,11 +1458,57 @@ mod tests {
             // SET only ever makes this session read-only or time-limited.
             if upper.starts_with("SET ") {
                 assert!(
-                    [SET_READ_ONLY, SET_STATEMENT_TIME, SET_EXECUTION_TIME].contains(t),
+                    [SET_READ_ONLY, SET_STATEMENT_TIME, SET_EXECUTION_TIME].contains(&t.as_str()),
                     "{t}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_distinct_counts_render_exactly_and_nothing_else_passes() {
+        let args = [
+            Arg::Int(10),
+            Arg::Id("user_id"),
+            Arg::Id("db"),
+            Arg::Id("t`x"),
+        ];
+        assert_eq!(
+            render(COUNT_DISTINCT_MARIADB, &args).unwrap(),
+            "SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(DISTINCT `user_id`) FROM `db`.`t``x`"
+        );
+        assert_eq!(
+            render(COUNT_VALUES_MYSQL, &args).unwrap(),
+            "SELECT /*+ MAX_EXECUTION_TIME(10) */ COUNT(`user_id`) FROM `db`.`t``x`"
+        );
+        assert_eq!(
+            render(SHOW_INDEX, &args[2..]).unwrap(),
+            "SHOW INDEX FROM `db`.`t``x`"
+        );
+        // Near misses of the new templates are not allowlisted: another setting or statement
+        // behind SET STATEMENT, a hint that is not the time limit, an expression counted.
+        for sql in [
+            "SET STATEMENT max_statement_time = {int} FOR DELETE FROM {id}.{id}",
+            "SET STATEMENT sql_mode = {int} FOR SELECT COUNT(DISTINCT {id}) FROM {id}.{id}",
+            "SET STATEMENT max_statement_time = {int} FOR SELECT COUNT(DISTINCT {id}) FROM {id}.{id} INTO OUTFILE {id}",
+            "SELECT /*+ SET_VAR(sql_mode = {int}) */ COUNT(DISTINCT {id}) FROM {id}.{id}",
+            "SELECT COUNT(DISTINCT {id}) FROM {id}.{id} FOR UPDATE",
+            "SELECT COUNT(DISTINCT JSON_EXTRACT({id}, {id})) FROM {id}.{id}",
+            "SHOW INDEX FROM {id}",
+            "SHOW CREATE TABLE {id}.{id}",
+        ] {
+            assert!(render(sql, &[]).is_err(), "{sql}");
+            assert!(com_query_with(sql, &args).is_err(), "{sql}");
+        }
+        // An argument cannot turn the time limit into text: it is an integer or nothing.
+        let id_for_int = [
+            Arg::Id("1; DROP TABLE x"),
+            Arg::Id("c"),
+            Arg::Id("d"),
+            Arg::Id("t"),
+        ];
+        assert!(render(COUNT_DISTINCT_MARIADB, &id_for_int).is_err());
+        assert!(render(COUNT_DISTINCT_MYSQL, &args[1..]).is_err());
     }
 
     #[test]
@@ -1536,6 +1633,7 @@ mod tests {
         let sources = [
             ("mod.rs", include_str!("mod.rs")),
             ("inventory.rs", include_str!("inventory.rs")),
+            ("subjects.rs", include_str!("subjects.rs")),
         ];
         for (file, src) in sources {
             let code = src.split("#[cfg(test)]\nmod tests").next().unwrap();

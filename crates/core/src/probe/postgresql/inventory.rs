@@ -280,7 +280,7 @@ impl Answer {
 
 /// Why a statement gave no answer.
 #[derive(Debug)]
-enum Fail {
+pub(super) enum Fail {
     /// The server refused it (the session is still usable; the transaction is aborted).
     Server(PgError),
     /// The connection broke, or the peer stopped speaking the protocol.
@@ -323,12 +323,14 @@ fn check_result_message(buf: &[u8], cap: usize) -> Check {
 }
 
 /// One session in one database.
-struct Pg {
+pub(super) struct Pg {
     conn: Box<Conn>,
-    db: String,
+    pub(super) db: String,
     /// Bytes this connection may receive before the service's byte budget is spent.
     byte_limit: usize,
-    deadline: Instant,
+    /// When we stop waiting for an answer (the server is told to stop before, by
+    /// `statement_timeout`).
+    pub(super) deadline: Instant,
     cap: usize,
 }
 
@@ -424,8 +426,23 @@ impl Pg {
             .saturating_duration_since(Instant::now())
             .as_millis()
             .max(1) as u64;
+        self.read_only_within(template, args, keep, left).await
+    }
+
+    /// [`Pg::read_only`] with the server told to give up after `statement_ms` (SQLSTATE 57014)
+    /// rather than at our deadline: a caller that keeps a fallback for a slow statement sets
+    /// its deadline a little later, so the server's cancellation arrives first and the
+    /// session stays usable.
+    pub(super) async fn read_only_within(
+        &mut self,
+        template: &str,
+        args: &[Arg<'_>],
+        keep: usize,
+        statement_ms: u64,
+    ) -> Result<Answer, Fail> {
         self.send(BEGIN_READ_ONLY, &[]).await?;
-        self.send(SET_STATEMENT_TIMEOUT, &[Arg::Int(left)]).await?;
+        self.send(SET_STATEMENT_TIMEOUT, &[Arg::Int(statement_ms.max(1))])
+            .await?;
         self.send(SET_LOCK_TIMEOUT, &[Arg::Int(LOCK_TIMEOUT_MS)])
             .await?;
         let begin = self.answer(0).await?;
@@ -461,7 +478,7 @@ impl Pg {
 }
 
 /// A connection is usable after these; others leave it out of step.
-fn usable(e: &Fail) -> bool {
+pub(super) fn usable(e: &Fail) -> bool {
     matches!(e, Fail::Server(_))
 }
 
@@ -508,7 +525,7 @@ impl Relation {
     }
 }
 
-fn cell(row: &[Option<String>], i: usize) -> Option<&str> {
+pub(super) fn cell(row: &[Option<String>], i: usize) -> Option<&str> {
     row.get(i).and_then(|v| v.as_deref())
 }
 
@@ -663,29 +680,31 @@ fn names(list: &[String]) -> String {
     s
 }
 
-struct Run<'a> {
-    ctx: &'a ProbeCtx,
-    opts: &'a InventoryOptions,
-    cred: Option<Credential>,
+/// Logins, budgets and notes of one run over a service (the inventory's, or the distinct
+/// counts' in [`super::subjects`]).
+pub(super) struct Run<'a> {
+    pub(super) ctx: &'a ProbeCtx,
+    pub(super) opts: &'a InventoryOptions,
+    pub(super) cred: Option<Credential>,
     /// SSLRequest before the startup; None until a login settled it.
-    ssl: Option<bool>,
-    deadline: Instant,
+    pub(super) ssl: Option<bool>,
+    pub(super) deadline: Instant,
     /// Bytes received on connections already closed.
-    spent: usize,
-    notes: Vec<String>,
+    pub(super) spent: usize,
+    pub(super) notes: Vec<String>,
 }
 
 impl<'a> Run<'a> {
-    fn time_left(&self) -> bool {
+    pub(super) fn time_left(&self) -> bool {
         Instant::now() < self.deadline
     }
 
-    fn bytes_left(&self) -> bool {
+    pub(super) fn bytes_left(&self) -> bool {
         self.spent < self.opts.byte_budget
     }
 
     /// Logs in to `db` as the probe did, with the credential that worked, if any.
-    async fn connect(&mut self, db: &str) -> Result<Pg, String> {
+    pub(super) async fn connect(&mut self, db: &str) -> Result<Pg, String> {
         let modes: Vec<bool> = match (self.ssl, self.ctx.tls) {
             (Some(ssl), _) => vec![ssl],
             // Direct TLS already; an SSLRequest inside it makes no sense.
@@ -737,13 +756,13 @@ impl<'a> Run<'a> {
     }
 
     /// Says goodbye and books the connection's bytes.
-    async fn close(&mut self, mut pg: Pg) {
+    pub(super) async fn close(&mut self, mut pg: Pg) {
         let _ = tokio::time::timeout_at(self.deadline, pg.conn.send(TERMINATE)).await;
         self.spent += pg.conn.received;
     }
 
     /// Books a connection that is out of step, without a goodbye.
-    fn drop_conn(&mut self, pg: Pg) {
+    pub(super) fn drop_conn(&mut self, pg: Pg) {
         self.spent += pg.conn.received;
     }
 
@@ -1137,7 +1156,7 @@ pub fn inventory<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
@@ -1317,8 +1336,8 @@ mod tests {
     }
 
     /// Whether `sql` is an instance of `template`: literal text equal, `$IDENT` a quoted
-    /// identifier, `$INT` digits, `$PCT` digits with a fraction.
-    fn instance_of(mut sql: &str, template: &str) -> bool {
+    /// identifier, `$INT` digits, `$PCT` digits with a fraction, `$TEXT` a string literal.
+    pub(in crate::probe::postgresql) fn instance_of(mut sql: &str, template: &str) -> bool {
         let mut rest = template;
         loop {
             let Some(i) = rest.find('$') else {
@@ -1349,6 +1368,28 @@ mod tests {
                     k += 1;
                 }
                 let Some(end) = end else { return false };
+                sql = &body[end + 1..];
+            } else if let Some(r) = rest.strip_prefix("$TEXT") {
+                rest = r;
+                // `'…'` with `''` inside, or `E'…'` where a backslash also takes the next byte.
+                let (escapes, body) = match sql.strip_prefix("E'") {
+                    Some(b) => (true, b),
+                    None => match sql.strip_prefix('\'') {
+                        Some(b) => (false, b),
+                        None => return false,
+                    },
+                };
+                let b = body.as_bytes();
+                let mut k = 0;
+                let end = loop {
+                    match b.get(k) {
+                        None => return false,
+                        Some(b'\'') if b.get(k + 1) == Some(&b'\'') => k += 2,
+                        Some(b'\'') => break k,
+                        Some(b'\\') if escapes => k += 2,
+                        Some(_) => k += 1,
+                    }
+                };
                 sql = &body[end + 1..];
             } else {
                 let (r, frac) = match (rest.strip_prefix("$INT"), rest.strip_prefix("$PCT")) {
@@ -1396,13 +1437,15 @@ mod tests {
     ];
 
     /// Arguments of the right kinds for a template's placeholders.
-    fn args_for(template: &str) -> Vec<Arg<'static>> {
+    pub(in crate::probe::postgresql) fn args_for(template: &str) -> Vec<Arg<'static>> {
         let mut out = Vec::new();
         let mut rest = template;
         while let Some(i) = rest.find('$') {
             rest = &rest[i..];
             let (arg, len) = if rest.starts_with("$IDENT") {
                 (Arg::Ident("na\"me"), 6)
+            } else if rest.starts_with("$TEXT") {
+                (Arg::Text("it's a \\ name"), 5)
             } else if rest.starts_with("$INT") {
                 (Arg::Int(42), 4)
             } else {
@@ -1415,7 +1458,7 @@ mod tests {
     }
 
     /// SQL words that write, lock, change settings beyond the transaction, or run code.
-    const WRITE_WORDS: &[&str] = &[
+    pub(in crate::probe::postgresql) const WRITE_WORDS: &[&str] = &[
         "INSERT",
         "UPDATE",
         "DELETE",

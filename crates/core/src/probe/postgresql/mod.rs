@@ -11,10 +11,10 @@
 //! Hand-written over [`Conn`] rather than a driver: a driver's reads are not bounded by our
 //! caps and deadlines, and a driver sends statements of its own that no allowlist covers.
 //!
-//! Every statement sent, by the probe and by the [`inventory`], is one of the constant templates
-//! in [`ALLOWED_QUERIES`]; [`render`] fills their placeholders with typed values only (quoted
-//! identifiers, integers, a percentage), and [`send_query`] is the one function that puts SQL on
-//! the wire.
+//! Every statement sent, by the probe, the [`inventory`] and the distinct-people count
+//! ([`subjects`]), is one of the constant templates in [`ALLOWED_QUERIES`]; [`render`] fills their
+//! placeholders with typed values only (quoted identifiers, integers, a percentage, quoted string
+//! literals), and [`send_query`] is the one function that puts SQL on the wire.
 
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -39,12 +39,13 @@ pub const PROTOCOL: Protocol = Protocol {
              is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: None,
+    subjects: Some(subjects::subjects),
 };
 
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 pub mod inventory;
+pub mod subjects;
 
 /// Lists the databases that accept connections: catalog metadata, read-only.
 pub const LIST_DATABASES: &str = "SELECT datname FROM pg_database WHERE datallowconn";
@@ -65,9 +66,14 @@ pub const ALLOWED_QUERIES: &[&str] = &[
     inventory::SAMPLE_TABLESAMPLE,
     inventory::SAMPLE_RANDOM,
     inventory::SAMPLE_FIRST,
+    subjects::LOOKUP,
+    subjects::COUNT_VALUES,
+    subjects::COUNT_DISTINCT,
+    subjects::COUNT_DISTINCT_KEY,
+    subjects::COUNT_DISTINCT_HASHED,
 ];
 
-/// A value for a template placeholder. Only these three kinds exist, so no caller can splice
+/// A value for a template placeholder. Only these four kinds exist, so no caller can splice
 /// arbitrary text into SQL.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Arg<'a> {
@@ -78,6 +84,9 @@ pub enum Arg<'a> {
     Int(u64),
     /// `$PCT`: a percentage in (0, 100], for `TABLESAMPLE SYSTEM`.
     Percent(f64),
+    /// `$TEXT`: a string constant (a catalogue name compared as a value), always a quoted
+    /// literal (`quote_literal` semantics), so any text is one value and never SQL.
+    Text(&'a str),
 }
 
 /// `"name"` with inner `"` doubled; None for names that cannot be identifiers (empty, NUL).
@@ -88,8 +97,23 @@ pub fn quote_ident(name: &str) -> Option<String> {
     Some(format!("\"{}\"", name.replace('"', "\"\"")))
 }
 
+/// `'text'` with inner `'` doubled; when the text holds a backslash, `E'…'` with backslashes
+/// doubled as well, so the value is the same whatever `standard_conforming_strings` says (as
+/// PostgreSQL's own `quote_literal` does). None for text with NUL, which no literal can hold.
+pub fn quote_literal(text: &str) -> Option<String> {
+    if text.contains('\0') {
+        return None;
+    }
+    let quoted = text.replace('\'', "''");
+    Some(if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    })
+}
+
 /// Builds the SQL text of an allowlisted template. The template is scanned once, left to right:
-/// each `$IDENT`, `$INT` or `$PCT` takes the next argument, which must be of that kind, and the
+/// each `$IDENT`, `$INT`, `$PCT` or `$TEXT` takes the next argument, which must be of that kind, and the
 /// rendered values are never scanned again, so a name containing `$INT` stays a name.
 pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
     if !ALLOWED_QUERIES.contains(&template) {
@@ -113,6 +137,12 @@ pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
                 Some(Arg::Int(n)) => ("$INT", Some(n.to_string())),
                 other => return Err(format!("$INT needs an integer, got {other:?}")),
             }
+        } else if let Some(r) = rest.strip_prefix("$TEXT") {
+            rest = r;
+            match args.next() {
+                Some(Arg::Text(text)) => ("$TEXT", quote_literal(text)),
+                other => return Err(format!("$TEXT needs a text value, got {other:?}")),
+            }
         } else if let Some(r) = rest.strip_prefix("$PCT") {
             rest = r;
             match args.next() {
@@ -128,7 +158,9 @@ pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
         } else {
             return Err("unknown placeholder in template".into());
         };
-        out.push_str(&value.ok_or_else(|| format!("{token}: not a valid identifier"))?);
+        out.push_str(
+            &value.ok_or_else(|| format!("{token}: not a valid value (empty name, or NUL)"))?,
+        );
     }
     out.push_str(rest);
     if args.next().is_some() {

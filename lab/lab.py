@@ -513,7 +513,7 @@ def seed_mongodb(svc: Service, truth: list[dict], ga: list[str]) -> None:
     # nothing beyond the standard library.
     run([str(venv_python()), str(LAB / "load_mongo.py"), f"mongodb://{svc.address}:{svc.port}/",
          str(ROOT / "target" / "release" / "leakscope-labgen"), *ga,
-         json.dumps([{"database": c["database"], "collection": c["collection"], "name": c["name"]} for c in truth])])
+         json.dumps([{"database": c["database"], "collection": c["collection"], "name": c["name"], "key": c.get("key", [])} for c in truth])])
 
 
 def seed_postgres(svc: Service, truth: list[dict], ga: list[str]) -> None:

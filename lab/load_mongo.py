@@ -25,3 +25,6 @@ for c in json.loads(containers):
         coll.insert_many(batch, ordered=False)
     if proc.wait() != 0:
         sys.exit(f"labgen failed for {c['name']}")
+    if c.get("key"):
+        # As an application would: its ids are unique (the SQL layouts have primary keys).
+        coll.create_index([(k, 1) for k in c["key"]], unique=True)

@@ -132,7 +132,7 @@ pub enum Id {
 pub struct Container {
     pub id: Id,
     pub loc: Loc,
-    /// SQL primary key columns.
+    /// SQL primary key columns; the unique index of a MongoDB collection.
     pub primary_key: &'static [&'static str],
 }
 
@@ -193,10 +193,11 @@ pub static CONTAINERS: &[Container] = &[
     c(Id::EsOrders, Loc::Index("orders"), &[]),
     c(Id::EsFirmware, Loc::Index("firmware_builds"), &[]),
     c(Id::EsTelemetry, Loc::Index("telemetry_daily"), &[]),
-    c(Id::MgUsers, mg("smarthome", "users"), &[]),
-    c(Id::MgAlexa, mg("smarthome", "alexa_links"), &[]),
-    c(Id::MgScale, mg("smarthome", "scale_measurements"), &[]),
-    c(Id::MgOrders, mg("smarthome", "orders"), &[]),
+    // MongoDB collections get a unique index on the same key the SQL tables have.
+    c(Id::MgUsers, mg("smarthome", "users"), &["user_id"]),
+    c(Id::MgAlexa, mg("smarthome", "alexa_links"), &["user_id"]),
+    c(Id::MgScale, mg("smarthome", "scale_measurements"), &["user_id", "measured_at"]),
+    c(Id::MgOrders, mg("smarthome", "orders"), &["order_id"]),
     c(Id::MgTelemetry, mg("analytics", "telemetry_daily"), &[]),
     c(Id::PgUsers, pg("public", "users"), &["user_id"]),
     c(Id::PgDevices, pg("public", "devices"), &["device_id"]),
@@ -774,6 +775,9 @@ pub struct ContainerTruth {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub value_type: Option<&'static str>,
     pub records: u64,
+    /// The unique key (SQL primary key, MongoDB unique index); empty when none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub key: &'static [&'static str],
     /// Distinct people (null for containers without personal data).
     pub subjects: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -807,6 +811,7 @@ pub fn truth_with(ctx: Ctx, totals: &Totals) -> Truth {
             pattern: None,
             value_type: None,
             records: c.records(ctx, totals),
+            key: c.primary_key,
             subjects: c.subjects(ctx, totals),
             columns: None,
             fields: Vec::new(),

@@ -13,7 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import lab  # noqa: E402
 
-BINARY = lab.ROOT / "target" / "debug" / "leakscope"
+# The debug build ./test makes; LEAKSCOPE_BINARY picks another (e.g. the release build for the
+# 2.4 M-user benchmark lab).
+BINARY = Path(os.environ.get("LEAKSCOPE_BINARY", lab.ROOT / "target" / "debug" / "leakscope"))
 
 
 def leakscope_scan(*args: str) -> tuple[int, dict]:

@@ -428,6 +428,13 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
                 30.0
             })),
             full: a.full,
+            // An exact census streams every key or record through a bounded window; the byte
+            // budget then only guards against a store that never ends, not against memory.
+            byte_budget: if a.full {
+                16 << 30
+            } else {
+                InventoryOptions::default().byte_budget
+            },
             ..InventoryOptions::default()
         }),
         scan_id: None,

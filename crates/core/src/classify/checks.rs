@@ -23,6 +23,21 @@ fn digits_with(s: &str, seps: &[char], max: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The bytes of `s` without the separators `drop`, upper-cased, if there are exactly `N`
+/// (on the stack: these run on every value of a field that passes the prefilter).
+fn packed<const N: usize>(s: &str, drop: &[u8]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    let mut n = 0;
+    for b in s.trim().bytes().filter(|b| !drop.contains(b)) {
+        if n == N {
+            return None;
+        }
+        out[n] = b.to_ascii_uppercase();
+        n += 1;
+    }
+    (n == N).then_some(out)
+}
+
 /// The Luhn (mod 10) check over decimal digits.
 pub fn luhn(digits: &[u8]) -> bool {
     let mut sum = 0u32;
@@ -309,15 +324,9 @@ pub fn us_ssn(s: &str) -> bool {
 /// mod-23 letter.
 pub fn es_dni(s: &str) -> bool {
     const LETTERS: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
-    let b: Vec<u8> = s
-        .trim()
-        .bytes()
-        .filter(|&c| c != b'-' && c != b' ')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    if b.len() != 9 {
+    let Some(b) = packed::<9>(s, b"- ") else {
         return false;
-    }
+    };
     let lead = match b[0] {
         b'X' => 0,
         b'Y' => 1,
@@ -337,13 +346,10 @@ pub fn es_dni(s: &str) -> bool {
 /// A French NIR (numéro de sécurité sociale): 13 characters (sex, year, month, department —
 /// `2A`/`2B` for Corsica —, commune, order) and a 2-digit key equal to 97 − (number mod 97).
 pub fn fr_nir(s: &str) -> bool {
-    let b: Vec<u8> = s
-        .trim()
-        .bytes()
-        .filter(|&c| c != b' ')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    if b.len() != 15 || !(b[0] == b'1' || b[0] == b'2') {
+    let Some(b) = packed::<15>(s, b" ") else {
+        return false;
+    };
+    if !(b[0] == b'1' || b[0] == b'2') {
         return false;
     }
     let mut body = b[..13].to_vec();
@@ -375,15 +381,9 @@ pub fn fr_nir(s: &str) -> bool {
 /// A UK National Insurance number: two prefix letters (not D, F, I, Q, U, V; the second not
 /// O; not BG, GB, KN, NK, NT, TN, ZZ), six digits, a suffix A–D.
 pub fn uk_nino(s: &str) -> bool {
-    let b: Vec<u8> = s
-        .trim()
-        .bytes()
-        .filter(|&c| c != b' ')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    if b.len() != 9 {
+    let Some(b) = packed::<9>(s, b" ") else {
         return false;
-    }
+    };
     let bad = |c: u8| matches!(c, b'D' | b'F' | b'I' | b'Q' | b'U' | b'V');
     if !b[0].is_ascii_uppercase() || !b[1].is_ascii_uppercase() || bad(b[0]) || bad(b[1]) {
         return false;

@@ -493,7 +493,7 @@ impl Detector {
             } => {
                 (*min_len..=*max_len).contains(&v.len())
                     && prefixes.iter().any(|p| {
-                        v.starts_with(p.as_str()) && v[p.len()..].bytes().all(|b| charset.allows(b))
+                        v.starts_with(p.as_str()) && all_in(*charset, &v.as_bytes()[p.len()..])
                     })
             }
             Detector::HighEntropy {
@@ -503,7 +503,7 @@ impl Detector {
                 min_entropy,
             } => {
                 (*min_len..=*max_len).contains(&v.len())
-                    && v.bytes().all(|b| charset.allows(b))
+                    && all_in(*charset, v.as_bytes())
                     && v.bytes().any(|b| b.is_ascii_digit())
                     && v.bytes().any(|b| b.is_ascii_alphabetic())
                     && entropy(v) >= *min_entropy
@@ -553,19 +553,42 @@ impl Detector {
 
 /// Shannon entropy in bits per character.
 pub fn entropy(s: &str) -> f64 {
+    // `−Σ p·log2 p` = `log2 n − Σ c·log2 c / n`: with `c·log2 c` from a table, one logarithm
+    // per value instead of one per distinct byte (this runs on every token-shaped value).
+    const TABLE: usize = 257;
+    static C_LOG_C: OnceLock<[f64; TABLE]> = OnceLock::new();
+    let table = C_LOG_C.get_or_init(|| {
+        let mut t = [0.0; TABLE];
+        for (c, x) in t.iter_mut().enumerate().skip(1) {
+            *x = c as f64 * (c as f64).log2();
+        }
+        t
+    });
     let mut counts = [0u32; 256];
     for b in s.bytes() {
         counts[b as usize] += 1;
     }
     let n = s.len() as f64;
-    counts
+    if n == 0.0 {
+        return 0.0;
+    }
+    let sum: f64 = counts
         .iter()
         .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
+        .map(|&c| match table.get(c as usize) {
+            Some(x) => *x,
+            None => c as f64 * (c as f64).log2(),
         })
-        .sum()
+        .sum();
+    (n.log2() - sum / n).max(0.0)
+}
+
+/// Whether every byte of `bytes` is in `charset`: one pass of byte-class lookups.
+fn all_in(charset: Charset, bytes: &[u8]) -> bool {
+    match charset {
+        Charset::UpperBase32 => bytes.iter().all(|&b| charset.allows(b)),
+        _ => super::shape::mask_of(bytes) & !super::shape::charset_mask(charset) == 0,
+    }
 }
 
 /// Generic top-level domains accepted besides all two-letter country codes. The list is
@@ -670,11 +693,9 @@ pub fn email(v: &str) -> bool {
     {
         return false;
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 {
-        return false;
-    }
-    for l in &labels {
+    let mut labels = 0;
+    let mut tld = "";
+    for l in domain.split('.') {
         if l.is_empty()
             || l.len() > 63
             || l.starts_with('-')
@@ -685,11 +706,16 @@ pub fn email(v: &str) -> bool {
         {
             return false;
         }
+        labels += 1;
+        tld = l;
     }
-    let tld = labels[labels.len() - 1].to_ascii_lowercase();
+    if labels < 2 {
+        return false;
+    }
+    // Compared without lower-casing into a new string: this runs on every e-mail-shaped value.
     (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
-        || GENERIC_TLDS.contains(&tld.as_str())
-        || tld.starts_with("xn--")
+        || GENERIC_TLDS.iter().any(|g| g.eq_ignore_ascii_case(tld))
+        || tld.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
 }
 
 /// Characters allowed in a written phone number besides digits.
@@ -978,7 +1004,7 @@ pub fn jwt_alg(v: &str) -> Option<String> {
 }
 
 fn pem_private_key(v: &str) -> bool {
-    let Some(i) = v.find("-----BEGIN ") else {
+    let Some(i) = memchr::memmem::find(v.as_bytes(), b"-----BEGIN ") else {
         return v.starts_with("PuTTY-User-Key-File-");
     };
     let rest = &v[i + 11..];
@@ -1065,14 +1091,13 @@ fn hex_run(s: &str, n: usize) -> bool {
 }
 
 fn uuid(v: &str) -> bool {
-    let t = v.trim_start_matches('{').trim_end_matches('}');
-    let p: Vec<&str> = t.split('-').collect();
-    p.len() == 5
-        && hex_run(p[0], 8)
-        && hex_run(p[1], 4)
-        && hex_run(p[2], 4)
-        && hex_run(p[3], 4)
-        && hex_run(p[4], 12)
+    // Five hex groups of 8-4-4-4-12 digits: the dashes at fixed places, no splitting.
+    let t = v.trim_start_matches('{').trim_end_matches('}').as_bytes();
+    t.len() == 36
+        && t.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 fn object_id(v: &str) -> bool {
@@ -1097,7 +1122,16 @@ pub fn parse_number(v: &str) -> Option<f64> {
     if !ok || t.bytes().filter(|b| *b == b'.' || *b == b',').count() > 1 {
         return None;
     }
-    t.replace(',', ".")
+    // A decimal comma becomes a point in a stack buffer: numbers are the most common values,
+    // and a heap string per value showed up in profiles.
+    let mut buf = [0u8; 24];
+    let bytes = &mut buf[..t.len()];
+    bytes.copy_from_slice(t.as_bytes());
+    if let Some(c) = bytes.iter_mut().find(|b| **b == b',') {
+        *c = b'.';
+    }
+    std::str::from_utf8(bytes)
+        .ok()?
         .parse::<f64>()
         .ok()
         .filter(|x| x.is_finite())
@@ -1367,6 +1401,40 @@ mod tests {
         assert!(icd10("E11.9") && icd10("J45") && !icd10("U07.1"));
         assert_eq!(parse_number("62,4"), Some(62.4));
         assert!(uuid("e94180cd-ef88-4a01-b3d8-5ecdd7a393fc"));
+    }
+
+    #[test]
+    fn fast_entropy_and_charsets_agree_with_the_definitions() {
+        for v in [
+            "aaaa",
+            "u91oLUvhityxkugzvN2XZa8MZ9wLM_2o9xZKI0gWaaQ",
+            "ab",
+            &"x".repeat(300),
+        ] {
+            let n = v.len() as f64;
+            let mut counts = std::collections::HashMap::new();
+            for b in v.bytes() {
+                *counts.entry(b).or_insert(0u32) += 1;
+            }
+            let naive: f64 = counts
+                .values()
+                .map(|&c| -(c as f64 / n) * (c as f64 / n).log2())
+                .sum();
+            assert!((entropy(v) - naive).abs() < 1e-9, "{v}");
+        }
+        for cs in [
+            Charset::Base64Url,
+            Charset::Base64,
+            Charset::Token,
+            Charset::Alnum,
+            Charset::UpperBase32,
+            Charset::UpperAlnum,
+            Charset::Hex,
+        ] {
+            for b in 0..=255u8 {
+                assert_eq!(all_in(cs, &[b]), cs.allows(b), "{cs:?} {b}");
+            }
+        }
     }
 
     #[test]

@@ -36,17 +36,33 @@
 //!
 //! # Bounds
 //!
-//! At most [`MAX_VALUES`] values per field are examined, each cut to [`VALUE_CAP`] bytes, and
-//! a detector stops as soon as enough values failed that it cannot reach the 50 % floor.
-//! Detectors that could not lift a field over the threshold on their own do not run on fields
-//! whose name and schema gave no evidence for their rule.
+//! A holding's sample is classified on at most [`MAX_VALUES`] values per field, each cut to
+//! [`VALUE_CAP`] bytes. A [`Stream`] (exported files, `leakscope classify`) takes every value
+//! of every record, cut to the same cap.
+//!
+//! # Speed
+//!
+//! Everything a field's name and declared type say is worked out once per field path (a
+//! `Plan`): the name evidence of every rule, and which detectors are worth running — those
+//! of rules with name or schema evidence, and the strong validators that can carry a field
+//! alone. Each value then costs one pass over its bytes ([`shape`]: length, first byte, the
+//! byte classes present), after which each planned detector whose prefilter rejects that
+//! shape is skipped with a few integer tests; only plausible values reach a validator.
+//!
+//! The phone validators parse with libphonenumber's metadata and cost microseconds per
+//! value. On large inputs they are budgeted: per field, the first [`COSTLY_EXACT`] values that
+//! pass their prefilter are validated, then every [`COSTLY_STRIDE`]th, and the share of
+//! validated values that passed stands for the rest (the field's `matched` is then an
+//! estimate). A holding's sample never reaches the budget; [`Stream::exhaustive`] turns it
+//! off.
 //!
 //! # Output
 //!
 //! Per field: categories, confidence (of the strongest category), `seen` (values examined),
 //! `matched` (values that passed the detector behind the strongest category), and up to three
-//! masked examples ([`mask`]). No raw value leaves this module: fingerprints ([`fingerprint`])
-//! are HMACs under the user's local key.
+//! masked examples ([`mask`]). No raw value leaves this module: fingerprints ([`fingerprint`],
+//! of identity and credential fields, the ones a report carries) are HMACs under the user's
+//! local key.
 //!
 //! ```
 //! use leakscope_core::classify::{Classifier, Fingerprinter};
@@ -70,10 +86,12 @@
 
 pub mod checks;
 pub mod detect;
+pub mod files;
 pub mod fingerprint;
 pub mod mask;
 mod matcher;
 pub mod rules;
+pub mod shape;
 pub mod words;
 
 use std::collections::{BTreeSet, HashMap};
@@ -86,11 +104,12 @@ use crate::inventory::Holding;
 use crate::model::Field;
 use matcher::{hit, phrase_level, Matcher, WordBits};
 use rules::{Context, Rule, RuleSet};
+use shape::{Pre, Shape};
 use words::WordSet;
 
 /// Confidence at which a category is assigned to a field.
 pub const ASSIGN_THRESHOLD: f64 = 0.70;
-/// Values examined per field.
+/// Values examined per field of a holding's sample.
 pub const MAX_VALUES: usize = 200;
 /// Bytes examined of one value (the inventory's default value cap).
 pub const VALUE_CAP: usize = 256;
@@ -100,6 +119,10 @@ pub const MIN_RATIO: f64 = 0.5;
 pub const FULL_RATIO: f64 = 0.9;
 /// Masked examples per field.
 pub const MAX_EXAMPLES: usize = 3;
+/// Values of a field that a costly validator checks before the budget applies.
+pub const COSTLY_EXACT: u64 = 256;
+/// Past [`COSTLY_EXACT`], a costly validator checks one value in this many.
+pub const COSTLY_STRIDE: u64 = 64;
 /// Highest reported confidence: sampling never makes anything certain.
 const MAX_CONFIDENCE: f64 = 0.99;
 /// Name evidence is capped here even with context, below two agreeing sources.
@@ -116,6 +139,9 @@ pub struct Classifier {
     matcher: Matcher,
     /// Whether some rule's context refers to sibling categories (needs a second pass).
     uses_siblings: bool,
+    /// Per detector: its prefilter, and whether it is costly.
+    pres: Vec<Pre>,
+    costly: Vec<bool>,
 }
 
 /// Fingerprints of one classified field's distinct sampled values.
@@ -135,7 +161,8 @@ pub struct HoldingClassification {
     pub fields: Vec<Field>,
     /// Union of the fields' categories, sorted.
     pub categories: Vec<String>,
-    /// For classified fields only.
+    /// For classified fields whose strongest category is an identity or a credential (the
+    /// fingerprints a report carries).
     pub fingerprints: Vec<FieldFingerprints>,
     /// Bytes of sampled values examined (for throughput figures).
     pub bytes_examined: u64,
@@ -153,20 +180,82 @@ pub struct Trace {
     pub confidence: f64,
 }
 
-/// The sampled values of one field.
-struct FieldInput<'a> {
-    path: &'a str,
-    values: Vec<&'a str>,
+/// What a field's name and declared type say for one rule, before sibling context is known.
+#[derive(Debug, Clone, Copy, Default)]
+struct RuleEv {
+    /// The best name weight (0 when vetoed or absent), without the context bonus.
+    name: f64,
+    /// A context word is in the container's name or the field's path.
+    context: bool,
+    /// Schema evidence.
+    schema: f64,
+}
+
+/// Everything about a field that does not depend on its values, worked out once per path.
+#[derive(Debug, Clone)]
+struct Plan {
+    rules: Vec<RuleEv>,
+    /// Detectors worth running on this field's values (indices, ascending).
+    dets: Vec<usize>,
+}
+
+/// One planned detector's tally over a field's values.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    matched: u64,
+    /// Costly detectors only: values that passed the prefilter, and values validated.
+    admitted: u64,
+    checked: u64,
+    /// The first distinct passing values, with their record ordinal.
+    examples: Vec<(u64, String)>,
+}
+
+impl Tally {
+    /// Matched values, the unvalidated part of a budgeted detector estimated from the
+    /// validated part.
+    fn matched_estimate(&self) -> u64 {
+        if self.checked == 0 || self.checked >= self.admitted {
+            return self.matched;
+        }
+        let rest =
+            (self.admitted - self.checked) as f64 * self.matched as f64 / self.checked as f64;
+        self.matched + rest.round() as u64
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.matched += other.matched;
+        self.admitted += other.admitted;
+        self.checked += other.checked;
+        self.examples.extend(other.examples);
+        self.examples.sort_by_key(|e| e.0);
+        let mut kept: Vec<(u64, String)> = Vec::with_capacity(MAX_EXAMPLES);
+        for e in self.examples.drain(..) {
+            if kept.len() < MAX_EXAMPLES && !kept.iter().any(|k| k.1 == e.1) {
+                kept.push(e);
+            }
+        }
+        self.examples = kept;
+    }
+}
+
+/// One field being classified: its plan and what its values showed so far.
+#[derive(Debug, Clone)]
+struct FieldState {
+    path: String,
     schema: Option<String>,
+    plan: Plan,
+    seen: u64,
+    bytes: u64,
+    tallies: Vec<Tally>,
 }
 
 /// The outcome of one detector on one field.
 #[derive(Debug, Clone)]
 struct DetResult {
-    matched: usize,
+    matched: u64,
     ratio: f64,
-    /// Indices of the first distinct passing values.
-    examples: Vec<usize>,
+    /// The first distinct passing values.
+    examples: Vec<String>,
 }
 
 /// The best evidence found for one category on one field.
@@ -205,38 +294,16 @@ fn is_null_like(v: &str) -> bool {
     )
 }
 
-fn eval_detector(det: &detect::Detector, values: &[&str]) -> DetResult {
-    let n = values.len();
-    // Stop once so many values failed that the floor cannot be reached.
-    let allowed_misses = ((1.0 - MIN_RATIO) * n as f64).floor() as usize;
-    let (mut matched, mut misses) = (0usize, 0usize);
-    let mut examples: Vec<usize> = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        if det.check(v) {
-            matched += 1;
-            if examples.len() < MAX_EXAMPLES && !examples.iter().any(|&j| values[j] == *v) {
-                examples.push(i);
-            }
-        } else {
-            misses += 1;
-            if misses > allowed_misses {
-                return DetResult {
-                    matched,
-                    ratio: 0.0,
-                    examples: Vec::new(),
-                };
-            }
-        }
-    }
-    DetResult {
-        matched,
-        ratio: if n == 0 {
-            0.0
-        } else {
-            matched as f64 / n as f64
-        },
-        examples,
-    }
+/// A raw value as the detectors see it: cut to the cap and trimmed; None when empty or a
+/// null placeholder.
+fn prepare(value: &str) -> Option<&str> {
+    let v = cap(value, VALUE_CAP).trim();
+    (!v.is_empty() && !is_null_like(v)).then_some(v)
+}
+
+/// Categories whose values are fingerprinted (people to notify, credentials to revoke).
+fn fingerprinted(category: &str) -> bool {
+    category.starts_with("identity.") || category.starts_with("credential.")
 }
 
 impl Classifier {
@@ -248,10 +315,14 @@ impl Classifier {
             .iter()
             .any(|r| r.context.iter().any(|c| matches!(c, Context::Sibling(_))));
         let matcher = Matcher::new(&set);
+        let pres = set.detectors.iter().map(|d| d.prefilter()).collect();
+        let costly = set.detectors.iter().map(|d| d.costly()).collect();
         Ok(Classifier {
             set,
             matcher,
             uses_siblings,
+            pres,
+            costly,
         })
     }
 
@@ -288,100 +359,60 @@ impl Classifier {
     }
 
     /// Like [`Classifier::classify_holding`], plus keyed fingerprints of the classified
-    /// fields' values and the bytes examined.
+    /// identity and credential fields' values and the bytes examined.
     pub fn classify_holding_detailed(
         &self,
         h: &Holding,
         fp: &Fingerprinter,
     ) -> HoldingClassification {
-        let inputs = gather(h);
-        let container = self.container_bits(&h.name);
-        let names: Vec<WordBits> = inputs
-            .iter()
-            .map(|f| self.names_of(f.path, &container))
-            .collect();
-        let mut memos: Vec<Vec<Option<DetResult>>> = inputs
-            .iter()
-            .map(|_| vec![None; self.set.detectors.len()])
-            .collect();
-        let none = BTreeSet::new();
-        let mut results: Vec<Vec<Candidate>> = (0..inputs.len())
-            .map(|i| self.score_field(&inputs[i], &names[i], &container.1, &none, &mut memos[i]))
-            .collect();
-        if self.uses_siblings && inputs.len() > 1 {
-            // Second pass: what the other fields turned out to be is context (a `nickname` next
-            // to a MAC address and a firmware version names a device).
-            let assigned: Vec<Vec<&'static str>> = results
-                .iter()
-                .map(|c| c.iter().map(|c| c.category).collect())
-                .collect();
-            // Siblings are fields of the same object: `devices[].mac` says what
-            // `devices[].nickname` is, not what the top-level `full_name` is.
-            let parents: Vec<&str> = inputs.iter().map(|f| parent_of(f.path)).collect();
-            for i in 0..inputs.len() {
-                let siblings: BTreeSet<&str> = assigned
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i && parents[*j] == parents[i])
-                    .flat_map(|(_, cats)| cats.iter().copied())
-                    // Ids are usually foreign keys: they say nothing about this record's kind.
-                    .filter(|c| !c.ends_with("_id") && !c.ends_with(".id"))
-                    .collect();
-                results[i] = self.score_field(
-                    &inputs[i],
-                    &names[i],
-                    &container.1,
-                    &siblings,
-                    &mut memos[i],
-                );
-            }
+        let mut st = self.holding_stream(h);
+        for (i, rec) in h.sample.iter().enumerate() {
+            st.record(i as u64, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
         }
-        let mut fields = Vec::with_capacity(inputs.len());
+        let out = st.finish_inner(None);
         let mut fingerprints = Vec::new();
-        let mut categories = BTreeSet::new();
-        let mut bytes = 0u64;
-        for (i, f) in inputs.iter().enumerate() {
-            bytes += f.values.iter().map(|v| v.len() as u64).sum::<u64>();
-            let cands = &results[i];
-            let mut field = Field {
-                path: f.path.to_string(),
-                categories: cands.iter().map(|c| c.category.to_string()).collect(),
-                confidence: 0.0,
-                seen: f.values.len() as u64,
-                matched: 0,
-                examples: Vec::new(),
-                fingerprints: Vec::new(),
+        for (f, top) in out.fields.iter().zip(&out.tops) {
+            let Some(category) = top.filter(|c| fingerprinted(c)) else {
+                continue;
             };
-            if let Some(top) = cands.first() {
-                field.confidence = (top.confidence.min(MAX_CONFIDENCE) * 100.0).round() / 100.0;
-                if let Some(d) = top.detector.and_then(|d| memos[i][d].as_ref()) {
-                    field.matched = d.matched as u64;
-                    field.examples = d
-                        .examples
-                        .iter()
-                        .map(|&j| mask::mask(top.category, f.values[j]))
-                        .collect();
-                }
-                let distinct: BTreeSet<String> = f
-                    .values
-                    .iter()
-                    .map(|v| fp.fingerprint(top.category, v))
-                    .collect();
-                fingerprints.push(FieldFingerprints {
-                    path: f.path.to_string(),
-                    category: top.category.to_string(),
-                    fingerprints: distinct.into_iter().collect(),
-                });
-                categories.extend(cands.iter().map(|c| c.category.to_string()));
-            }
-            fields.push(field);
+            // The same values the classifier examined: capped per field, cut, trimmed.
+            let mut values: Vec<&str> = h
+                .sample
+                .iter()
+                .flat_map(|r| r.iter())
+                .filter(|(p, _)| *p == f.path)
+                .filter_map(|(_, v)| prepare(v))
+                .take(MAX_VALUES)
+                .collect();
+            values.sort_unstable();
+            values.dedup();
+            let distinct: BTreeSet<String> =
+                values.iter().map(|v| fp.fingerprint(category, v)).collect();
+            fingerprints.push(FieldFingerprints {
+                path: f.path.clone(),
+                category: category.to_string(),
+                fingerprints: distinct.into_iter().collect(),
+            });
         }
         HoldingClassification {
-            fields,
-            categories: categories.into_iter().collect(),
+            fields: out.fields,
+            categories: out.categories,
             fingerprints,
-            bytes_examined: bytes,
+            bytes_examined: out.bytes,
         }
+    }
+
+    /// A stream over a holding's sample: capped values per field, its declared schema.
+    fn holding_stream(&self, h: &Holding) -> Stream<'_> {
+        let mut st = Stream::new(self, &h.name);
+        st.max_values = Some(MAX_VALUES as u64);
+        st.exhaustive = true;
+        st.schema = h
+            .schema
+            .iter()
+            .map(|(p, t)| (p.clone(), t.to_ascii_lowercase()))
+            .collect();
+        st
     }
 
     /// The words of a container name, without store prefixes that carry no meaning (`db0`).
@@ -417,16 +448,10 @@ impl Classifier {
             .word_bits(&leaf, &scope, &WordSet::from_segments(segs))
     }
 
-    /// Name evidence of rule `ri` for a field, 0 when vetoed or absent.
-    fn name_score(
-        &self,
-        ri: usize,
-        f: &WordBits,
-        container: &WordBits,
-        siblings: &BTreeSet<&str>,
-    ) -> f64 {
+    /// What rule `ri` makes of a field's name before sibling context: the best name weight
+    /// (0 when vetoed or absent) and whether a context word is in the container or path.
+    fn rule_names(&self, ri: usize, f: &WordBits, container: &WordBits) -> (f64, bool) {
         let w = &self.set.weights;
-        let rule = &self.set.rules[ri];
         let m = &self.matcher.rules[ri];
         if m.negative.iter().any(|n| hit(n, &f.path, f.leaf_first))
             || m.negative_context
@@ -437,7 +462,7 @@ impl Classifier {
                 .zip(&m.global_exempt)
                 .any(|(hit, exempt)| *hit && !exempt)
         {
-            return 0.0;
+            return (0.0, false);
         }
         let mut best: f64 = 0.0;
         for (list, weight) in [(&m.names, w.name_strong), (&m.weak, w.name_weak)] {
@@ -451,83 +476,126 @@ impl Classifier {
                 }
             }
         }
-        if best == 0.0 && !rule.require_context {
-            return 0.0;
-        }
-        let in_context = m
+        let context = m
             .context_words
             .iter()
-            .any(|&i| container.path.has(i) || f.path.has(i))
-            || m.context_siblings
+            .any(|&i| container.path.has(i) || f.path.has(i));
+        (best, context)
+    }
+
+    /// Name evidence of rule `ri` for a field, 0 when vetoed or absent.
+    fn name_score(&self, ri: usize, ev: &RuleEv, siblings: &BTreeSet<&str>) -> f64 {
+        let rule = &self.set.rules[ri];
+        if ev.name == 0.0 && !rule.require_context {
+            return 0.0;
+        }
+        let in_context = ev.context
+            || self.matcher.rules[ri]
+                .context_siblings
                 .iter()
                 .any(|p| siblings.iter().any(|s| s.starts_with(p.as_str())));
         match (in_context, rule.require_context) {
             (false, true) => 0.0,
-            (true, _) if best > 0.0 => (best + w.context_bonus).min(MAX_NAME),
-            _ => best,
+            (true, _) if ev.name > 0.0 => (ev.name + self.set.weights.context_bonus).min(MAX_NAME),
+            _ => ev.name,
+        }
+    }
+
+    /// The plan of one field: per-rule name and schema evidence, and the detectors to run.
+    fn plan(&self, path: &str, schema: Option<&str>, container: &(WordSet, WordBits)) -> Plan {
+        let nm = self.names_of(path, container);
+        let mut rules = Vec::with_capacity(self.set.rules.len());
+        let mut wanted = vec![false; self.set.detectors.len()];
+        for (ri, rule) in self.set.rules.iter().enumerate() {
+            let (name, context) = self.rule_names(ri, &nm, &container.1);
+            let schema = match schema {
+                Some(t) if rule.schema_types.iter().any(|x| t.contains(x.as_str())) => {
+                    rule.schema_weight
+                }
+                _ => 0.0,
+            };
+            // A detector that cannot carry a field alone is not worth running where nothing
+            // else speaks for the rule. Sibling context can only add to a name that matched,
+            // so this is decided here, before the siblings are known.
+            for d in &rule.detectors {
+                if name > 0.0 || schema > 0.0 || d.weight >= ASSIGN_THRESHOLD {
+                    wanted[d.index] = true;
+                }
+            }
+            rules.push(RuleEv {
+                name,
+                context,
+                schema,
+            });
+        }
+        let dets = (0..wanted.len()).filter(|&i| wanted[i]).collect();
+        Plan { rules, dets }
+    }
+
+    /// Runs a field's planned detectors on one prepared value.
+    #[inline]
+    fn observe(&self, f: &mut FieldState, ord: u64, v: &str, budget: Option<u64>) {
+        f.seen += 1;
+        f.bytes += v.len() as u64;
+        let shape = Shape::of(v);
+        for (k, &di) in f.plan.dets.iter().enumerate() {
+            if !self.pres[di].admits(&shape) {
+                continue;
+            }
+            let t = &mut f.tallies[k];
+            if self.costly[di] {
+                t.admitted += 1;
+                if budget.is_some_and(|floor| {
+                    t.admitted > floor && !t.admitted.is_multiple_of(COSTLY_STRIDE)
+                }) {
+                    continue;
+                }
+                t.checked += 1;
+            }
+            if self.set.detectors[di].check(v) {
+                t.matched += 1;
+                if t.examples.len() < MAX_EXAMPLES && !t.examples.iter().any(|e| e.1 == v) {
+                    t.examples.push((ord, v.to_string()));
+                }
+            }
         }
     }
 
     /// How each rule scored each field of a holding: for tuning rules and for explaining a
     /// verdict. Values are not part of the trace.
     pub fn explain(&self, h: &Holding) -> Vec<Trace> {
-        let inputs = gather(h);
-        let container = self.container_bits(&h.name);
-        let mut out = Vec::new();
-        for f in &inputs {
-            let nm = self.names_of(f.path, &container);
-            let mut memo = vec![None; self.set.detectors.len()];
-            self.score_field_traced(
-                f,
-                &nm,
-                &container.1,
-                &BTreeSet::new(),
-                &mut memo,
-                Some(&mut out),
-            );
+        let mut st = self.holding_stream(h);
+        for (i, rec) in h.sample.iter().enumerate() {
+            st.record(i as u64, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
         }
+        let mut out = Vec::new();
+        st.finish_inner(Some(&mut out));
         out
     }
 
     fn score_field(
         &self,
-        f: &FieldInput,
-        nm: &WordBits,
-        container: &WordBits,
+        f: &FieldState,
+        results: &[Option<DetResult>],
         siblings: &BTreeSet<&str>,
-        memo: &mut [Option<DetResult>],
-    ) -> Vec<Candidate> {
-        self.score_field_traced(f, nm, container, siblings, memo, None)
-    }
-
-    fn score_field_traced(
-        &self,
-        f: &FieldInput,
-        nm: &WordBits,
-        container: &WordBits,
-        siblings: &BTreeSet<&str>,
-        memo: &mut [Option<DetResult>],
         mut trace: Option<&mut Vec<Trace>>,
     ) -> Vec<Candidate> {
         let mut best: HashMap<&'static str, Candidate> = HashMap::new();
         for (ri, rule) in self.set.rules.iter().enumerate() {
-            let n = self.name_score(ri, nm, container, siblings);
-            let s = match &f.schema {
-                Some(t) if rule.schema_types.iter().any(|x| t.contains(x.as_str())) => {
-                    rule.schema_weight
-                }
-                _ => 0.0,
-            };
+            let ev = &f.plan.rules[ri];
+            let n = self.name_score(ri, ev, siblings);
+            let s = ev.schema;
             let (mut v, mut vdet) = (0.0, None);
-            if !f.values.is_empty() {
+            if f.seen > 0 {
                 for d in &rule.detectors {
-                    // A detector that cannot carry a field alone is not worth running where
-                    // nothing else speaks for the rule.
                     if n == 0.0 && s == 0.0 && d.weight < ASSIGN_THRESHOLD {
                         continue;
                     }
-                    let det = &self.set.detectors[d.index];
-                    let r = memo[d.index].get_or_insert_with(|| eval_detector(det, &f.values));
+                    // Planned whenever the test above can pass (see `plan`).
+                    let Some(r) = &results[d.index] else {
+                        debug_assert!(false, "detector {} not planned", d.index);
+                        continue;
+                    };
                     let score = d.weight * ramp(r.ratio);
                     if score > v {
                         v = score;
@@ -538,7 +606,7 @@ impl Classifier {
             let ns = noisy_or(&[n, s]);
             let conf = if v > 0.0 {
                 noisy_or(&[ns, v])
-            } else if ns > 0.0 && !f.values.is_empty() && !rule.detectors.is_empty() {
+            } else if ns > 0.0 && f.seen > 0 && !rule.detectors.is_empty() {
                 ns * self.set.weights.contradiction
             } else {
                 ns
@@ -546,7 +614,7 @@ impl Classifier {
             if let Some(t) = trace.as_mut() {
                 if conf > 0.0 {
                     t.push(Trace {
-                        path: f.path.to_string(),
+                        path: f.path.clone(),
                         rule: rule.id.clone(),
                         name: n,
                         schema: s,
@@ -602,39 +670,280 @@ fn parent_of(path: &str) -> &str {
     path.rfind('.').map_or("", |i| &path[..i])
 }
 
-/// Groups a holding's sampled values by path, bounded by [`MAX_VALUES`] and [`VALUE_CAP`].
-fn gather(h: &Holding) -> Vec<FieldInput<'_>> {
-    let mut order: Vec<FieldInput> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for rec in &h.sample {
-        for (path, value) in rec {
-            let i = *index.entry(path.as_str()).or_insert_with(|| {
-                order.push(FieldInput {
-                    path: path.as_str(),
-                    values: Vec::new(),
-                    schema: None,
+/// Classification of one container whose records arrive one at a time, in bounded memory:
+/// per field, its plan, counters per planned detector and a few example values.
+///
+/// Streams of parts of one container (chunks of a file classified on several threads) are
+/// combined with [`Stream::merge`]; examples are the earliest by record ordinal, so the
+/// result does not depend on how the work was split.
+#[derive(Debug, Clone)]
+pub struct Stream<'c> {
+    classifier: &'c Classifier,
+    container: (WordSet, WordBits),
+    fields: Vec<FieldState>,
+    index: HashMap<String, usize>,
+    /// The field of each position of the previous record: records of one container mostly
+    /// repeat their paths in order, so a string comparison usually replaces a hash lookup.
+    guess: Vec<usize>,
+    /// Declared types by path (lower case), in declaration order.
+    schema: Vec<(String, String)>,
+    records: u64,
+    /// Values examined per field at most (holding samples).
+    max_values: Option<u64>,
+    /// Validate every value with the costly validators too (no budget).
+    pub exhaustive: bool,
+    /// Values per field a costly validator checks before the budget applies: a file's first
+    /// chunk keeps the default [`COSTLY_EXACT`], later chunks 0 (see [`Stream::continuation`]).
+    costly_floor: u64,
+}
+
+/// What a [`Stream`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamResult {
+    /// One per path, in first-seen order (declared-only paths last, `seen` = 0).
+    pub fields: Vec<Field>,
+    /// Union of the fields' categories, sorted.
+    pub categories: Vec<String>,
+    /// Records taken.
+    pub records: u64,
+    /// Bytes of values examined.
+    pub bytes: u64,
+}
+
+/// A [`StreamResult`] plus each field's strongest category (for fingerprints).
+struct Finished {
+    fields: Vec<Field>,
+    tops: Vec<Option<&'static str>>,
+    categories: Vec<String>,
+    bytes: u64,
+}
+
+impl<'c> Stream<'c> {
+    /// A stream for the container named `container` (its name is context for the rules).
+    pub fn new(classifier: &'c Classifier, container: &str) -> Stream<'c> {
+        Stream {
+            classifier,
+            container: classifier.container_bits(container),
+            fields: Vec::new(),
+            index: HashMap::new(),
+            guess: Vec::new(),
+            schema: Vec::new(),
+            records: 0,
+            max_values: None,
+            exhaustive: false,
+            costly_floor: COSTLY_EXACT,
+        }
+    }
+
+    /// Marks this stream as a later part of a container whose first part had the exact
+    /// floor of the costly validators: here they only check one value in [`COSTLY_STRIDE`].
+    pub fn continuation(&mut self) {
+        self.costly_floor = 0;
+    }
+
+    fn field_index(&mut self, pos: usize, path: &str) -> usize {
+        if let Some(&i) = self.guess.get(pos) {
+            if self.fields[i].path == path {
+                return i;
+            }
+        }
+        let i = match self.index.get(path) {
+            Some(&i) => i,
+            None => {
+                let schema = self
+                    .schema
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, t)| t.clone());
+                let plan = self
+                    .classifier
+                    .plan(path, schema.as_deref(), &self.container);
+                let n = plan.dets.len();
+                self.fields.push(FieldState {
+                    path: path.to_string(),
+                    schema,
+                    plan,
+                    seen: 0,
+                    bytes: 0,
+                    tallies: vec![Tally::default(); n],
                 });
-                order.len() - 1
-            });
-            let f = &mut order[i];
-            let v = cap(value, VALUE_CAP).trim();
-            if f.values.len() < MAX_VALUES && !v.is_empty() && !is_null_like(v) {
-                f.values.push(v);
+                self.index.insert(path.to_string(), self.fields.len() - 1);
+                self.fields.len() - 1
+            }
+        };
+        if pos < self.guess.len() {
+            self.guess[pos] = i;
+        } else if pos == self.guess.len() {
+            self.guess.push(i);
+        }
+        i
+    }
+
+    /// Takes one flattened record; `ord` orders records (line number) for the choice of
+    /// examples.
+    pub fn record<'v>(&mut self, ord: u64, pairs: impl IntoIterator<Item = (&'v str, &'v str)>) {
+        self.records += 1;
+        for (pos, (path, value)) in pairs.into_iter().enumerate() {
+            let i = self.field_index(pos, path);
+            let f = &mut self.fields[i];
+            if self.max_values.is_some_and(|m| f.seen >= m) {
+                continue;
+            }
+            if let Some(v) = prepare(value) {
+                let budget = (!self.exhaustive).then_some(self.costly_floor);
+                self.classifier.observe(f, ord, v, budget);
             }
         }
     }
-    for (path, ty) in &h.schema {
-        let i = *index.entry(path.as_str()).or_insert_with(|| {
-            order.push(FieldInput {
-                path: path.as_str(),
-                values: Vec::new(),
-                schema: None,
-            });
-            order.len() - 1
-        });
-        order[i].schema = Some(ty.to_ascii_lowercase());
+
+    /// Adds what another stream of the same container saw (fields it saw first come after
+    /// this stream's).
+    pub fn merge(&mut self, other: Stream<'c>) {
+        self.records += other.records;
+        for f in other.fields {
+            match self.index.get(&f.path) {
+                Some(&i) => {
+                    let mine = &mut self.fields[i];
+                    mine.seen += f.seen;
+                    mine.bytes += f.bytes;
+                    for (t, o) in mine.tallies.iter_mut().zip(f.tallies) {
+                        t.merge(o);
+                    }
+                }
+                None => {
+                    self.index.insert(f.path.clone(), self.fields.len());
+                    self.fields.push(f);
+                }
+            }
+        }
     }
-    order
+
+    /// Records taken so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Classifies every field from what was seen.
+    pub fn finish(self) -> StreamResult {
+        let records = self.records;
+        let f = self.finish_inner(None);
+        StreamResult {
+            fields: f.fields,
+            categories: f.categories,
+            records,
+            bytes: f.bytes,
+        }
+    }
+
+    fn finish_inner(mut self, mut trace: Option<&mut Vec<Trace>>) -> Finished {
+        let c = self.classifier;
+        // Declared paths never seen are listed too, classified on name and schema alone.
+        for (path, ty) in std::mem::take(&mut self.schema) {
+            match self.index.get(&path) {
+                Some(&i) => self.fields[i].schema = Some(ty),
+                None => {
+                    let plan = c.plan(&path, Some(&ty), &self.container);
+                    let n = plan.dets.len();
+                    self.index.insert(path.clone(), self.fields.len());
+                    self.fields.push(FieldState {
+                        path,
+                        schema: Some(ty),
+                        plan,
+                        seen: 0,
+                        bytes: 0,
+                        tallies: vec![Tally::default(); n],
+                    });
+                }
+            }
+        }
+        let results: Vec<Vec<Option<DetResult>>> = self
+            .fields
+            .iter_mut()
+            .map(|f| {
+                let mut r = vec![None; c.set.detectors.len()];
+                for (k, &di) in f.plan.dets.iter().enumerate() {
+                    let t = std::mem::take(&mut f.tallies[k]);
+                    let matched = t.matched_estimate().min(f.seen);
+                    r[di] = Some(DetResult {
+                        matched,
+                        ratio: if f.seen == 0 {
+                            0.0
+                        } else {
+                            matched as f64 / f.seen as f64
+                        },
+                        examples: t.examples.into_iter().map(|e| e.1).collect(),
+                    });
+                }
+                r
+            })
+            .collect();
+        let none = BTreeSet::new();
+        let mut cands: Vec<Vec<Candidate>> = self
+            .fields
+            .iter()
+            .zip(&results)
+            .map(|(f, r)| c.score_field(f, r, &none, trace.as_deref_mut()))
+            .collect();
+        if c.uses_siblings && self.fields.len() > 1 {
+            // Second pass: what the other fields turned out to be is context (a `nickname`
+            // next to a MAC address and a firmware version names a device).
+            let assigned: Vec<Vec<&'static str>> = cands
+                .iter()
+                .map(|c| c.iter().map(|c| c.category).collect())
+                .collect();
+            // Siblings are fields of the same object: `devices[].mac` says what
+            // `devices[].nickname` is, not what the top-level `full_name` is.
+            let parents: Vec<&str> = self.fields.iter().map(|f| parent_of(&f.path)).collect();
+            for i in 0..self.fields.len() {
+                let siblings: BTreeSet<&str> = assigned
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i && parents[*j] == parents[i])
+                    .flat_map(|(_, cats)| cats.iter().copied())
+                    // Ids are usually foreign keys: they say nothing about this record's kind.
+                    .filter(|c| !c.ends_with("_id") && !c.ends_with(".id"))
+                    .collect();
+                cands[i] = c.score_field(&self.fields[i], &results[i], &siblings, None);
+            }
+        }
+        let mut fields = Vec::with_capacity(self.fields.len());
+        let mut tops = Vec::with_capacity(self.fields.len());
+        let mut categories = BTreeSet::new();
+        let mut bytes = 0u64;
+        for (i, f) in self.fields.iter().enumerate() {
+            bytes += f.bytes;
+            let cs = &cands[i];
+            let mut field = Field {
+                path: f.path.clone(),
+                categories: cs.iter().map(|c| c.category.to_string()).collect(),
+                confidence: 0.0,
+                seen: f.seen,
+                matched: 0,
+                examples: Vec::new(),
+                fingerprints: Vec::new(),
+            };
+            if let Some(top) = cs.first() {
+                field.confidence = (top.confidence.min(MAX_CONFIDENCE) * 100.0).round() / 100.0;
+                if let Some(d) = top.detector.and_then(|d| results[i][d].as_ref()) {
+                    field.matched = d.matched;
+                    field.examples = d
+                        .examples
+                        .iter()
+                        .map(|v| mask::mask(top.category, v))
+                        .collect();
+                }
+                categories.extend(cs.iter().map(|c| c.category.to_string()));
+            }
+            tops.push(cs.first().map(|c| c.category));
+            fields.push(field);
+        }
+        Finished {
+            fields,
+            tops,
+            categories: categories.into_iter().collect(),
+            bytes,
+        }
+    }
 }
 
 #[cfg(test)]

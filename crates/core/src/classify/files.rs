@@ -1,0 +1,589 @@
+//! Classifying exported files (`leakscope classify`): JSON lines, one container per file.
+//!
+//! A dump someone left in a bucket, an `elasticdump` or `mongoexport` output, or the lab's
+//! export holds the same records a scan would sample; this classifies *every* record of them
+//! with the scan's classifier. Each file is one container named by its stem
+//! (`smarthome.users.jsonl` → `smarthome.users`); a directory stands for the `.jsonl` and
+//! `.ndjson` files under it, recursively, in path order (a `.json` file is usually one
+//! document, not lines; name it to classify it).
+//!
+//! Files are streamed, never held in memory: a reader cuts each file into chunks of whole
+//! lines ([`CHUNK`] bytes), workers parse and flatten the lines of a chunk with the inventory's
+//! flattener ([`flatten_json`]) and classify them into a [`Stream`] per chunk, and the streams
+//! of a file are merged in chunk order, so the result does not depend on the thread count.
+//! Memory is bounded by the chunks in flight (two per worker) and per field a few counters and
+//! example values. A line longer than [`FileOptions::max_line`] is skipped and counted, as is
+//! a line that is not JSON; neither stops the run. Error messages carry line numbers and the
+//! parser's reason, never line content.
+//!
+//! Output follows the scan's container and field findings (masked examples only, no raw
+//! value of a classified field): [`ClassifyReport`], schema `leakscope.classify/v1`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Classifier, Stream, VALUE_CAP};
+use crate::inventory::flatten_json;
+use crate::model::Container;
+
+/// Schema id of [`ClassifyReport`].
+pub const CLASSIFY_SCHEMA: &str = "leakscope.classify/v1";
+/// Bytes of whole lines handed to a worker at once.
+pub const CHUNK: usize = 1 << 20;
+/// Default longest line taken (longer lines are skipped and counted).
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+/// Bad lines reported per file by line number (all are counted).
+const MAX_ERRORS: usize = 5;
+
+/// How to classify files.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// Worker threads (at least 1).
+    pub threads: usize,
+    /// Longest line taken, in bytes.
+    pub max_line: usize,
+    /// Run the costly validators on every value (see the classify module docs).
+    pub exhaustive: bool,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_line: DEFAULT_MAX_LINE,
+            exhaustive: false,
+        }
+    }
+}
+
+/// Why files could not be classified at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0}: no .jsonl or .ndjson files in this directory")]
+    EmptyDir(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One classified file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileFindings {
+    pub path: String,
+    /// Non-empty lines read (records and bad lines).
+    pub lines: u64,
+    /// Lines that were not a JSON value.
+    pub bad_lines: u64,
+    /// Lines longer than the limit, skipped unread.
+    pub long_lines: u64,
+    /// The first bad lines: line number and the parser's reason (never the content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The findings, as a scan reports a container: `records` = records classified, `bytes`
+    /// = file size, `kind` = `file`.
+    pub container: Container,
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub records: u64,
+    pub bad_lines: u64,
+    pub long_lines: u64,
+    pub duration_ms: u64,
+    pub threads: u64,
+}
+
+/// What `leakscope classify` prints (`--format json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyReport {
+    pub schema: String,
+    pub stats: ClassifyStats,
+    pub files: Vec<FileFindings>,
+}
+
+/// The files a list of paths stands for: files as given, directories expanded.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FilesError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(io_err(p))?;
+        if meta.is_dir() {
+            let before = out.len();
+            walk(p, &mut out)?;
+            if out.len() == before {
+                return Err(FilesError::EmptyDir(p.clone()));
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FilesError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            walk(&e, out)?;
+        } else if matches!(
+            e.extension().and_then(|x| x.to_str()),
+            Some("jsonl" | "ndjson")
+        ) {
+            out.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// The container name of a file: its name without the extension.
+pub fn container_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A run of whole lines of one file.
+struct Chunk {
+    file: usize,
+    seq: u64,
+    /// Line number (0-based) of the first line.
+    first_line: u64,
+    /// Lines ending in `\n`; a skipped long line is an empty line, to keep the numbering.
+    data: Vec<u8>,
+}
+
+/// Cuts a reader into chunks of whole lines, skipping lines longer than `max_line` without
+/// buffering them.
+struct Chunker<R> {
+    r: R,
+    max_line: usize,
+    line: u64,
+    long_lines: u64,
+    eof: bool,
+}
+
+impl<R: BufRead> Chunker<R> {
+    fn next_chunk(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        if self.eof {
+            return Ok(None);
+        }
+        let first = self.line;
+        let mut data = Vec::with_capacity(CHUNK + (64 << 10));
+        let mut line_start = 0;
+        let mut skipping = false;
+        loop {
+            let buf = self.r.fill_buf()?;
+            if buf.is_empty() {
+                self.eof = true;
+                if skipping || data.len() > line_start {
+                    // The last line had no newline.
+                    data.push(b'\n');
+                    self.line += 1;
+                }
+                break;
+            }
+            match memchr::memchr(b'\n', buf) {
+                Some(i) => {
+                    if skipping {
+                        skipping = false;
+                        data.push(b'\n');
+                    } else if data.len() - line_start + i > self.max_line {
+                        self.long_lines += 1;
+                        data.truncate(line_start);
+                        data.push(b'\n');
+                    } else {
+                        data.extend_from_slice(&buf[..=i]);
+                    }
+                    self.line += 1;
+                    line_start = data.len();
+                    self.r.consume(i + 1);
+                    if data.len() >= CHUNK {
+                        break;
+                    }
+                }
+                None => {
+                    let n = buf.len();
+                    if !skipping {
+                        if data.len() - line_start + n > self.max_line {
+                            skipping = true;
+                            self.long_lines += 1;
+                            data.truncate(line_start);
+                        } else {
+                            data.extend_from_slice(buf);
+                        }
+                    }
+                    self.r.consume(n);
+                }
+            }
+        }
+        Ok((!data.is_empty()).then_some((first, data)))
+    }
+}
+
+/// What one chunk gave.
+struct ChunkResult<'c> {
+    file: usize,
+    seq: u64,
+    stream: Stream<'c>,
+    lines: u64,
+    bad: u64,
+    errors: Vec<String>,
+}
+
+fn classify_chunk<'c>(
+    classifier: &'c Classifier,
+    name: &str,
+    chunk: &Chunk,
+    exhaustive: bool,
+) -> ChunkResult<'c> {
+    let mut stream = Stream::new(classifier, name);
+    stream.exhaustive = exhaustive;
+    if chunk.seq > 0 {
+        stream.continuation();
+    }
+    let (mut lines, mut bad) = (0u64, 0u64);
+    let mut errors = Vec::new();
+    for (k, line) in chunk.data.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let ord = chunk.first_line + k as u64;
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) => {
+                let rec = flatten_json(&v, VALUE_CAP);
+                stream.record(ord, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
+            }
+            Err(e) => {
+                bad += 1;
+                if errors.len() < MAX_ERRORS {
+                    // serde_json's message names the position and the kind of error only.
+                    errors.push(format!("line {}: not JSON: {e}", ord + 1));
+                }
+            }
+        }
+    }
+    ChunkResult {
+        file: chunk.file,
+        seq: chunk.seq,
+        stream,
+        lines,
+        bad,
+        errors,
+    }
+}
+
+/// A file's merged results so far.
+struct FileAcc<'c> {
+    stream: Stream<'c>,
+    next_seq: u64,
+    pending: std::collections::BTreeMap<u64, ChunkResult<'c>>,
+    lines: u64,
+    bad: u64,
+    errors: Vec<String>,
+}
+
+impl<'c> FileAcc<'c> {
+    fn new(classifier: &'c Classifier, name: &str, exhaustive: bool) -> FileAcc<'c> {
+        let mut stream = Stream::new(classifier, name);
+        stream.exhaustive = exhaustive;
+        FileAcc {
+            stream,
+            next_seq: 0,
+            pending: Default::default(),
+            lines: 0,
+            bad: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Merges chunk results in sequence order (field order and examples stay deterministic).
+    fn add(&mut self, r: ChunkResult<'c>) {
+        self.pending.insert(r.seq, r);
+        while let Some(r) = self.pending.remove(&self.next_seq) {
+            self.stream.merge(r.stream);
+            self.lines += r.lines;
+            self.bad += r.bad;
+            for e in r.errors {
+                if self.errors.len() < MAX_ERRORS {
+                    self.errors.push(e);
+                }
+            }
+            self.next_seq += 1;
+        }
+    }
+}
+
+/// Classifies every record of `files` (see the module docs).
+pub fn classify_files(
+    classifier: &Classifier,
+    files: &[PathBuf],
+    opts: &FileOptions,
+) -> Result<ClassifyReport, FilesError> {
+    let start = Instant::now();
+    let threads = opts.threads.max(1);
+    let names: Vec<String> = files.iter().map(|p| container_name(p)).collect();
+    let mut accs: Vec<FileAcc> = names
+        .iter()
+        .map(|n| FileAcc::new(classifier, n, opts.exhaustive))
+        .collect();
+    let mut sizes = vec![0u64; files.len()];
+    let mut long = vec![0u64; files.len()];
+    // Chunks of every file, in order, from the calling thread.
+    let mut read_all = |send: &mut dyn FnMut(Chunk)| -> Result<(), FilesError> {
+        for (fi, path) in files.iter().enumerate() {
+            let f = File::open(path).map_err(io_err(path))?;
+            sizes[fi] = f.metadata().map_err(io_err(path))?.len();
+            let mut ch = Chunker {
+                r: BufReader::with_capacity(256 << 10, f),
+                max_line: opts.max_line,
+                line: 0,
+                long_lines: 0,
+                eof: false,
+            };
+            let mut seq = 0;
+            while let Some((first_line, data)) = ch.next_chunk().map_err(io_err(path))? {
+                send(Chunk {
+                    file: fi,
+                    seq,
+                    first_line,
+                    data,
+                });
+                seq += 1;
+            }
+            long[fi] = ch.long_lines;
+        }
+        Ok(())
+    };
+    if threads == 1 {
+        // One core: no hand-offs at all.
+        read_all(&mut |c: Chunk| {
+            let r = classify_chunk(classifier, &names[c.file], &c, opts.exhaustive);
+            accs[c.file].add(r);
+        })?;
+    } else {
+        std::thread::scope(|s| -> Result<(), FilesError> {
+            // Two chunks per worker in flight bound the memory.
+            let (tx, rx) = mpsc::sync_channel::<Chunk>(threads * 2);
+            let rx = Arc::new(Mutex::new(rx));
+            let (rtx, rrx) = mpsc::channel::<ChunkResult>();
+            for _ in 0..threads {
+                let (rx, rtx, names) = (rx.clone(), rtx.clone(), &names);
+                s.spawn(move || loop {
+                    let next = rx.lock().map(|r| r.recv());
+                    let Ok(Ok(c)) = next else { break };
+                    let r = classify_chunk(classifier, &names[c.file], &c, opts.exhaustive);
+                    if rtx.send(r).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(rtx);
+            let accs = &mut accs;
+            let merger = s.spawn(move || {
+                for r in rrx {
+                    let fi = r.file;
+                    accs[fi].add(r);
+                }
+            });
+            let res = read_all(&mut |c: Chunk| {
+                // A send fails only when every worker is gone, which a panic would report.
+                let _ = tx.send(c);
+            });
+            drop(tx);
+            merger.join().expect("merger thread");
+            res
+        })?;
+    }
+    let mut stats = ClassifyStats {
+        files: files.len() as u64,
+        threads: threads as u64,
+        ..ClassifyStats::default()
+    };
+    let mut out = Vec::with_capacity(files.len());
+    for (fi, acc) in accs.into_iter().enumerate() {
+        let r = acc.stream.finish();
+        stats.bytes += sizes[fi];
+        stats.records += r.records;
+        stats.bad_lines += acc.bad;
+        stats.long_lines += long[fi];
+        out.push(FileFindings {
+            path: files[fi].display().to_string(),
+            lines: acc.lines,
+            bad_lines: acc.bad,
+            long_lines: long[fi],
+            errors: acc.errors,
+            container: Container {
+                name: names[fi].clone(),
+                kind: "file".into(),
+                records: Some(r.records),
+                records_estimated: false,
+                system: false,
+                bytes: Some(sizes[fi]),
+                sampled: r.records,
+                subjects_estimate: None,
+                subjects_method: None,
+                categories: r.categories,
+                fields: r.fields,
+            },
+        });
+    }
+    stats.duration_ms = start.elapsed().as_millis() as u64;
+    Ok(ClassifyReport {
+        schema: CLASSIFY_SCHEMA.into(),
+        stats,
+        files: out,
+    })
+}
+
+/// Writes a report as a table for people: per file its categories, then its classified
+/// fields with confidence, matched/seen and masked examples.
+pub fn write_table(r: &ClassifyReport, out: &mut dyn Write) -> io::Result<()> {
+    let st = &r.stats;
+    writeln!(
+        out,
+        "Classified {} file(s), {} records, {:.1} MB in {:.1}s ({:.0} MB/s, {} thread(s)).",
+        st.files,
+        st.records,
+        st.bytes as f64 / 1e6,
+        st.duration_ms as f64 / 1000.0,
+        st.bytes as f64 / 1e6 / (st.duration_ms.max(1) as f64 / 1000.0),
+        st.threads
+    )?;
+    if st.bad_lines + st.long_lines > 0 {
+        writeln!(
+            out,
+            "Skipped {} line(s) that were not JSON and {} longer than the limit.",
+            st.bad_lines, st.long_lines
+        )?;
+    }
+    for f in &r.files {
+        let c = &f.container;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}  ({} records{})",
+            f.path,
+            c.records.unwrap_or(0),
+            if f.bad_lines + f.long_lines > 0 {
+                format!(", {} bad, {} too long", f.bad_lines, f.long_lines)
+            } else {
+                String::new()
+            }
+        )?;
+        for e in &f.errors {
+            writeln!(out, "  ! {e}")?;
+        }
+        if c.categories.is_empty() {
+            writeln!(out, "  no sensitive data found")?;
+            continue;
+        }
+        writeln!(out, "  categories: {}", c.categories.join(", "))?;
+        for fd in c.fields.iter().filter(|f| !f.categories.is_empty()) {
+            writeln!(
+                out,
+                "  {:<32} {:<40} {:.2} {:>9}/{:<9} {}",
+                fd.path,
+                fd.categories.join(","),
+                fd.confidence,
+                fd.matched,
+                fd.seen,
+                fd.examples.join("  ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(text: &str, max_line: usize) -> (Vec<(u64, String)>, u64) {
+        let mut c = Chunker {
+            r: BufReader::with_capacity(7, text.as_bytes()),
+            max_line,
+            line: 0,
+            long_lines: 0,
+            eof: false,
+        };
+        let mut out = Vec::new();
+        while let Some((first, data)) = c.next_chunk().unwrap() {
+            out.push((first, String::from_utf8(data).unwrap()));
+        }
+        (out, c.long_lines)
+    }
+
+    #[test]
+    fn long_lines_are_skipped_and_numbering_kept() {
+        let (c, long) = chunks("{\"a\":1}\n{\"b\":\"xxxxxxxxxxxxxxxxxxxx\"}\n{\"c\":3}", 10);
+        assert_eq!(long, 1);
+        assert_eq!(c, vec![(0, "{\"a\":1}\n\n{\"c\":3}\n".to_string())]);
+        let (c, long) = chunks("{\"a\":1}\n{\"b\":\"xxxxxxxxxxxxxxxxxxxx\"}", 10);
+        assert_eq!((long, c[0].1.as_str()), (1, "{\"a\":1}\n\n"));
+    }
+
+    #[test]
+    fn files_are_classified_with_bad_lines_counted() {
+        let dir = std::env::temp_dir().join(format!("leakscope-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crm.kunden.jsonl");
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "{{\"e_mail\":\"kunde{i}@beispiel.de\",\"versandgewicht_kg\":\"1.{i}\"}}\n"
+            ));
+            if i == 10 {
+                text.push_str("{not json\n");
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        for threads in [1, 2] {
+            let r = classify_files(
+                Classifier::builtin(),
+                &expand(std::slice::from_ref(&dir)).unwrap(),
+                &FileOptions {
+                    threads,
+                    ..FileOptions::default()
+                },
+            )
+            .unwrap();
+            let f = &r.files[0];
+            assert_eq!(f.container.name, "crm.kunden");
+            assert_eq!((f.lines, f.bad_lines), (3001, 1));
+            assert_eq!(f.errors.len(), 1);
+            assert!(
+                f.errors[0].starts_with("line 12: not JSON"),
+                "{:?}",
+                f.errors
+            );
+            assert_eq!(f.container.categories, ["identity.email"]);
+            let email = &f.container.fields[0];
+            assert_eq!((email.seen, email.matched), (3000, 3000));
+            assert_eq!(email.examples, ["k•••@b•••.de"; 3]);
+            let json = serde_json::to_string(&r).unwrap();
+            assert!(!json.contains("kunde0@"), "no raw value in the output");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

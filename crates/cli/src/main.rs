@@ -215,7 +215,7 @@ struct DiffArgs {
 
 #[derive(Args)]
 struct HistoryArgs {
-    /// ADDRESS:PORT of the service, e.g. 127.0.10.1:9200 or [::1]:6379.
+    /// ADDRESS:PORT of the service, e.g. `127.0.10.1:9200` or `[::1]:6379`.
     endpoint: std::net::SocketAddr,
     #[command(flatten)]
     store: StoreArgs,
@@ -237,7 +237,7 @@ struct ScanArgs {
     /// Addresses, CIDRs, ranges, host names, each optionally with a port.
     ///
     /// Examples: 127.0.10.1, 127.0.10.0/24, 127.0.10.1-20, 127.0.10.1-127.0.11.9, db.internal,
-    /// 127.0.10.1:9200, [::1]:6379. A target with a port is probed on that port only.
+    /// `127.0.10.1:9200`, `[::1]:6379`. A target with a port is probed on that port only.
     #[arg(value_name = "TARGETS")]
     targets: Vec<String>,
 

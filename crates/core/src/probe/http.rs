@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 client over [`Conn`](crate::net::Conn), for HTTP-speaking stores.
+//! A minimal HTTP/1.1 client over [`crate::net::Conn`], for HTTP-speaking stores.
 //!
 //! Hand-written rather than hyper/reqwest because every byte must go through the bounded reader:
 //! a `Content-Length: 10^12` or a chunked body that never ends must cost one cap and one

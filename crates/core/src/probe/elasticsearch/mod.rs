@@ -6,11 +6,11 @@
 //! `X-elastic-product` header. `open` needs a second, data-level read: `GET /_cat/indices`
 //! answering a real index list, so a honeypot that repeats the root document to every path is
 //! not called open. Cluster peers named by `GET /_nodes/http` are reported, never contacted.
-//! Every request goes through [`send`], which sends only the GETs in [`ALLOWED_REQUESTS`].
+//! Every request goes through `send`, which sends only the GETs in [`ALLOWED_REQUESTS`].
 //!
-//! [`inventory`] lists, counts and samples the indices of an exposed cluster with the same
-//! allowlisted, read-only GETs; [`subjects`] counts the distinct people of an index with a
-//! `cardinality` aggregation, a search whose body [`send`] checks to be exactly that.
+//! `inventory` lists, counts and samples the indices of an exposed cluster with the same
+//! allowlisted, read-only GETs; `subjects` counts the distinct people of an index with a
+//! `cardinality` aggregation, a search whose body `send` checks to be exactly that.
 
 use futures::future::BoxFuture;
 use serde_json::Value;

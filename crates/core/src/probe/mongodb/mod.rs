@@ -13,9 +13,9 @@
 //! `admin` settles it. Servers older than 3.6 drop OP_MSG; they get the same commands over legacy
 //! OP_QUERY. Replica-set members named in `hello` are reported, never contacted.
 //!
-//! [`inventory`] lists, counts and samples the collections of an exposed server over the same
-//! session; [`subjects`] counts the distinct people of a collection (a unique index, or a
-//! `$group` under `maxTimeMS`). Read-only by construction: [`Session::call`] is the only function
+//! `inventory` lists, counts and samples the collections of an exposed server over the same
+//! session; `subjects` counts the distinct people of a collection (a unique index, or a
+//! `$group` under `maxTimeMS`). Read-only by construction: `Session::call` is the only function
 //! that sends, and it refuses any command outside [`ALLOWED_COMMANDS`], any `aggregate` stage
 //! outside [`ALLOWED_STAGES`] (`$out` and `$merge` by name), a `$group` other than a distinct
 //! count kept in memory, and a `killCursors` of a cursor this session did not open.
@@ -89,8 +89,8 @@ pub const MONGODB_ONLY: &[&str] = &["collStats"];
 /// Nesting searched for [`FORBIDDEN_OPERATORS`]; a deeper command is refused outright.
 const MAX_COMMAND_DEPTH: usize = 32;
 
-/// Why a command may not be sent; None when it may. Checked by [`encode_command`] (and so by
-/// [`Session::call`]) on every request.
+/// Why a command may not be sent; None when it may. Checked by `encode_command` (and so by
+/// `Session::call`) on every request.
 pub fn refuse_command(cmd: &str, args: &Document) -> Option<String> {
     if !ALLOWED_COMMANDS.contains(&cmd) {
         return Some(format!(

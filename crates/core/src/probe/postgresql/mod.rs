@@ -14,7 +14,7 @@
 //! Every statement sent, by the probe, the [`inventory`] and the distinct-people count
 //! ([`subjects`]), is one of the constant templates in [`ALLOWED_QUERIES`]; [`render`] fills their
 //! placeholders with typed values only (quoted identifiers, integers, a percentage, quoted string
-//! literals), and [`send_query`] is the one function that puts SQL on the wire.
+//! literals), and `send_query` is the one function that puts SQL on the wire.
 
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};

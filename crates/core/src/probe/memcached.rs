@@ -503,24 +503,7 @@ async fn count_pattern(
             batch.clear();
         }
     }
-    let (count, exact) = counter.count();
-    Ok(crate::subjects::Subjects {
-        count,
-        method: format!(
-            "{} distinct {} over all {keys_read} keys read (lru_crawler metadump, get){}",
-            if exact {
-                "exact"
-            } else {
-                "HyperLogLog estimate of"
-            },
-            q.field,
-            if missing > 0 {
-                format!(", {missing} keys without it or gone")
-            } else {
-                String::new()
-            }
-        ),
-    })
+    Ok(counter.answer(&q.field, keys_read, "lru_crawler metadump, get", missing))
 }
 
 /// The registered [`crate::subjects::SubjectsFn`].

@@ -705,24 +705,7 @@ async fn count_pattern(
             break;
         }
     }
-    let (count, exact) = counter.count();
-    Ok(crate::subjects::Subjects {
-        count,
-        method: format!(
-            "{} distinct {} over all {keys_read} keys read (SCAN MATCH {want}){}",
-            if exact {
-                "exact"
-            } else {
-                "HyperLogLog estimate of"
-            },
-            q.field,
-            if missing > 0 {
-                format!(", {missing} keys without it")
-            } else {
-                String::new()
-            }
-        ),
-    })
+    Ok(counter.answer(&q.field, keys_read, &format!("SCAN MATCH {want}"), missing))
 }
 
 /// The registered [`crate::subjects::SubjectsFn`].

@@ -857,7 +857,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::net::SocketAddr;
     use std::sync::Mutex;
@@ -1087,7 +1087,7 @@ mod tests {
 
     // ---- end to end against a fake MariaDB that answers with the captured replies ----
 
-    type Received = Arc<Mutex<Vec<String>>>;
+    pub(in crate::probe::mysql) type Received = Arc<Mutex<Vec<String>>>;
 
     /// The captured answer for a statement, by its shape.
     fn answer(sql: &str) -> &'static [u8] {
@@ -1114,9 +1114,17 @@ mod tests {
         }
     }
 
-    /// A fake MariaDB: greets, accepts the login, then answers each COM_QUERY with the captured
-    /// answer of its shape (statements containing `stall` get no answer), recording the SQL.
     async fn fake_mariadb(stall: Option<&'static str>) -> (SocketAddr, Received) {
+        fake_mariadb_answering(answer, stall).await
+    }
+
+    /// A fake MariaDB 10.11: greets, accepts the login, then answers each COM_QUERY with
+    /// `answer(sql)` (captured replies by the statement's shape; statements containing `stall`
+    /// get no answer), recording the SQL. Shared by the inventory's and the counter's tests.
+    pub(in crate::probe::mysql) async fn fake_mariadb_answering(
+        answer: fn(&str) -> &'static [u8],
+        stall: Option<&'static str>,
+    ) -> (SocketAddr, Received) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let got: Received = Arc::default();

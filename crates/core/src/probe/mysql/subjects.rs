@@ -562,10 +562,6 @@ pub fn subjects<'a>(
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
     use crate::inventory::Holding;
@@ -576,8 +572,6 @@ mod tests {
     // Answers of the lab's MariaDB 10.11.19 (`mariadb-root-nopass`, 10 000 users), recorded
     // with `fixtures/mysql/capture_inventory.py 127.0.12.2 'NAME.bin=SQL' …` inside a
     // read-only transaction; the statements are in each constant's comment.
-    const GREETING: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_greeting.bin");
-    const LOGIN_OK: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_login_ok.bin");
     const SET_OK: &[u8] = include_bytes!("../../../fixtures/mysql/inv_set_ok.bin");
     /// SHOW INDEX FROM `smarthome`.`users`: PRIMARY (user_id).
     const INDEX_USERS: &[u8] = include_bytes!("../../../fixtures/mysql/subj_show_index_users.bin");
@@ -754,7 +748,7 @@ mod tests {
 
     // ---- end to end against a fake MariaDB that answers with the recorded replies ----
 
-    type Received = Arc<Mutex<Vec<String>>>;
+    use super::super::inventory::tests::Received;
 
     fn answer(sql: &str) -> &'static [u8] {
         if sql.starts_with("SET SESSION") || sql.starts_with("START ") {
@@ -784,49 +778,8 @@ mod tests {
         }
     }
 
-    /// Greets as MariaDB 10.11, accepts the login, answers each statement with the recorded
-    /// answer of its shape; statements containing `stall` get no answer at all.
     async fn fake_mariadb(stall: Option<&'static str>) -> (SocketAddr, Received) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let got: Received = Arc::default();
-        let rec = got.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let rec = rec.clone();
-                tokio::spawn(async move {
-                    s.write_all(GREETING).await.unwrap();
-                    let mut logged_in = false;
-                    loop {
-                        let mut h = [0u8; 4];
-                        if s.read_exact(&mut h).await.is_err() {
-                            return;
-                        }
-                        let n = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-                        let mut body = vec![0; n];
-                        if s.read_exact(&mut body).await.is_err() {
-                            return;
-                        }
-                        if !logged_in {
-                            logged_in = true;
-                            s.write_all(LOGIN_OK).await.unwrap();
-                            continue;
-                        }
-                        if body.first() != Some(&0x03) {
-                            return; // COM_QUIT
-                        }
-                        let sql = String::from_utf8(body[1..].to_vec()).unwrap();
-                        rec.lock().unwrap().push(sql.clone());
-                        if stall.is_some_and(|st| sql.contains(st)) {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        }
-                        let _ = s.write_all(answer(&sql)).await;
-                    }
-                });
-            }
-        });
-        (addr, got)
+        super::super::inventory::tests::fake_mariadb_answering(answer, stall).await
     }
 
     fn holding(name: &str, records: u64, exact: bool, cols: &[(&str, &str)]) -> Holding {

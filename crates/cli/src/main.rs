@@ -351,6 +351,14 @@ struct ScanArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     inventory_timeout: Option<f64>,
 
+    /// Time budget in seconds for counting the distinct people of one container: the store's
+    /// own distinct count, or reading every key of a Redis/Memcached pattern (millions of keys
+    /// take longer than the default) [default: 10, or the inventory timeout with --full].
+    ///
+    /// Example: --subjects-timeout 120
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    subjects_timeout: Option<f64>,
+
     /// Accept scopes of more than 65,536 addresses.
     ///
     /// Example: leakscope scan 10.0.0.0/8 --allow-large-scope --rate 2000
@@ -522,6 +530,7 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
                 30.0
             })),
             full: a.full,
+            subjects_budget: a.subjects_timeout.map(Duration::from_secs_f64),
             // An exact census streams every key or record through a bounded window; the byte
             // budget then only guards against a store that never ends, not against memory.
             byte_budget: if a.full {

@@ -64,12 +64,14 @@ impl Default for SubjectsBudget {
 }
 
 impl SubjectsBudget {
-    /// Ten seconds per container by default; with `--full` (an exact census was asked for)
-    /// the inventory's own time budget per container.
+    /// The user's `--subjects-timeout`; else ten seconds per container, and with `--full` (an
+    /// exact census was asked for) the inventory's own time budget per container.
     pub fn for_options(opts: &InventoryOptions) -> SubjectsBudget {
         let default = SubjectsBudget::default().per_container;
         SubjectsBudget {
-            per_container: if opts.full {
+            per_container: if let Some(b) = opts.subjects_budget {
+                b
+            } else if opts.full {
                 opts.time_budget.max(default)
             } else {
                 default

@@ -36,6 +36,9 @@ pub struct InventoryOptions {
     pub byte_budget: usize,
     /// Exact census: count every record (scroll, cursors, full SCAN) instead of catalogue figures.
     pub full: bool,
+    /// Time for one container's distinct-people count; None = the default of
+    /// [`crate::subjects::SubjectsBudget::for_options`].
+    pub subjects_budget: Option<Duration>,
 }
 
 impl Default for InventoryOptions {
@@ -47,6 +50,7 @@ impl Default for InventoryOptions {
             time_budget: Duration::from_secs(30),
             byte_budget: 64 << 20,
             full: false,
+            subjects_budget: None,
         }
     }
 }

@@ -236,6 +236,20 @@ pub fn from_value_sample(k: u64, m: u64) -> (u64, f64) {
     (k * m, err)
 }
 
+/// The answer from `k` distinct values counted by `distinct` (`count(DISTINCT user_id)`) over
+/// the values whose `hash` is 0 modulo `m`, with the method and its error in words.
+pub fn value_sample(distinct: &str, hash: &str, k: u64, m: u64) -> Subjects {
+    let (count, err) = from_value_sample(k, m);
+    Subjects {
+        count,
+        method: format!(
+            "{distinct} over the values whose {hash} is 0 modulo {m} ({k} values), × {m}: \
+             an estimate within ±{:.1} % (95 %)",
+            err * 100.0
+        ),
+    }
+}
+
 /// `10 s`, `1.5 s`: a budget in a method's words.
 pub fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 {

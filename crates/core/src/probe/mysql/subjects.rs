@@ -28,7 +28,7 @@
 //! Only plain columns are counted: a person key inside a JSON text column (`prefs.email`)
 //! would need a JSON path literal in SQL, and no index or statistic describes it.
 
-use crate::subjects::{from_value_sample, secs, value_modulus};
+use crate::subjects::{secs, value_modulus, value_sample};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -401,11 +401,12 @@ async fn count(
         match within(s, total, slot_end, slot, template, &args).await? {
             Got::Answer(set) => match number(&set) {
                 Ok(k) if k >= PRECISE_SAMPLE => {
-                    let (n, err) = from_value_sample(k, m);
-                    return Ok(Ok(Subjects {
-                        count: n,
-                        method: value_sample_method(col, k, m, err),
-                    }));
+                    return Ok(Ok(value_sample(
+                        &format!("COUNT(DISTINCT {col})"),
+                        "CRC32",
+                        k,
+                        m,
+                    )));
                 }
                 Ok(k) => sampled = Some((k, m)),
                 Err(why) => return Ok(Err(why)),
@@ -434,14 +435,10 @@ async fn count(
         }),
         Got::OutOfTime(why) => match sampled {
             Some((k, m)) => {
-                let (n, err) = from_value_sample(k, m);
-                Ok(Subjects {
-                    count: n,
-                    method: format!(
-                        "{}, since the exact count {why}",
-                        value_sample_method(col, k, m, err)
-                    ),
-                })
+                let mut est = value_sample(&format!("COUNT(DISTINCT {col})"), "CRC32", k, m);
+                est.method
+                    .push_str(&format!(", since the exact count {why}"));
+                Ok(est)
             }
             None => from_cardinality(col, &facts, "COUNT(DISTINCT)", &why),
         },
@@ -477,14 +474,6 @@ pub const EXACT_ROWS: f64 = 1_000_000.0;
 /// Sampled values below this leave the estimate too loose (± 4.5 % at 95 %): the exact count
 /// is tried instead, which is cheap for so few distinct values.
 pub const PRECISE_SAMPLE: u64 = 2_000;
-
-fn value_sample_method(col: &str, k: u64, m: u64, err: f64) -> String {
-    format!(
-        "COUNT(DISTINCT {col}) over the values whose CRC32 is 0 modulo {m} ({k} values), × {m}: \
-         an estimate within ±{:.1} % (95 %)",
-        err * 100.0
-    )
-}
 
 /// The registered [`crate::subjects::SubjectsFn`].
 pub fn subjects<'a>(

@@ -1841,7 +1841,11 @@ pub(super) mod tests {
         GiantRow,
     }
 
-    async fn read_message(s: &mut TcpStream, typed: bool) -> Option<(u8, Vec<u8>)> {
+    /// One frontend message as a fake server reads it: (type, body), the startup untyped.
+    pub(in crate::probe::postgresql) async fn read_message(
+        s: &mut TcpStream,
+        typed: bool,
+    ) -> Option<(u8, Vec<u8>)> {
         let mut head = vec![0u8; if typed { 5 } else { 4 }];
         s.read_exact(&mut head).await.ok()?;
         let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;

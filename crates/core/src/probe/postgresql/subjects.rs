@@ -29,7 +29,7 @@
 //! (exact, or nothing: no index or statistics describe it); deeper paths and array elements
 //! (`devices[].owner`) are refused with a reason rather than guessed.
 
-use crate::subjects::{from_value_sample, secs, value_modulus};
+use crate::subjects::{secs, value_modulus, value_sample};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -245,14 +245,6 @@ pub fn from_n_distinct(n_distinct: f64, rows: Option<f64>) -> Option<u64> {
     }
 }
 
-fn value_sample_method(col: &str, k: u64, m: u64, err: f64) -> String {
-    format!(
-        "count(DISTINCT {col}) over the values whose hash is 0 modulo {m} ({k} values), × {m}: \
-         an estimate within ±{:.1} % (95 %)",
-        err * 100.0
-    )
-}
-
 /// How one statement ended, short of a broken connection.
 enum Got {
     Answer(Answer),
@@ -424,11 +416,12 @@ async fn count(
         match within(pg, slot_end, slot, COUNT_DISTINCT_HASHED, &args).await? {
             Got::Answer(a) => match number(&a) {
                 Ok(k) if k >= PRECISE_SAMPLE => {
-                    let (n, err) = from_value_sample(k, m);
-                    return Ok(Ok(Subjects {
-                        count: n,
-                        method: value_sample_method(col, k, m, err),
-                    }));
+                    return Ok(Ok(value_sample(
+                        &format!("count(DISTINCT {col})"),
+                        "hash",
+                        k,
+                        m,
+                    )));
                 }
                 Ok(k) => sampled = Some((k, m)),
                 Err(why) => return Ok(Err(why)),
@@ -448,14 +441,10 @@ async fn count(
         }),
         Got::OutOfTime(why) => match sampled {
             Some((k, m)) => {
-                let (n, err) = from_value_sample(k, m);
-                Ok(Subjects {
-                    count: n,
-                    method: format!(
-                        "{}, since the exact count {why}",
-                        value_sample_method(col, k, m, err)
-                    ),
-                })
+                let mut est = value_sample(&format!("count(DISTINCT {col})"), "hash", k, m);
+                est.method
+                    .push_str(&format!(", since the exact count {why}"));
+                Ok(est)
             }
             None => from_stats(col, &facts, rows, &why),
         },
@@ -593,7 +582,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
     use super::super::inventory::tests::{args_for, instance_of, WRITE_WORDS};
@@ -601,6 +590,7 @@ mod tests {
     use super::*;
     use crate::model::Access;
     use crate::probe::ProbeOptions;
+    use crate::subjects::from_value_sample;
 
     /// The lab's trust-auth PostgreSQL 15.18 (10 000 users) answering this module, recorded
     /// with `fixtures/postgresql/record_inventory.py` in front of it during
@@ -850,14 +840,7 @@ mod tests {
         DistinctStalls,
     }
 
-    async fn read_message(s: &mut TcpStream, typed: bool) -> Option<(u8, Vec<u8>)> {
-        let mut head = vec![0u8; if typed { 5 } else { 4 }];
-        s.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len.checked_sub(4)?];
-        s.read_exact(&mut body).await.ok()?;
-        Some((if typed { head[0] } else { 0 }, body))
-    }
+    use super::super::inventory::tests::read_message;
 
     async fn serve(mut s: TcpStream, seen: Arc<Mutex<Seen>>, mode: Mode) {
         let rec = recorded();

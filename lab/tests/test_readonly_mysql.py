@@ -92,17 +92,21 @@ def test_full_scan_is_read_only_and_inventories_the_manifest(manifest, lab_servi
 
 
 @pytest.mark.parametrize("name", ["mariadb-root-nopass"])
-def test_catalogue_counts_are_marked_estimated(name, manifest, lab_services):
-    """Without --full, InnoDB's TABLE_ROWS is an estimate (off by up to ~10 % here) and says so."""
+def test_default_mode_counts_small_tables_exactly(name, manifest, lab_services):
+    """Without --full, InnoDB's TABLE_ROWS is only an estimate (7,923 for 10,000 rows in one CI
+    run): tables estimated at up to a million rows are counted with COUNT(*) instead, read-only.
+    Bigger tables keep the marked estimate; that path is unit-tested in the inventory module."""
     svc = lab_services[name]
     before = global_status(svc)
     _, report = leakscope_scan(f"{svc.address}:{svc.port}", "--try-defaults")
-    assert writes(global_status(svc)) == writes(before)
+    after = global_status(svc)
+    assert writes(after) == writes(before)
+    assert after["Com_select"] > before["Com_select"]
     [service] = report["services"]
     containers = {c["name"]: c for c in service["containers"]}
     want = next(m for m in manifest["services"] if m["name"] == name)
+    assert max(c["records"] for c in want["containers"]) <= 1_000_000, "the lab is small"
     for c in want["containers"]:
         g = containers[c["name"]]
-        assert g["records_estimated"], g
-        assert abs(g["records"] - c["records"]) <= 0.2 * c["records"], (g["records"], c["records"])
+        assert (g["records"], g["records_estimated"]) == (c["records"], False), g
         assert g["sampled"] > 0

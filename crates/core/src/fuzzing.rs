@@ -15,7 +15,7 @@ pub mod scope {
 
 /// Flattening of sampled records (JSON from stores: documents, Redis values, text columns).
 pub mod flatten {
-    pub use crate::inventory::flatten::{flatten_json, flatten_row, truncate};
+    pub use crate::inventory::flatten::{flatten_json, flatten_row, truncate, Flat};
 }
 
 /// RESP frames and the Redis text replies inside them.

@@ -9,7 +9,7 @@
 //!
 //! Files are streamed, never held in memory: a reader cuts each file into chunks of whole
 //! lines ([`CHUNK`] bytes), workers parse and flatten the lines of a chunk with the inventory's
-//! flattener ([`flatten_json`]) and classify them into a [`Stream`] per chunk, and the streams
+//! flattener ([`Flat`], straight from the text into reused buffers) and classify them into a [`Stream`] per chunk, and the streams
 //! of a file are merged in chunk order, so the result does not depend on the thread count.
 //! Memory is bounded by the chunks in flight (two per worker) and per field a few counters and
 //! example values. A line longer than [`FileOptions::max_line`] is skipped and counted, as is
@@ -29,7 +29,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{Classifier, Stream, VALUE_CAP};
-use crate::inventory::flatten_json;
+use crate::inventory::flatten::Flat;
 use crate::model::Container;
 
 /// Schema id of [`ClassifyReport`].
@@ -262,6 +262,7 @@ fn classify_chunk<'c>(
     }
     let (mut lines, mut bad) = (0u64, 0u64);
     let mut errors = Vec::new();
+    let mut flat = Flat::new(VALUE_CAP);
     for (k, line) in chunk.data.split(|&b| b == b'\n').enumerate() {
         let line = line.trim_ascii();
         if line.is_empty() {
@@ -269,11 +270,8 @@ fn classify_chunk<'c>(
         }
         lines += 1;
         let ord = chunk.first_line + k as u64;
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(v) => {
-                let rec = flatten_json(&v, VALUE_CAP);
-                stream.record(ord, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
-            }
+        match flat.json_slice(line) {
+            Ok(()) => stream.record(ord, flat.pairs()),
             Err(e) => {
                 bad += 1;
                 if errors.len() < MAX_ERRORS {

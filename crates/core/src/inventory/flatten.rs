@@ -6,87 +6,162 @@
 //! to a byte cap on a character boundary; depth and item counts are capped so a hostile document
 //! costs bounded work.
 
+use std::fmt::Write as _;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-/// One flattened record: (path, value) in document order (serde_json keeps key order here). Repeated paths are array elements.
+/// One flattened record: (path, value) in document order. Repeated paths are array elements.
 pub type Record = Vec<(String, String)>;
 
 /// Deepest nesting followed (deeper values are dropped).
 const MAX_DEPTH: usize = 16;
 /// Most pairs taken from one record.
 const MAX_PAIRS: usize = 2000;
+/// Longest string parsed as embedded JSON.
+const MAX_EMBEDDED: usize = 1 << 20;
 
 /// Truncates `s` to at most `cap` bytes on a character boundary.
 pub fn truncate(s: &str, cap: usize) -> String {
+    s[..cut(s, cap)].to_string()
+}
+
+/// The byte length of `s` truncated to at most `cap` bytes on a character boundary.
+fn cut(s: &str, cap: usize) -> usize {
     if s.len() <= cap {
-        return s.to_string();
+        return s.len();
     }
     let mut end = cap;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    end
 }
 
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-/// Parses a string that looks like a JSON object or array; None otherwise.
-fn embedded_json(s: &str) -> Option<Value> {
+/// Whether a string may hold a JSON object or array worth parsing.
+fn looks_embedded(s: &str) -> bool {
     let t = s.trim_start();
-    if !(t.starts_with('{') || t.starts_with('[')) || s.len() > 1 << 20 {
-        return None;
-    }
-    serde_json::from_str::<Value>(s)
-        .ok()
-        .filter(|v| v.is_object() || v.is_array())
+    (t.starts_with('{') || t.starts_with('[')) && s.len() <= MAX_EMBEDDED
 }
 
-fn walk(v: &Value, path: &str, depth: usize, cap: usize, out: &mut Record) {
-    if out.len() >= MAX_PAIRS || depth > MAX_DEPTH {
-        return;
+/// One record flattened into reusable buffers: parsing a JSON line straight into `(path,
+/// value)` pairs, with no document tree and, once the buffers have grown, no allocation per
+/// record. This is the one flattener: [`flatten_json`] and [`flatten_row`] run it too.
+///
+/// Each pair's path and value sit side by side in one text arena; the walk keeps the current
+/// path in a buffer it extends and cuts back as it enters and leaves objects and arrays.
+#[derive(Debug, Default)]
+pub struct Flat {
+    cap: usize,
+    path: String,
+    text: String,
+    /// Per pair: start of the path, end of the path (= start of the value), end of the value.
+    pairs: Vec<[usize; 3]>,
+}
+
+impl Flat {
+    /// Empty buffers; values will be truncated to `value_cap` bytes.
+    pub fn new(value_cap: usize) -> Flat {
+        Flat {
+            cap: value_cap,
+            ..Flat::default()
+        }
     }
-    match v {
-        Value::Null => {}
-        Value::Bool(b) => out.push((path.to_string(), b.to_string())),
-        Value::Number(n) => out.push((path.to_string(), n.to_string())),
-        Value::String(s) => match embedded_json(s) {
-            Some(inner) => walk(&inner, path, depth + 1, cap, out),
-            None => out.push((path.to_string(), truncate(s, cap))),
-        },
-        Value::Array(items) => {
-            let p = format!("{path}[]");
-            for item in items {
-                walk(item, &p, depth + 1, cap, out);
-            }
+
+    /// Forgets the pairs (keeps the buffers).
+    pub fn clear(&mut self) {
+        self.path.clear();
+        self.text.clear();
+        self.pairs.clear();
+    }
+
+    /// The pairs, in document order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.pairs
+            .iter()
+            .map(|&[a, b, c]| (&self.text[a..b], &self.text[b..c]))
+    }
+
+    /// The pairs as an owned record.
+    pub fn to_record(&self) -> Record {
+        self.pairs()
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Flattens one JSON document from text, replacing what was here. On a parse error no
+    /// pairs are left (a bad line has no fields).
+    pub fn json_slice(&mut self, text: &[u8]) -> Result<(), serde_json::Error> {
+        self.clear();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let r = Root(self).deserialize(&mut de).and_then(|()| de.end());
+        if r.is_err() {
+            self.clear();
         }
-        Value::Object(map) => {
-            for (k, item) in map {
-                walk(item, &join(path, k), depth + 1, cap, out);
-            }
+        r
+    }
+
+    /// Flattens one parsed document, replacing what was here.
+    pub fn json_value(&mut self, v: &Value) {
+        self.clear();
+        // A `Value` is always well-formed: the walk cannot fail.
+        let _ = Root(self).deserialize(v);
+    }
+
+    /// Adds a column's value under its name; text holding a JSON object or array is expanded
+    /// under the name.
+    pub fn column(&mut self, name: &str, value: &str) {
+        self.path.clear();
+        self.path.push_str(name);
+        self.string(value, 0);
+    }
+
+    fn full(&self) -> bool {
+        self.pairs.len() >= MAX_PAIRS
+    }
+
+    /// Adds a pair at the current path; `write` appends the value.
+    fn push(&mut self, write: impl FnOnce(&mut String)) {
+        if self.full() {
+            return;
         }
+        let a = self.text.len();
+        self.text.push_str(&self.path);
+        let b = self.text.len();
+        write(&mut self.text);
+        self.pairs.push([a, b, self.text.len()]);
+    }
+
+    /// A string at the current path and `depth`: JSON inside it is parsed one level deeper;
+    /// otherwise it is a value, truncated.
+    fn string(&mut self, s: &str, depth: usize) {
+        if looks_embedded(s) {
+            let mark = (self.text.len(), self.pairs.len());
+            let mut de = serde_json::Deserializer::from_str(s);
+            let ok = Walk {
+                f: self,
+                depth: depth + 1,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .is_ok();
+            if ok {
+                return;
+            }
+            // Not JSON after all: what the attempt added goes, the text is the value.
+            self.text.truncate(mark.0);
+            self.pairs.truncate(mark.1);
+        }
+        let cap = self.cap;
+        self.push(|t| t.push_str(&s[..cut(s, cap)]));
     }
 }
 
 /// Flattens one JSON document (or scalar, under the path `value`).
 pub fn flatten_json(v: &Value, value_cap: usize) -> Record {
-    let mut out = Vec::new();
-    match v {
-        Value::Object(_) | Value::Array(_) => walk(v, "", 0, value_cap, &mut out),
-        // A whole value that is JSON text (a Redis string, a memcached item) is the document.
-        Value::String(s) => match embedded_json(s) {
-            Some(inner) => walk(&inner, "", 1, value_cap, &mut out),
-            None => walk(v, "value", 0, value_cap, &mut out),
-        },
-        _ => walk(v, "value", 0, value_cap, &mut out),
-    }
-    // A top-level array flattens to paths starting with `[]`, as the manifest names them.
-    out
+    let mut f = Flat::new(value_cap);
+    f.json_value(v);
+    f.to_record()
 }
 
 /// Flattens a flat row of named columns; text columns holding JSON are expanded under the
@@ -95,15 +170,224 @@ pub fn flatten_row<'a>(
     cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     value_cap: usize,
 ) -> Record {
-    let mut out = Vec::new();
+    let mut f = Flat::new(value_cap);
     for (name, value) in cols {
-        let Some(value) = value else { continue };
-        match embedded_json(value) {
-            Some(inner) => walk(&inner, name, 1, value_cap, &mut out),
-            None => out.push((name.to_string(), truncate(value, value_cap))),
+        if let Some(value) = value {
+            f.column(name, value);
         }
     }
-    out
+    f.to_record()
+}
+
+/// The document itself: an object or array is walked from the empty path; a string holding
+/// JSON (a Redis string, a memcached item) is that document; any other scalar is the pair
+/// `value`. A top-level array flattens to paths starting with `[]`, as the manifest names them.
+struct Root<'f>(&'f mut Flat);
+
+impl<'de> DeserializeSeed<'de> for Root<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_map(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_seq(seq)
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        let f = self.0;
+        if looks_embedded(s) {
+            let mut de = serde_json::Deserializer::from_str(s);
+            if (Walk { f, depth: 1 })
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+                .is_ok()
+            {
+                return Ok(());
+            }
+            f.clear();
+        }
+        f.path.push_str("value");
+        f.string(s, 0);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
+        self.0.path.push_str("value");
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_bool(b)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
+        self.0.path.push_str("value");
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_u64(n)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
+        self.0.path.push_str("value");
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_i64(n)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
+        self.0.path.push_str("value");
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+        .visit_f64(x)
+    }
+}
+
+/// A value at the flattener's current path, `depth` levels down. Values past [`MAX_DEPTH`] or
+/// [`MAX_PAIRS`] are still read (the parser must get past them) but dropped unlooked-at.
+struct Walk<'f> {
+    f: &'f mut Flat,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.depth > MAX_DEPTH || self.f.full() {
+            d.deserialize_ignored_any(IgnoredAny).map(|_| ())
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+/// An object key: appended to the path.
+struct Key<'f>(&'f mut String);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, k: &str) -> Result<(), E> {
+        if !self.0.is_empty() {
+            self.0.push('.');
+        }
+        self.0.push_str(k);
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let base = self.f.path.len();
+        while map.next_key_seed(Key(&mut self.f.path))?.is_some() {
+            map.next_value_seed(Walk {
+                f: &mut *self.f,
+                depth: self.depth + 1,
+            })?;
+            self.f.path.truncate(base);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let base = self.f.path.len();
+        self.f.path.push_str("[]");
+        while seq
+            .next_element_seed(Walk {
+                f: &mut *self.f,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
+        self.f.path.truncate(base);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.f.string(s, self.depth);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
+        self.f
+            .push(|t| t.push_str(if b { "true" } else { "false" }));
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
+        self.f.push(|t| {
+            let _ = write!(t, "{n}");
+        });
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
+        self.f.push(|t| {
+            let _ = write!(t, "{n}");
+        });
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
+        // As serde_json prints a number, so a value reads the same from text or from a tree.
+        if let Some(n) = serde_json::Number::from_f64(x) {
+            self.f.push(|t| {
+                let _ = write!(t, "{n}");
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +446,54 @@ mod tests {
         assert_eq!(truncate("héllo", 3), "hé");
         let r = flatten_json(&json!({"k": "x".repeat(1000)}), 10);
         assert_eq!(r[0].1.len(), 10);
+    }
+
+    #[test]
+    fn text_and_tree_flatten_alike() {
+        let docs = [
+            r#"{"a":1,"b":-2,"c":1.5e-7,"d":true,"e":null,"f":"x\"y\u00e9","g":[[1,2],{"h":"i"}],"k":{"l":{"m":"n"}}}"#,
+            r#"{"s":"{\"u\":{\"e\":\"x@y.z\"}}","t":"[not json","v":" [1, {\"w\": 2}]"}"#,
+            r#"[{"a":1},{"a":2}]"#,
+            r#""{\"a\":[1]}""#,
+            r#""plain""#,
+            "12.0",
+            "false",
+            "null",
+            r#"{"\u0061b":{"":3}}"#,
+        ];
+        let mut f = Flat::new(4);
+        for d in docs {
+            let tree: Value = serde_json::from_str(d).unwrap();
+            f.json_slice(d.as_bytes()).unwrap();
+            assert_eq!(f.to_record(), flatten_json(&tree, 4), "{d}");
+        }
+        // The buffers are reused: a second document leaves nothing of the first.
+        f.json_slice(br#"{"z":"1"}"#).unwrap();
+        assert_eq!(f.pairs().collect::<Vec<_>>(), vec![("z", "1")]);
+    }
+
+    #[test]
+    fn a_bad_line_leaves_no_pairs() {
+        let mut f = Flat::new(64);
+        for bad in [
+            &br#"{"a":"b","c":"#[..],
+            b"{\"a\":1} trailing",
+            b"\xff",
+            b"",
+        ] {
+            assert!(f.json_slice(bad).is_err());
+            assert_eq!(f.pairs().count(), 0);
+        }
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        f.json_slice(deep.as_bytes()).unwrap();
+        assert_eq!(
+            f.pairs().count(),
+            0,
+            "deeper than MAX_DEPTH is read past, not kept"
+        );
+        let wide = format!("[{}]", vec!["7"; 5000].join(","));
+        f.json_slice(wide.as_bytes()).unwrap();
+        assert_eq!(f.pairs().count(), MAX_PAIRS);
     }
 
     #[test]

@@ -104,7 +104,7 @@ use crate::inventory::Holding;
 use crate::model::Field;
 use matcher::{hit, phrase_level, Matcher, WordBits};
 use rules::{Context, Rule, RuleSet};
-use shape::{Pre, Shape};
+use shape::{PreTable, Shape};
 use words::WordSet;
 
 /// Confidence at which a category is assigned to a field.
@@ -139,8 +139,8 @@ pub struct Classifier {
     matcher: Matcher,
     /// Whether some rule's context refers to sibling categories (needs a second pass).
     uses_siblings: bool,
-    /// Per detector: its prefilter, and whether it is costly.
-    pres: Vec<Pre>,
+    /// Every detector's prefilter; per detector whether it is costly.
+    pre: PreTable,
     costly: Vec<bool>,
 }
 
@@ -195,8 +195,10 @@ struct RuleEv {
 #[derive(Debug, Clone)]
 struct Plan {
     rules: Vec<RuleEv>,
-    /// Detectors worth running on this field's values (indices, ascending).
+    /// Detectors worth running on this field's values (indices, ascending) ...
     dets: Vec<usize>,
+    /// ... and the same as a set (bit `i` = detector `i`).
+    bits: u128,
 }
 
 /// One planned detector's tally over a field's values.
@@ -315,13 +317,13 @@ impl Classifier {
             .iter()
             .any(|r| r.context.iter().any(|c| matches!(c, Context::Sibling(_))));
         let matcher = Matcher::new(&set);
-        let pres = set.detectors.iter().map(|d| d.prefilter()).collect();
+        let pre = PreTable::new(set.detectors.iter().map(|d| d.prefilter()).collect());
         let costly = set.detectors.iter().map(|d| d.costly()).collect();
         Ok(Classifier {
             set,
             matcher,
             uses_siblings,
-            pres,
+            pre,
             costly,
         })
     }
@@ -528,8 +530,9 @@ impl Classifier {
                 schema,
             });
         }
-        let dets = (0..wanted.len()).filter(|&i| wanted[i]).collect();
-        Plan { rules, dets }
+        let dets: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
+        let bits = dets.iter().fold(0, |set, &i| set | 1u128 << i);
+        Plan { rules, dets, bits }
     }
 
     /// Runs a field's planned detectors on one prepared value.
@@ -538,10 +541,13 @@ impl Classifier {
         f.seen += 1;
         f.bytes += v.len() as u64;
         let shape = Shape::of(v);
-        for (k, &di) in f.plan.dets.iter().enumerate() {
-            if !self.pres[di].admits(&shape) {
-                continue;
-            }
+        let mut admitted = self.pre.admitted(&shape, f.plan.bits);
+        while admitted != 0 {
+            let di = admitted.trailing_zeros() as usize;
+            admitted &= admitted - 1;
+            // Tallies follow the plan's ascending detector order: the slot of `di` is the
+            // number of planned detectors below it.
+            let k = (f.plan.bits & ((1u128 << di) - 1)).count_ones() as usize;
             let t = &mut f.tallies[k];
             if self.costly[di] {
                 t.admitted += 1;

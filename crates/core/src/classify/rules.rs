@@ -44,6 +44,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::detect::{self, Detector};
+use super::shape;
 use super::words::{fold, split_words};
 
 /// The stable category ids of the taxonomy in PRODUCT.md.
@@ -376,6 +377,12 @@ pub fn compile(text: &str) -> Result<RuleSet, RulesError> {
             let d = detect::compile(&did, t).map_err(derr)?;
             let index = match detectors.iter().position(|x| *x == d) {
                 Some(i) => i,
+                None if detectors.len() == shape::MAX_DETECTORS => {
+                    return Err(derr(format!(
+                        "a rules file may use at most {} distinct detectors",
+                        shape::MAX_DETECTORS
+                    )))
+                }
                 None => {
                     detectors.push(d);
                     detectors.len() - 1

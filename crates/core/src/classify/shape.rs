@@ -14,6 +14,9 @@
 //! check this on every rule's test values, on the detectors' own examples and on random
 //! strings built from the characters the detectors care about.
 //!
+//! [`PreTable`] evaluates every detector's `Pre` at once: a value costs a few table lookups and
+//! one per byte class present, whatever the number of detectors planned for its field.
+//!
 //! Values reach the prefilter trimmed and non-empty (see `gather` in the module above); the
 //! conditions rely on that.
 
@@ -184,6 +187,99 @@ impl Pre {
             && s.mask & !self.allowed == 0
             && self.need.iter().all(|g| s.mask & g != 0)
             && self.first.has(s.first)
+    }
+}
+
+/// Most detectors one rule set may use: [`PreTable`] keeps a set of detectors in a `u128`.
+pub const MAX_DETECTORS: usize = 128;
+/// Lengths up to this are looked up; longer values (rare) compare each detector's range.
+const LEN_TABLE: usize = 512;
+
+/// All detectors' prefilters as bit sets (bit `i` = detector `i`), so that the detectors a
+/// value can match come from three lookups and an AND, not a loop over the detectors.
+/// [`PreTable::admitted`] is exactly the set of detectors whose [`Pre::admits`] holds.
+#[derive(Debug, Clone)]
+pub struct PreTable {
+    pres: Vec<Pre>,
+    /// By first byte: the detectors that may start with it.
+    first: Box<[u128; 256]>,
+    /// By length up to [`LEN_TABLE`]: the detectors whose length range holds it.
+    len: Vec<u128>,
+    /// By class bit: the detectors that do not allow the class.
+    forbid: [u128; 64],
+    /// Detectors with groups of classes of which a value needs one.
+    needy: u128,
+}
+
+impl PreTable {
+    /// The table of these prefilters (at most [`MAX_DETECTORS`]).
+    pub fn new(pres: Vec<Pre>) -> PreTable {
+        assert!(pres.len() <= MAX_DETECTORS, "{} detectors", pres.len());
+        let mut first = Box::new([0u128; 256]);
+        let mut len = vec![0u128; LEN_TABLE + 1];
+        let mut forbid = [0u128; 64];
+        let mut needy = 0;
+        for (i, p) in pres.iter().enumerate() {
+            let bit = 1u128 << i;
+            for (b, set) in first.iter_mut().enumerate() {
+                if p.first.has(b as u8) {
+                    *set |= bit;
+                }
+            }
+            for (l, set) in len.iter_mut().enumerate() {
+                if (p.min_len..=p.max_len).contains(&l) {
+                    *set |= bit;
+                }
+            }
+            for (c, set) in forbid.iter_mut().enumerate() {
+                if p.allowed & (1u64 << c) == 0 {
+                    *set |= bit;
+                }
+            }
+            if !p.need.is_empty() {
+                needy |= bit;
+            }
+        }
+        PreTable {
+            pres,
+            first,
+            len,
+            forbid,
+            needy,
+        }
+    }
+
+    /// The detectors among `within` that a value of this shape can pass.
+    #[inline]
+    pub fn admitted(&self, s: &Shape, within: u128) -> u128 {
+        let by_len = match self.len.get(s.len) {
+            Some(&set) => set,
+            None => self.long(s.len),
+        };
+        let mut out = within & self.first[s.first as usize] & by_len;
+        let mut classes = s.mask;
+        while classes != 0 && out != 0 {
+            out &= !self.forbid[classes.trailing_zeros() as usize];
+            classes &= classes - 1;
+        }
+        let mut needy = out & self.needy;
+        while needy != 0 {
+            let i = needy.trailing_zeros() as usize;
+            if !self.pres[i].need.iter().all(|g| s.mask & g != 0) {
+                out &= !(1u128 << i);
+            }
+            needy &= needy - 1;
+        }
+        out
+    }
+
+    #[cold]
+    fn long(&self, len: usize) -> u128 {
+        self.pres
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| (p.min_len..=p.max_len).contains(&len))
+            .fold(0, |set, (i, _)| set | 1u128 << i)
     }
 }
 
@@ -412,6 +508,30 @@ mod tests {
             })
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn the_table_admits_exactly_what_each_prefilter_admits() {
+        let c = Classifier::builtin();
+        let pres: Vec<Pre> = c.set.detectors.iter().map(Detector::prefilter).collect();
+        let table = PreTable::new(pres.clone());
+        let mut values = random_values(50_000);
+        values.push("x".repeat(LEN_TABLE + 1));
+        values.push(format!("-----BEGIN PRIVATE KEY-----{}", "A".repeat(2000)));
+        for v in &values {
+            let shape = Shape::of(v);
+            let want = pres
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.admits(&shape))
+                .fold(0u128, |set, (i, _)| set | 1 << i);
+            assert_eq!(table.admitted(&shape, u128::MAX), want, "{v:?}");
+            assert_eq!(
+                table.admitted(&shape, want & 0b1010),
+                want & 0b1010,
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

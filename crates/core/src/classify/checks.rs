@@ -320,10 +320,17 @@ pub fn us_ssn(s: &str) -> bool {
     area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
+/// Longest written DNI/NIE: nine characters and three separators.
+pub const ES_DNI_MAX_LEN: usize = 12;
+
 /// A Spanish DNI (8 digits and a letter) or NIE (X/Y/Z, 7 digits, letter) with the right
 /// mod-23 letter.
 pub fn es_dni(s: &str) -> bool {
     const LETTERS: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    // Written with at most three separators (`X-1234567-L`, `12345678 - Z`).
+    if s.len() > ES_DNI_MAX_LEN {
+        return false;
+    }
     let Some(b) = packed::<9>(s, b"- ") else {
         return false;
     };
@@ -440,6 +447,11 @@ mod tests {
         assert!(es_dni("12345678Z"));
         assert!(es_dni("X1234567L"));
         assert!(!es_dni("12345678A"));
+        assert!(es_dni("X-1234567-L") && es_dni("12345678 - Z"));
+        assert!(
+            !es_dni("1 2 3 4 5 6 7 8 Z"),
+            "spread out: not how a DNI is written"
+        );
         assert!(fr_nir("1 85 05 78 006 084 91"));
         assert!(!fr_nir("1 85 05 78 006 084 92"));
         assert!(uk_nino("AB 12 34 56 C"));

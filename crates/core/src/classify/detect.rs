@@ -1005,7 +1005,9 @@ pub fn jwt_alg(v: &str) -> Option<String> {
 }
 
 fn pem_private_key(v: &str) -> bool {
-    let Some(i) = memchr::memmem::find(v.as_bytes(), b"-----BEGIN ") else {
+    // At each dash rather than a substring search: most values that get here hold few dashes.
+    let b = v.as_bytes();
+    let Some(i) = memchr::memchr_iter(b'-', b).find(|&i| b[i..].starts_with(b"-----BEGIN ")) else {
         return v.starts_with("PuTTY-User-Key-File-");
     };
     let rest = &v[i + 11..];

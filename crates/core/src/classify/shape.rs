@@ -322,7 +322,10 @@ impl Detector {
             Detector::Iban => Pre::new(15, 42, ALNUM | SPACE).need(DIGIT).first(letters()),
             Detector::CodiceFiscale => Pre::new(16, 16, ALNUM).first(letters()),
             Detector::UsSsn => Pre::new(9, 11, DIGIT | SPACE | p(b'-')).first(DIGITS),
-            Detector::EsDni => Pre::new(9, n, ALNUM | SPACE | p(b'-')).need(DIGIT),
+            // Eight digits or X/Y/Z and seven, then the control letter.
+            Detector::EsDni => Pre::new(9, super::checks::ES_DNI_MAX_LEN, ALNUM | SPACE | p(b'-'))
+                .need(DIGIT)
+                .need(LETTER),
             Detector::FrNir => {
                 Pre::new(15, n, DIGIT | SPACE | UPPER_HEX | LOWER_HEX).first([b'1', b'2'])
             }
@@ -338,7 +341,8 @@ impl Detector {
             Detector::GeoCoord { .. } => Pre::new(4, n, HEX | ps(b".-+")).need(DIGIT).need(p(b'.')),
             Detector::Date { .. } => Pre::new(8, 35, ANY).need(ps(b"-/.")).first(DIGITS),
             Detector::Jwt => Pre::new(20, n, ANY).need(p(b'.')).first([b'e']),
-            Detector::PemPrivateKey => Pre::new(16, n, ANY).need(p(b'-')),
+            // `-----BEGIN ` (G, I, N) or `PuTTY-User-Key-File-` (P, T, Y, U, K).
+            Detector::PemPrivateKey => Pre::new(16, n, ANY).need(p(b'-')).need(UPPER_OTHER),
             Detector::Prefixed {
                 prefixes,
                 charset,

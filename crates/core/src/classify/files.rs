@@ -239,6 +239,12 @@ impl<R: BufRead> Chunker<R> {
     }
 }
 
+/// One line of a chunk: text when the whole chunk is UTF-8, else bytes.
+enum Line<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
 /// What one chunk gave.
 struct ChunkResult<'c> {
     file: usize,
@@ -263,14 +269,24 @@ fn classify_chunk<'c>(
     let (mut lines, mut bad) = (0u64, 0u64);
     let mut errors = Vec::new();
     let mut flat = Flat::new(VALUE_CAP);
-    for (k, line) in chunk.data.split(|&b| b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
+    // One UTF-8 check for the whole chunk (the usual case) spares the parser one per string;
+    // a chunk with invalid bytes is parsed line by line from bytes, its bad lines counted.
+    let text = std::str::from_utf8(&chunk.data).ok();
+    let text_lines = text.into_iter().flat_map(|t| t.split('\n').map(Line::Text));
+    let byte_lines = text
+        .is_none()
+        .then(|| chunk.data.split(|&b| b == b'\n').map(Line::Bytes))
+        .into_iter()
+        .flatten();
+    for (k, line) in text_lines.chain(byte_lines).enumerate() {
+        let parsed = match line {
+            Line::Text(l) if !l.trim_ascii().is_empty() => flat.json_str(l.trim_ascii()),
+            Line::Bytes(l) if !l.trim_ascii().is_empty() => flat.json_slice(l.trim_ascii()),
+            _ => continue,
+        };
         lines += 1;
         let ord = chunk.first_line + k as u64;
-        match flat.json_slice(line) {
+        match parsed {
             Ok(()) => stream.record(ord, flat.pairs()),
             Err(e) => {
                 bad += 1;
@@ -555,7 +571,12 @@ mod tests {
                 text.push_str("{not json\n");
             }
         }
-        std::fs::write(&path, &text).unwrap();
+        // A line with bytes that are not UTF-8 makes its chunk parsed line by line: it is
+        // counted bad, its neighbours still classified.
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"{\"e_mail\":\"\xff\"}\n");
+        bytes.extend_from_slice(b"{\"e_mail\":\"letzte@beispiel.de\"}\n");
+        std::fs::write(&path, &bytes).unwrap();
         for threads in [1, 2] {
             let r = classify_files(
                 Classifier::builtin(),
@@ -568,16 +589,17 @@ mod tests {
             .unwrap();
             let f = &r.files[0];
             assert_eq!(f.container.name, "crm.kunden");
-            assert_eq!((f.lines, f.bad_lines), (3001, 1));
-            assert_eq!(f.errors.len(), 1);
+            assert_eq!((f.lines, f.bad_lines), (3003, 2));
+            assert_eq!(f.errors.len(), 2);
             assert!(
-                f.errors[0].starts_with("line 12: not JSON"),
+                f.errors[0].starts_with("line 12: not JSON")
+                    && f.errors[1].starts_with("line 3002: not JSON"),
                 "{:?}",
                 f.errors
             );
             assert_eq!(f.container.categories, ["identity.email"]);
             let email = &f.container.fields[0];
-            assert_eq!((email.seen, email.matched), (3000, 3000));
+            assert_eq!((email.seen, email.matched), (3001, 3001));
             assert_eq!(email.examples, ["k•••@b•••.de"; 3]);
             let json = serde_json::to_string(&r).unwrap();
             assert!(!json.contains("kunde0@"), "no raw value in the output");

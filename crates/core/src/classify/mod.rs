@@ -201,6 +201,13 @@ struct Plan {
     bits: u128,
 }
 
+/// The tally of planned detector `di` in a plan's set `bits`: tallies follow the plan's
+/// ascending detector order, so it is the number of planned detectors below `di`.
+#[inline]
+fn slot_of(bits: u128, di: usize) -> usize {
+    (bits & ((1u128 << di) - 1)).count_ones() as usize
+}
+
 /// One planned detector's tally over a field's values.
 #[derive(Debug, Clone, Default)]
 struct Tally {
@@ -249,6 +256,20 @@ struct FieldState {
     seen: u64,
     bytes: u64,
     tallies: Vec<Tally>,
+}
+
+impl FieldState {
+    fn new(path: String, schema: Option<String>, plan: Plan) -> FieldState {
+        let n = plan.dets.len();
+        FieldState {
+            path,
+            schema,
+            plan,
+            seen: 0,
+            bytes: 0,
+            tallies: vec![Tally::default(); n],
+        }
+    }
 }
 
 /// The outcome of one detector on one field.
@@ -545,10 +566,7 @@ impl Classifier {
         while admitted != 0 {
             let di = admitted.trailing_zeros() as usize;
             admitted &= admitted - 1;
-            // Tallies follow the plan's ascending detector order: the slot of `di` is the
-            // number of planned detectors below it.
-            let k = (f.plan.bits & ((1u128 << di) - 1)).count_ones() as usize;
-            let t = &mut f.tallies[k];
+            let t = &mut f.tallies[slot_of(f.plan.bits, di)];
             if self.costly[di] {
                 t.admitted += 1;
                 if budget.is_some_and(|floor| {
@@ -764,15 +782,8 @@ impl<'c> Stream<'c> {
                 let plan = self
                     .classifier
                     .plan(path, schema.as_deref(), &self.container);
-                let n = plan.dets.len();
-                self.fields.push(FieldState {
-                    path: path.to_string(),
-                    schema,
-                    plan,
-                    seen: 0,
-                    bytes: 0,
-                    tallies: vec![Tally::default(); n],
-                });
+                self.fields
+                    .push(FieldState::new(path.to_string(), schema, plan));
                 self.index.insert(path.to_string(), self.fields.len() - 1);
                 self.fields.len() - 1
             }
@@ -849,16 +860,8 @@ impl<'c> Stream<'c> {
                 Some(&i) => self.fields[i].schema = Some(ty),
                 None => {
                     let plan = c.plan(&path, Some(&ty), &self.container);
-                    let n = plan.dets.len();
                     self.index.insert(path.clone(), self.fields.len());
-                    self.fields.push(FieldState {
-                        path,
-                        schema: Some(ty),
-                        plan,
-                        seen: 0,
-                        bytes: 0,
-                        tallies: vec![Tally::default(); n],
-                    });
+                    self.fields.push(FieldState::new(path, Some(ty), plan));
                 }
             }
         }

@@ -325,7 +325,8 @@ impl Detector {
             // Eight digits or X/Y/Z and seven, then the control letter.
             Detector::EsDni => Pre::new(9, super::checks::ES_DNI_MAX_LEN, ALNUM | SPACE | p(b'-'))
                 .need(DIGIT)
-                .need(LETTER),
+                .need(LETTER)
+                .first(DIGITS.chain(*b"XYZxyz-")),
             Detector::FrNir => {
                 Pre::new(15, n, DIGIT | SPACE | UPPER_HEX | LOWER_HEX).first([b'1', b'2'])
             }
@@ -341,8 +342,12 @@ impl Detector {
             Detector::GeoCoord { .. } => Pre::new(4, n, HEX | ps(b".-+")).need(DIGIT).need(p(b'.')),
             Detector::Date { .. } => Pre::new(8, 35, ANY).need(ps(b"-/.")).first(DIGITS),
             Detector::Jwt => Pre::new(20, n, ANY).need(p(b'.')).first([b'e']),
-            // `-----BEGIN ` (G, I, N) or `PuTTY-User-Key-File-` (P, T, Y, U, K).
-            Detector::PemPrivateKey => Pre::new(16, n, ANY).need(p(b'-')).need(UPPER_OTHER),
+            // `-----BEGIN ` (G, I, N) or `PuTTY-User-Key-File-N: ` (P, T, Y, U, K), each with a
+            // space.
+            Detector::PemPrivateKey => Pre::new(16, n, ANY)
+                .need(p(b'-'))
+                .need(UPPER_OTHER)
+                .need(SPACE),
             Detector::Prefixed {
                 prefixes,
                 charset,
@@ -484,6 +489,9 @@ mod tests {
             "AKIA",
             "-----BEGIN ",
             "PRIVATE KEY-----",
+            "PuTTY-User-Key-File-2: ",
+            "X",
+            "Y",
             "POINT",
             "00",
             "+39 ",

@@ -197,6 +197,17 @@ pub fn flatten_row<'a>(
 /// `value`. A top-level array flattens to paths starting with `[]`, as the manifest names them.
 struct Root<'f>(&'f mut Flat);
 
+impl<'f> Root<'f> {
+    /// A scalar document is the pair `value`.
+    fn scalar(self) -> Walk<'f> {
+        self.0.path.push_str("value");
+        Walk {
+            f: self.0,
+            depth: 0,
+        }
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for Root<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -250,39 +261,19 @@ impl<'de> Visitor<'de> for Root<'_> {
     }
 
     fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
-        self.0.path.push_str("value");
-        Walk {
-            f: self.0,
-            depth: 0,
-        }
-        .visit_bool(b)
+        self.scalar().visit_bool(b)
     }
 
     fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
-        self.0.path.push_str("value");
-        Walk {
-            f: self.0,
-            depth: 0,
-        }
-        .visit_u64(n)
+        self.scalar().visit_u64(n)
     }
 
     fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
-        self.0.path.push_str("value");
-        Walk {
-            f: self.0,
-            depth: 0,
-        }
-        .visit_i64(n)
+        self.scalar().visit_i64(n)
     }
 
     fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
-        self.0.path.push_str("value");
-        Walk {
-            f: self.0,
-            depth: 0,
-        }
-        .visit_f64(x)
+        self.scalar().visit_f64(x)
     }
 }
 

@@ -15,8 +15,9 @@
 //!    dives, off by 20 % and more on a freshly loaded table; MySQL 8 also caches it for a day),
 //!    so InnoDB tables are counted with `SELECT COUNT(*)` (one index walk inside the server,
 //!    nothing buffered here) when the estimate is at most [`CHEAP_COUNT`] rows or `--full`
-//!    asks for every count, and are `records_exact = false` otherwise. The stored tables of `mysql` and `sys` (accounts, grants) are
-//!    listed as system and neither counted nor sampled; `information_schema`,
+//!    asks for every count, and are `records_exact = false` otherwise. The stored tables of
+//!    `mysql` and `sys` (accounts, grants) are listed as system and neither counted nor
+//!    sampled; `information_schema`,
 //!    `performance_schema` and the views of `mysql`/`sys` are the server's views of its own
 //!    state, not stored data, and are only counted in a note.
 //! 2. `information_schema.COLUMNS`: column names and types of user tables → `Holding::schema`.
@@ -787,8 +788,8 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
         Err(e) => inv.notes.push(format!("reading column types failed: {e}")),
     }
 
-    // 3. Per table: samples, then exact counts (cheap ones, or all with --full). One table failing never stops the
-    // others.
+    // 3. Per table: samples, then exact counts (cheap ones, or all with --full). One table
+    // failing never stops the others.
     let mut rng = Rng::new();
     let mut reopened = 0;
     let user: Vec<usize> = (0..tables.len())

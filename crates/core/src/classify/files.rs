@@ -9,8 +9,9 @@
 //!
 //! Files are streamed, never held in memory: a reader cuts each file into chunks of whole
 //! lines ([`CHUNK`] bytes), workers parse and flatten the lines of a chunk with the inventory's
-//! flattener ([`Flat`], straight from the text into reused buffers) and classify them into a [`Stream`] per chunk, and the streams
-//! of a file are merged in chunk order, so the result does not depend on the thread count.
+//! flattener ([`Flat`], straight from the text into reused buffers) and classify them into a
+//! [`Stream`] per chunk, and the streams of a file are merged in chunk order, so the result
+//! does not depend on the thread count.
 //! Memory is bounded by the chunks in flight (two per worker) and per field a few counters and
 //! example values. A line longer than [`FileOptions::max_line`] is skipped and counted, as is
 //! a line that is not JSON; neither stops the run. Error messages carry line numbers and the

@@ -793,9 +793,10 @@ fn phone_national(v: &str) -> bool {
     if !grouped && !t.starts_with('0') {
         return false;
     }
+    let db = phone_db();
     NATIONAL_REGIONS.iter().any(|&r| {
-        phonenumber::parse_with(phone_db(), Some(r), t)
-            .map(|n| phonenumber::is_valid_with(phone_db(), &n))
+        phonenumber::parse_with(db, Some(r), t)
+            .map(|n| phonenumber::is_valid_with(db, &n))
             .unwrap_or(false)
     })
 }

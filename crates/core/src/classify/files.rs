@@ -281,9 +281,14 @@ fn classify_chunk<'c>(
         .flatten();
     for (k, line) in text_lines.chain(byte_lines).enumerate() {
         let parsed = match line {
-            Line::Text(l) if !l.trim_ascii().is_empty() => flat.json_str(l.trim_ascii()),
-            Line::Bytes(l) if !l.trim_ascii().is_empty() => flat.json_slice(l.trim_ascii()),
-            _ => continue,
+            Line::Text(l) => match l.trim_ascii() {
+                "" => continue,
+                l => flat.json_str(l),
+            },
+            Line::Bytes(l) => match l.trim_ascii() {
+                [] => continue,
+                l => flat.json_slice(l),
+            },
         };
         lines += 1;
         let ord = chunk.first_line + k as u64;

@@ -195,10 +195,22 @@ struct RuleEv {
 #[derive(Debug, Clone)]
 struct Plan {
     rules: Vec<RuleEv>,
-    /// Detectors worth running on this field's values (indices, ascending) ...
-    dets: Vec<usize>,
-    /// ... and the same as a set (bit `i` = detector `i`).
+    /// Detectors worth running on this field's values (bit `i` = detector `i`).
     bits: u128,
+}
+
+impl Plan {
+    /// The planned detectors, ascending: the order of a field's tallies.
+    fn dets(&self) -> impl Iterator<Item = usize> {
+        let mut rest = self.bits;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let di = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                di
+            })
+        })
+    }
 }
 
 /// The tally of planned detector `di` in a plan's set `bits`: tallies follow the plan's
@@ -260,7 +272,7 @@ struct FieldState {
 
 impl FieldState {
     fn new(path: String, schema: Option<String>, plan: Plan) -> FieldState {
-        let n = plan.dets.len();
+        let n = plan.bits.count_ones() as usize;
         FieldState {
             path,
             schema,
@@ -528,7 +540,7 @@ impl Classifier {
     fn plan(&self, path: &str, schema: Option<&str>, container: &(WordSet, WordBits)) -> Plan {
         let nm = self.names_of(path, container);
         let mut rules = Vec::with_capacity(self.set.rules.len());
-        let mut wanted = vec![false; self.set.detectors.len()];
+        let mut bits = 0u128;
         for (ri, rule) in self.set.rules.iter().enumerate() {
             let (name, context) = self.rule_names(ri, &nm, &container.1);
             let schema = match schema {
@@ -542,7 +554,7 @@ impl Classifier {
             // so this is decided here, before the siblings are known.
             for d in &rule.detectors {
                 if name > 0.0 || schema > 0.0 || d.weight >= ASSIGN_THRESHOLD {
-                    wanted[d.index] = true;
+                    bits |= 1u128 << d.index;
                 }
             }
             rules.push(RuleEv {
@@ -551,9 +563,7 @@ impl Classifier {
                 schema,
             });
         }
-        let dets: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
-        let bits = dets.iter().fold(0, |set, &i| set | 1u128 << i);
-        Plan { rules, dets, bits }
+        Plan { rules, bits }
     }
 
     /// Runs a field's planned detectors on one prepared value.
@@ -870,7 +880,7 @@ impl<'c> Stream<'c> {
             .iter_mut()
             .map(|f| {
                 let mut r = vec![None; c.set.detectors.len()];
-                for (k, &di) in f.plan.dets.iter().enumerate() {
+                for (k, di) in f.plan.dets().enumerate() {
                     let t = std::mem::take(&mut f.tallies[k]);
                     let matched = t.matched_estimate().min(f.seen);
                     r[di] = Some(DetResult {

@@ -148,23 +148,35 @@ impl Flat {
     /// A string at the current path and `depth`: JSON inside it is parsed one level deeper;
     /// otherwise it is a value, truncated.
     fn string(&mut self, s: &str, depth: usize) {
-        if looks_embedded(s) {
-            let mark = (self.text.len(), self.pairs.len());
-            let mut de = serde_json::Deserializer::from_str(s);
-            let ok = Walk {
-                f: self,
-                depth: depth + 1,
-            }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .is_ok();
-            if ok {
-                return;
-            }
-            // Not JSON after all: what the attempt added goes, the text is the value.
+        if !self.embedded(s, depth) {
+            self.plain(s);
+        }
+    }
+
+    /// Whether `s` held a JSON object or array, now flattened at the current path one level
+    /// below `depth`. When it did not, nothing it added is left.
+    fn embedded(&mut self, s: &str, depth: usize) -> bool {
+        if !looks_embedded(s) {
+            return false;
+        }
+        let mark = (self.text.len(), self.pairs.len());
+        let mut de = serde_json::Deserializer::from_str(s);
+        let ok = Walk {
+            f: self,
+            depth: depth + 1,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .is_ok();
+        if !ok {
             self.text.truncate(mark.0);
             self.pairs.truncate(mark.1);
         }
+        ok
+    }
+
+    /// A string value at the current path, truncated.
+    fn plain(&mut self, s: &str) {
         let cap = self.cap;
         self.push(|t| t.push_str(&s[..cut(s, cap)]));
     }
@@ -239,20 +251,12 @@ impl<'de> Visitor<'de> for Root<'_> {
     }
 
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        // Parsed once: a string that is not JSON at the top is not JSON under `value` either.
         let f = self.0;
-        if looks_embedded(s) {
-            let mut de = serde_json::Deserializer::from_str(s);
-            if (Walk { f, depth: 1 })
-                .deserialize(&mut de)
-                .and_then(|()| de.end())
-                .is_ok()
-            {
-                return Ok(());
-            }
-            f.clear();
+        if !f.embedded(s, 0) {
+            f.path.push_str("value");
+            f.plain(s);
         }
-        f.path.push_str("value");
-        f.string(s, 0);
         Ok(())
     }
 

@@ -16,6 +16,9 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 
 use super::checks;
+use super::shape::{
+    self, Shape, ALNUM, CONTROL, DIGIT, HEX, LETTER, LOWER, NON_ASCII, SPACE, UPPER, WS_OTHER,
+};
 
 /// Character classes a token may be required to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,6 +458,13 @@ fn num(v: &toml::Value) -> Option<f64> {
 impl Detector {
     /// Whether one value (already trimmed, non-empty) passes.
     pub fn check(&self, v: &str) -> bool {
+        self.check_shaped(v, &Shape::of(v))
+    }
+
+    /// [`Detector::check`] with the value's [`Shape`] already computed (the prefilter's): tests
+    /// of which characters a value uses are then tests of its class mask, not passes over it.
+    pub fn check_shaped(&self, v: &str, s: &Shape) -> bool {
+        let m = s.mask;
         match self {
             Detector::Email => email(v),
             Detector::PhoneIntl => phone_intl(v),
@@ -470,7 +480,7 @@ impl Detector {
             Detector::Imei => checks::imei(v),
             Detector::Mac => mac(v),
             Detector::MacBare => {
-                v.len() == 12 && v.bytes().all(|b| b.is_ascii_hexdigit()) && {
+                v.len() == 12 && m & !HEX == 0 && {
                     let first = u8::from_str_radix(&v[..2], 16).unwrap_or(1);
                     first & 1 == 0 && v.bytes().any(|b| b != b'0')
                 }
@@ -503,27 +513,25 @@ impl Detector {
                 min_entropy,
             } => {
                 (*min_len..=*max_len).contains(&v.len())
-                    && all_in(*charset, v.as_bytes())
-                    && v.bytes().any(|b| b.is_ascii_digit())
-                    && v.bytes().any(|b| b.is_ascii_alphabetic())
+                    && match charset {
+                        Charset::UpperBase32 => all_in(*charset, v.as_bytes()),
+                        _ => m & !shape::charset_mask(*charset) == 0,
+                    }
+                    && m & DIGIT != 0
+                    && m & LETTER != 0
                     && entropy(v) >= *min_entropy
             }
             Detector::HexDigest { lengths } => {
-                lengths.contains(&v.len())
-                    && v.bytes().all(|b| b.is_ascii_hexdigit())
-                    && v.bytes().any(|b| b.is_ascii_alphabetic())
+                lengths.contains(&v.len()) && m & !HEX == 0 && m & LETTER != 0
             }
             Detector::CryptHash => crypt_hash(v),
-            Detector::Uuid => uuid(v),
+            Detector::Uuid => uuid(v, m),
             Detector::ObjectId => object_id(v),
-            Detector::IntId => {
-                v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0')
-            }
+            Detector::IntId => v.len() <= 19 && m & !DIGIT == 0 && !v.starts_with('0'),
             Detector::OpaqueId => {
                 (4..=64).contains(&v.len())
-                    && v.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    && v.bytes().any(|b| b.is_ascii_digit())
+                    && m & !(ALNUM | shape::ps(b"-_")) == 0
+                    && m & DIGIT != 0
             }
             Detector::Number { ranges } => match parse_number(v) {
                 Some(x) => ranges.iter().any(|(a, b)| x >= *a && x <= *b),
@@ -531,12 +539,16 @@ impl Detector {
             },
             Detector::BloodPressure => blood_pressure(v),
             Detector::Icd10 => icd10(v),
-            Detector::Serial => serial(v),
-            Detector::ProductCode => product_code(v),
+            Detector::Serial => serial(v, m),
+            Detector::ProductCode => product_code(v, m),
             Detector::Version => version(v),
             Detector::PersonName => person_name(v),
-            Detector::Username => username(v),
-            Detector::FreeText { max_len, max_words } => free_text(v, *max_len, *max_words),
+            Detector::Username => {
+                (2..=64).contains(&v.len())
+                    && m & !(ALNUM | shape::ps(b"._-@+")) == 0
+                    && m & LETTER != 0
+            }
+            Detector::FreeText { max_len, max_words } => free_text(v, m, *max_len, *max_words),
             Detector::Ssid => {
                 !v.is_empty()
                     && v.len() <= 32
@@ -571,6 +583,20 @@ pub fn entropy(s: &str) -> f64 {
     let n = s.len() as f64;
     if s.is_empty() {
         return 0.0;
+    }
+    if s.len() < TABLE {
+        // Short values (nearly all): byte counters fit a u8, and only the bytes present are
+        // summed (each once: its counter is cleared when summed).
+        let mut counts = [0u8; 256];
+        for b in s.bytes() {
+            counts[b as usize] += 1;
+        }
+        let mut fixed = 0u64;
+        for b in s.bytes() {
+            let c = std::mem::take(&mut counts[b as usize]);
+            fixed += table[c as usize];
+        }
+        return (n.log2() - fixed as f64 / ONE / n).max(0.0);
     }
     let mut counts = [0u32; 256];
     for b in s.bytes() {
@@ -679,6 +705,28 @@ const GENERIC_TLDS: &[&str] = &[
 
 /// An e-mail address: a local part of the usual characters, an `@`, a domain of valid labels
 /// and a real top-level domain.
+/// Bytes allowed in an e-mail's local part (RFC 5322 atext and `.`, or UTF-8 as in RFC 6531).
+const EMAIL_LOCAL: [bool; 256] = byte_table(b"._%+-!#$&'*/=?^`{|}~");
+/// Bytes allowed in a domain label (letters, digits, `-`, or UTF-8).
+const EMAIL_LABEL: [bool; 256] = byte_table(b"-");
+
+/// ASCII letters and digits, bytes of non-ASCII characters, and `extra`.
+const fn byte_table(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b >= 0x80;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
 pub fn email(v: &str) -> bool {
     if v.len() > 254 || v.len() < 6 {
         return false;
@@ -691,9 +739,7 @@ pub fn email(v: &str) -> bool {
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
-        || !local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._%+-!#$&'*/=?^`{|}~".contains(&b) || b >= 0x80)
+        || !local.bytes().all(|b| EMAIL_LOCAL[b as usize])
     {
         return false;
     }
@@ -704,9 +750,7 @@ pub fn email(v: &str) -> bool {
             || l.len() > 63
             || l.starts_with('-')
             || l.ends_with('-')
-            || !l
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+            || !l.bytes().all(|b| EMAIL_LABEL[b as usize])
         {
             return false;
         }
@@ -1102,14 +1146,19 @@ fn hex_run(s: &str, n: usize) -> bool {
     s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn uuid(v: &str) -> bool {
-    // Five hex groups of 8-4-4-4-12 digits: the dashes at fixed places, no splitting.
+fn uuid(v: &str, m: u64) -> bool {
+    // Five hex groups of 8-4-4-4-12 digits: the dashes at fixed places, no splitting. The mask
+    // says every byte is a hex digit, a dash or a brace; four dashes, all at their places,
+    // leave hex digits (or braces, checked apart as they are rare) everywhere else.
+    const BRACES: u64 = shape::ps(b"{}");
+    if m & !(HEX | shape::ps(b"-") | BRACES) != 0 {
+        return false;
+    }
     let t = v.trim_start_matches('{').trim_end_matches('}').as_bytes();
     t.len() == 36
-        && t.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+        && [8, 13, 18, 23].iter().all(|&i| t[i] == b'-')
+        && t.iter().filter(|&&b| b == b'-').count() == 4
+        && (m & BRACES == 0 || !t.iter().any(|&b| b == b'{' || b == b'}'))
 }
 
 fn object_id(v: &str) -> bool {
@@ -1177,25 +1226,34 @@ fn icd10(v: &str) -> bool {
     }
 }
 
-fn serial(v: &str) -> bool {
+fn serial(v: &str, m: u64) -> bool {
     if !(6..=32).contains(&v.len()) {
         return false;
     }
-    let upper = v
-        .bytes()
-        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
-    let lower = v
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let dash = shape::ps(b"-");
+    let upper = m & !(UPPER | DIGIT | dash) == 0;
+    let lower = m & !(LOWER | DIGIT | dash) == 0;
     if !(upper || lower) || v.starts_with('-') || v.ends_with('-') {
         return false;
+    }
+    if m & DIGIT != 0 && m & LETTER != 0 {
+        return true;
     }
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
     let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
     (digits > 0 && letters > 0) || (letters >= 10) || (digits >= 8 && digits == v.len())
 }
 
-fn product_code(v: &str) -> bool {
+fn product_code(v: &str, m: u64) -> bool {
+    if m & (NON_ASCII | WS_OTHER) == 0 {
+        // ASCII with spaces only: the character tests are tests of the mask (trimming drops
+        // spaces only, which the allowed set has).
+        let t = v.trim_matches(' ');
+        return (2..=40).contains(&t.len())
+            && m & !(ALNUM | SPACE | shape::ps(b"-_./+(),")) == 0
+            && m & LETTER != 0
+            && ascii_words(t) <= 4;
+    }
     let t = v.trim();
     (2..=40).contains(&t.len())
         && t.split_whitespace().count() <= 4
@@ -1210,9 +1268,14 @@ fn version(v: &str) -> bool {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (core, suffix) = t.split_at(core_end);
-    let nums: Vec<&str> = core.split('.').collect();
-    (2..=5).contains(&nums.len())
-        && nums.iter().all(|n| (1..=6).contains(&n.len()))
+    let mut nums = 0;
+    for n in core.split('.') {
+        nums += 1;
+        if nums > 5 || !(1..=6).contains(&n.len()) {
+            return false;
+        }
+    }
+    nums >= 2
         && (suffix.is_empty()
             || (suffix.len() <= 24
                 && suffix.starts_with(['-', '+', '_', '~'])
@@ -1232,13 +1295,13 @@ fn person_name(v: &str) -> bool {
     if t.len() < 2 || t.len() > 70 {
         return false;
     }
-    let words: Vec<&str> = t.split([' ', '-']).filter(|w| !w.is_empty()).collect();
-    if words.is_empty() || words.len() > 5 {
+    let words = || t.split([' ', '-']).filter(|w| !w.is_empty());
+    if !(1..=5).contains(&words().count()) {
         return false;
     }
     let mut capitalised = 0;
-    for w in &words {
-        if NAME_PARTICLES.contains(w) {
+    for w in words() {
+        if NAME_PARTICLES.contains(&w) {
             continue;
         }
         let mut chars = w.chars();
@@ -1257,14 +1320,27 @@ fn person_name(v: &str) -> bool {
     capitalised > 0
 }
 
-fn username(v: &str) -> bool {
-    (2..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
-        && v.bytes().any(|b| b.is_ascii_alphabetic())
+/// Words of an ASCII text whose only white space is the space.
+fn ascii_words(t: &str) -> usize {
+    let b = t.as_bytes();
+    b.iter()
+        .enumerate()
+        .filter(|&(i, &c)| c != b' ' && (i == 0 || b[i - 1] == b' '))
+        .count()
 }
 
-fn free_text(v: &str, max_len: usize, max_words: usize) -> bool {
+fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
+    if m & (NON_ASCII | WS_OTHER) == 0 {
+        // ASCII, spaces the only white space: characters are bytes, and controls are a class.
+        let t = v.trim_matches(' ');
+        return !t.is_empty()
+            && t.len() <= max_len
+            && m & LETTER != 0
+            && m & CONTROL == 0
+            && ascii_words(t) <= max_words
+            && !t.contains("://")
+            && !t.starts_with(['{', '[', '<']);
+    }
     let t = v.trim();
     !t.is_empty()
         && t.chars().count() <= max_len
@@ -1410,6 +1486,7 @@ mod tests {
         assert!(!ip("192.168.1.4", IpScope::Public) && ip("192.168.1.4", IpScope::Private));
         assert!(ip("2a00:1450:4001:81c::200e", IpScope::Public));
         assert!(version("4.36.3.5711") && version("v2.1.0-beta.1") && !version("2019-01-01"));
+        let serial = |v| serial(v, Shape::of(v).mask);
         assert!(serial("HC3SM6E1KJNK") && serial("C02XK1JHJG5J") && !serial("hello world"));
         assert!(person_name("Nuria García") && person_name("JEAN-PAUL DE LA TOUR"));
         assert!(person_name("Ludwig van Beethoven") && !person_name("the door"));
@@ -1421,7 +1498,145 @@ mod tests {
         assert!(blood_pressure("120/80") && !blood_pressure("80/120"));
         assert!(icd10("E11.9") && icd10("J45") && !icd10("U07.1"));
         assert_eq!(parse_number("62,4"), Some(62.4));
+        let uuid = |v| uuid(v, Shape::of(v).mask);
         assert!(uuid("e94180cd-ef88-4a01-b3d8-5ecdd7a393fc"));
+        assert!(uuid("{e94180cd-ef88-4a01-b3d8-5ecdd7a393fc}"));
+        assert!(
+            !uuid("e94180cd-ef88-4a01-b3d8-5ecdd7a393f-")
+                && !uuid("e94180cd-ef88-4a01-b3d8-5ec{d7a393fc")
+        );
+    }
+
+    /// The class-mask fast paths of `check_shaped` against the definitions they replace (the
+    /// byte-by-byte code), on random strings of the characters those definitions look at.
+    #[test]
+    fn mask_fast_paths_agree_with_the_definitions() {
+        fn uuid_def(v: &str) -> bool {
+            let t = v.trim_start_matches('{').trim_end_matches('}').as_bytes();
+            t.len() == 36
+                && t.iter().enumerate().all(|(i, &b)| match i {
+                    8 | 13 | 18 | 23 => b == b'-',
+                    _ => b.is_ascii_hexdigit(),
+                })
+        }
+        fn serial_def(v: &str) -> bool {
+            if !(6..=32).contains(&v.len()) {
+                return false;
+            }
+            let up = v
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+            let lo = v
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !(up || lo) || v.starts_with('-') || v.ends_with('-') {
+                return false;
+            }
+            let digits = v.bytes().filter(u8::is_ascii_digit).count();
+            let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
+            (digits > 0 && letters > 0) || (letters >= 10) || (digits >= 8 && digits == v.len())
+        }
+        fn product_code_def(v: &str) -> bool {
+            let t = v.trim();
+            (2..=40).contains(&t.len())
+                && t.split_whitespace().count() <= 4
+                && t.chars().any(char::is_alphabetic)
+                && t.chars()
+                    .all(|c| c.is_alphanumeric() || " -_./+(),".contains(c))
+        }
+        fn free_text_def(v: &str) -> bool {
+            let t = v.trim();
+            !t.is_empty()
+                && t.chars().count() <= 64
+                && t.split_whitespace().count() <= 6
+                && t.chars().any(char::is_alphabetic)
+                && !t.contains("://")
+                && !t.chars().any(char::is_control)
+                && !t.starts_with(['{', '[', '<'])
+        }
+        fn username_def(v: &str) -> bool {
+            (2..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
+                && v.bytes().any(|b| b.is_ascii_alphabetic())
+        }
+        fn opaque_def(v: &str) -> bool {
+            (4..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && v.bytes().any(|b| b.is_ascii_digit())
+        }
+        fn email_def(v: &str) -> bool {
+            let Some((local, domain)) = v.rsplit_once('@') else {
+                return false;
+            };
+            let l = local.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b"._%+-!#$&'*/=?^`{|}~".contains(&b) || b >= 0x80
+            });
+            let d = domain.split('.').all(|l| {
+                l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+            });
+            l && d
+        }
+        let alphabet: Vec<char> = "0123456789abcdefABCDEFxyzXYZ -_{}./+(),:@\t\n\x07é~!|"
+            .chars()
+            .collect();
+        let free = Detector::FreeText {
+            max_len: 64,
+            max_words: 6,
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let uuid_like = "e94180cd-ef88-4a01-b3d8-5ecdd7a393fc";
+        for _ in 0..200_000 {
+            let mut v: String = match next() % 4 {
+                // Near misses of the fixed shapes: one character changed.
+                0 => uuid_like.to_string(),
+                _ => String::new(),
+            };
+            if v.is_empty() {
+                let len = (next() % 40) as usize;
+                v = (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect();
+            } else {
+                let at = (next() % 36) as usize;
+                let c = alphabet[(next() % alphabet.len() as u64) as usize];
+                v.replace_range(at..at + 1, &c.to_string());
+                if next() % 3 == 0 {
+                    v = format!("{{{v}}}");
+                }
+            }
+            let m = Shape::of(&v).mask;
+            assert_eq!(uuid(&v, m), uuid_def(&v), "uuid {v:?}");
+            assert_eq!(serial(&v, m), serial_def(&v), "serial {v:?}");
+            assert_eq!(
+                product_code(&v, m),
+                product_code_def(&v),
+                "product code {v:?}"
+            );
+            assert_eq!(free.check(&v), free_text_def(&v), "free text {v:?}");
+            assert_eq!(
+                Detector::Username.check(&v),
+                username_def(&v),
+                "username {v:?}"
+            );
+            assert_eq!(
+                Detector::OpaqueId.check(&v),
+                opaque_def(&v),
+                "opaque id {v:?}"
+            );
+            // The table-driven character tests of `email`, on the parts they see.
+            if v.len() >= 6 && email(&v) {
+                assert!(email_def(&v), "email {v:?}");
+            }
+        }
     }
 
     #[test]

@@ -586,7 +586,7 @@ impl Classifier {
                 }
                 t.checked += 1;
             }
-            if self.set.detectors[di].check(v) {
+            if self.set.detectors[di].check_shaped(v, &shape) {
                 t.matched += 1;
                 if t.examples.len() < MAX_EXAMPLES && !t.examples.iter().any(|e| e.1 == v) {
                     t.examples.push((ord, v.to_string()));

@@ -565,51 +565,43 @@ impl Detector {
 
 /// Shannon entropy in bits per character.
 pub fn entropy(s: &str) -> f64 {
-    // `−Σ p·log2 p` = `log2 n − Σ c·log2 c / n`, with `c·log2 c` from a table in 32.32 fixed
-    // point: one logarithm per value, and the sum over the 256 counters is integer additions,
-    // which do not wait on each other as floating-point ones do (the table's rounding moves
-    // the result by less than 2e-10 bit: at most half a unit per distinct byte, divided by
-    // the length). This runs on every token-shaped value.
-    const TABLE: usize = 257;
+    // `−Σ p·log2 p` = `log2 n − Σ c·log2 c / n`. `Σ c·log2 c` over the distinct bytes is the
+    // sum of `log2 c` over every byte (a byte seen c times adds its `log2 c` c times), taken
+    // from a table in 32.32 fixed point: one logarithm per value and integer additions that
+    // do not wait on each other as floating-point ones do. Rounding moves the result by less
+    // than 2e-10 bit (half a unit per byte, divided by the length). This runs on every
+    // token-shaped value.
     const ONE: f64 = (1u64 << 32) as f64;
-    static C_LOG_C: OnceLock<[u64; TABLE]> = OnceLock::new();
-    let table = C_LOG_C.get_or_init(|| {
-        let mut t = [0; TABLE];
-        for (c, x) in t.iter_mut().enumerate().skip(1) {
-            *x = (c as f64 * (c as f64).log2() * ONE).round() as u64;
-        }
-        t
-    });
-    let n = s.len() as f64;
+    static LOG2: OnceLock<[u64; 256]> = OnceLock::new();
     if s.is_empty() {
         return 0.0;
     }
-    if s.len() < TABLE {
-        // Short values (nearly all): byte counters fit a u8, and only the bytes present are
-        // summed (each once: its counter is cleared when summed).
+    let n = s.len() as f64;
+    if s.len() < 256 {
+        let table = LOG2.get_or_init(|| {
+            let mut t = [0; 256];
+            for (c, x) in t.iter_mut().enumerate().skip(1) {
+                *x = ((c as f64).log2() * ONE).round() as u64;
+            }
+            t
+        });
+        // Counters fit a byte: fewer than 256 bytes.
         let mut counts = [0u8; 256];
         for b in s.bytes() {
             counts[b as usize] += 1;
         }
-        let mut fixed = 0u64;
-        for b in s.bytes() {
-            let c = std::mem::take(&mut counts[b as usize]);
-            fixed += table[c as usize];
-        }
+        let fixed: u64 = s.bytes().map(|b| table[counts[b as usize] as usize]).sum();
         return (n.log2() - fixed as f64 / ONE / n).max(0.0);
     }
     let mut counts = [0u32; 256];
     for b in s.bytes() {
         counts[b as usize] += 1;
     }
-    let (mut fixed, mut rest) = (0u64, 0.0);
-    for &c in &counts {
-        match table.get(c as usize) {
-            Some(x) => fixed += x,
-            None => rest += c as f64 * (c as f64).log2(),
-        }
-    }
-    let sum = fixed as f64 / ONE + rest;
+    let sum: f64 = counts
+        .iter()
+        .filter(|&&c| c > 1)
+        .map(|&c| c as f64 * (c as f64).log2())
+        .sum();
     (n.log2() - sum / n).max(0.0)
 }
 
@@ -1338,7 +1330,7 @@ fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
             && m & LETTER != 0
             && m & CONTROL == 0
             && ascii_words(t) <= max_words
-            && !t.contains("://")
+            && (m & shape::p(b':') == 0 || !t.contains("://"))
             && !t.starts_with(['{', '[', '<']);
     }
     let t = v.trim();
@@ -1646,6 +1638,10 @@ mod tests {
             "u91oLUvhityxkugzvN2XZa8MZ9wLM_2o9xZKI0gWaaQ",
             "ab",
             &"x".repeat(300),
+            &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(5),
+            &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(6)[..255],
+            &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(6)[..256],
+            &"é".repeat(127),
         ] {
             let n = v.len() as f64;
             let mut counts = std::collections::HashMap::new();

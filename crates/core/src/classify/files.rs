@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, Stream, VALUE_CAP};
+use super::{Classifier, PlanCache, Stream, VALUE_CAP};
 use crate::inventory::flatten::Flat;
 use crate::model::Container;
 
@@ -259,10 +259,12 @@ struct ChunkResult<'c> {
 fn classify_chunk<'c>(
     classifier: &'c Classifier,
     name: &str,
+    plans: &'c PlanCache,
     chunk: &Chunk,
     exhaustive: bool,
 ) -> ChunkResult<'c> {
     let mut stream = Stream::new(classifier, name);
+    stream.share_plans(plans);
     stream.exhaustive = exhaustive;
     if chunk.seq > 0 {
         stream.continuation();
@@ -363,6 +365,7 @@ pub fn classify_files(
     let start = Instant::now();
     let threads = opts.threads.max(1);
     let names: Vec<String> = files.iter().map(|p| container_name(p)).collect();
+    let plans: Vec<PlanCache> = files.iter().map(|_| PlanCache::default()).collect();
     let mut accs: Vec<FileAcc> = names
         .iter()
         .map(|n| FileAcc::new(classifier, n, opts.exhaustive))
@@ -398,7 +401,13 @@ pub fn classify_files(
     if threads == 1 {
         // One core: no hand-offs at all.
         read_all(&mut |c: Chunk| {
-            let r = classify_chunk(classifier, &names[c.file], &c, opts.exhaustive);
+            let r = classify_chunk(
+                classifier,
+                &names[c.file],
+                &plans[c.file],
+                &c,
+                opts.exhaustive,
+            );
             accs[c.file].add(r);
         })?;
     } else {
@@ -408,11 +417,12 @@ pub fn classify_files(
             let rx = Arc::new(Mutex::new(rx));
             let (rtx, rrx) = mpsc::channel::<ChunkResult>();
             for _ in 0..threads {
-                let (rx, rtx, names) = (rx.clone(), rtx.clone(), &names);
+                let (rx, rtx, names, plans) = (rx.clone(), rtx.clone(), &names, &plans);
                 s.spawn(move || loop {
                     let next = rx.lock().map(|r| r.recv());
                     let Ok(Ok(c)) = next else { break };
-                    let r = classify_chunk(classifier, &names[c.file], &c, opts.exhaustive);
+                    let (name, plans) = (&names[c.file], &plans[c.file]);
+                    let r = classify_chunk(classifier, name, plans, &c, opts.exhaustive);
                     if rtx.send(r).is_err() {
                         break;
                     }

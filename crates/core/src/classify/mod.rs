@@ -95,7 +95,7 @@ pub mod shape;
 pub mod words;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub use fingerprint::{Fingerprinter, KeyError};
 pub use rules::{RulesError, TAXONOMY};
@@ -198,6 +198,13 @@ struct Plan {
     /// Detectors worth running on this field's values (bit `i` = detector `i`).
     bits: u128,
 }
+
+/// The plans of one container's fields, shared by the streams of its parts (the chunks of
+/// one file): a plan depends only on the container's name and the path (and a declared
+/// type, which file streams do not have), so each is worked out once per file, not once per
+/// chunk.
+#[derive(Debug, Default)]
+pub struct PlanCache(Mutex<HashMap<String, Plan>>);
 
 impl Plan {
     /// The planned detectors, ascending: the order of a field's tallies.
@@ -334,6 +341,22 @@ fn is_null_like(v: &str) -> bool {
 fn prepare(value: &str) -> Option<&str> {
     let v = cap(value, VALUE_CAP).trim();
     (!v.is_empty() && !is_null_like(v)).then_some(v)
+}
+
+/// Byte-string equality for short strings (field paths) without a call to `memcmp`: two
+/// overlapping 8-byte loads from each side cover 8 to 16 bytes.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
 }
 
 /// Categories whose values are fingerprinted (people to notify, credentials to revoke).
@@ -729,6 +752,8 @@ pub struct Stream<'c> {
     /// Values per field a costly validator checks before the budget applies: a file's first
     /// chunk keeps the default [`COSTLY_EXACT`], later chunks 0 (see [`Stream::continuation`]).
     costly_floor: u64,
+    /// Plans shared with the other streams of the container (see [`Stream::share_plans`]).
+    plans: Option<&'c PlanCache>,
 }
 
 /// What a [`Stream`] found.
@@ -766,6 +791,27 @@ impl<'c> Stream<'c> {
             max_values: None,
             exhaustive: false,
             costly_floor: COSTLY_EXACT,
+            plans: None,
+        }
+    }
+
+    /// Takes field plans from, and adds them to, `cache`, shared by every stream of this
+    /// container; only for streams without declared types (the key is the path alone).
+    pub fn share_plans(&mut self, cache: &'c PlanCache) {
+        debug_assert!(self.schema.is_empty());
+        self.plans = Some(cache);
+    }
+
+    fn plan_of(&self, path: &str, schema: Option<&str>) -> Plan {
+        let make = || self.classifier.plan(path, schema, &self.container);
+        match self.plans {
+            Some(PlanCache(cache)) if schema.is_none() => {
+                let Ok(mut cache) = cache.lock() else {
+                    return make();
+                };
+                cache.entry(path.to_string()).or_insert_with(make).clone()
+            }
+            _ => make(),
         }
     }
 
@@ -777,7 +823,7 @@ impl<'c> Stream<'c> {
 
     fn field_index(&mut self, pos: usize, path: &str) -> usize {
         if let Some(&i) = self.guess.get(pos) {
-            if self.fields[i].path == path {
+            if same(self.fields[i].path.as_bytes(), path.as_bytes()) {
                 return i;
             }
         }
@@ -789,9 +835,7 @@ impl<'c> Stream<'c> {
                     .iter()
                     .find(|(p, _)| p == path)
                     .map(|(_, t)| t.clone());
-                let plan = self
-                    .classifier
-                    .plan(path, schema.as_deref(), &self.container);
+                let plan = self.plan_of(path, schema.as_deref());
                 self.fields
                     .push(FieldState::new(path.to_string(), schema, plan));
                 self.index.insert(path.to_string(), self.fields.len() - 1);

@@ -492,3 +492,20 @@ fn records_in_other_languages() {
     assert_eq!(got("téléphone"), ["identity.phone"]);
     assert_eq!(got("numero_securite_sociale"), ["government.id"]);
 }
+
+#[test]
+fn short_path_equality_agrees_with_byte_equality() {
+    let base = "abcdefghijklmnopqrstuvwxyz0123456789";
+    for n in 0..base.len() {
+        let a = &base.as_bytes()[..n];
+        assert!(super::same(a, a));
+        for at in 0..n {
+            let mut b = a.to_vec();
+            b[at] ^= 1;
+            assert!(!super::same(a, &b), "{n} {at}");
+        }
+        if n > 0 {
+            assert!(!super::same(a, &a[..n - 1]));
+        }
+    }
+}

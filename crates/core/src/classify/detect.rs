@@ -1240,7 +1240,7 @@ fn product_code(v: &str, m: u64) -> bool {
     if m & (NON_ASCII | WS_OTHER) == 0 {
         // ASCII with spaces only: the character tests are tests of the mask (trimming drops
         // spaces only, which the allowed set has).
-        let t = v.trim_matches(' ');
+        let t = if m & SPACE != 0 { v.trim_matches(' ') } else { v };
         return (2..=40).contains(&t.len())
             && m & !(ALNUM | SPACE | shape::ps(b"-_./+(),")) == 0
             && m & LETTER != 0
@@ -1324,7 +1324,7 @@ fn ascii_words(t: &str) -> usize {
 fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
     if m & (NON_ASCII | WS_OTHER) == 0 {
         // ASCII, spaces the only white space: characters are bytes, and controls are a class.
-        let t = v.trim_matches(' ');
+        let t = if m & SPACE != 0 { v.trim_matches(' ') } else { v };
         return !t.is_empty()
             && t.len() <= max_len
             && m & LETTER != 0

@@ -572,7 +572,10 @@ pub fn entropy(s: &str) -> f64 {
     // than 2e-10 bit (half a unit per byte, divided by the length). This runs on every
     // token-shaped value.
     const ONE: f64 = (1u64 << 32) as f64;
+    /// Longest value summed from [`C_LOG_C`] (its table is 32 KiB).
+    const LONG: usize = 4096;
     static LOG2: OnceLock<[u64; 256]> = OnceLock::new();
+    static C_LOG_C: OnceLock<Vec<u64>> = OnceLock::new();
     if s.is_empty() {
         return 0.0;
     }
@@ -591,6 +594,24 @@ pub fn entropy(s: &str) -> f64 {
             counts[b as usize] += 1;
         }
         let fixed: u64 = s.bytes().map(|b| table[counts[b as usize] as usize]).sum();
+        return (n.log2() - fixed as f64 / ONE / n).max(0.0);
+    }
+    if s.len() <= LONG {
+        // Longer tokens (OAuth refresh tokens run to hundreds of bytes): `c·log2 c` per
+        // distinct byte from a second table, summed over the 256 counters.
+        let table = C_LOG_C.get_or_init(|| {
+            (0..=LONG)
+                .map(|c| match c {
+                    0 => 0,
+                    c => (c as f64 * (c as f64).log2() * ONE).round() as u64,
+                })
+                .collect()
+        });
+        let mut counts = [0u16; 256];
+        for b in s.bytes() {
+            counts[b as usize] += 1;
+        }
+        let fixed: u64 = counts.iter().map(|&c| table[c as usize]).sum();
         return (n.log2() - fixed as f64 / ONE / n).max(0.0);
     }
     let mut counts = [0u32; 256];
@@ -781,36 +802,14 @@ fn phone_intl(v: &str) -> bool {
         Some(rest) => format!("+{rest}"),
         None => t.to_string(),
     };
-    let db = phone_db();
-    match phonenumber::parse_with(db, None, &t) {
-        Ok(n) => phonenumber::is_valid_with(db, &n),
-        Err(_) => false,
-    }
-}
-
-/// Compiled patterns of libphonenumber's metadata kept at once. The crate compiles them on
-/// first use into an LRU cache of 100, fewer than the patterns of the regions tried for one
-/// national number (about ten per region), so every check recompiled some: 20–140 µs per
-/// value. A few thousand hold every pattern a scan meets; each is compiled once.
-const PHONE_PATTERNS: usize = 4096;
-
-/// libphonenumber's metadata (parsed once, on first use: about 0.1 s) with a pattern cache
-/// of [`PHONE_PATTERNS`].
-fn phone_db() -> &'static phonenumber::metadata::Database {
-    static SIZED: std::sync::Once = std::sync::Once::new();
-    let db = &*phonenumber::metadata::DATABASE;
-    SIZED.call_once(|| {
-        if let Ok(mut cache) = db.cache().lock() {
-            cache.set_capacity(PHONE_PATTERNS);
-        }
-    });
-    db
+    let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
+    util.parse(&t, None).is_ok_and(|n| util.is_valid_number(&n))
 }
 
 /// Regions tried for numbers written without a country code: the markets the product is
 /// built for. A national number valid in one of them is accepted.
-const NATIONAL_REGIONS: &[phonenumber::country::Id] = {
-    use phonenumber::country::Id::*;
+const NATIONAL_REGIONS: &[rlibphonenumber::Region] = {
+    use rlibphonenumber::Region::*;
     &[US, GB, DE, FR, IT, ES, NL, BE, AT, CH, PT, IE, CA]
 };
 
@@ -829,11 +828,10 @@ fn phone_national(v: &str) -> bool {
     if !grouped && !t.starts_with('0') {
         return false;
     }
-    let db = phone_db();
+    let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
     NATIONAL_REGIONS.iter().any(|&r| {
-        phonenumber::parse_with(db, Some(r), t)
-            .map(|n| phonenumber::is_valid_with(db, &n))
-            .unwrap_or(false)
+        util.parse(t, Some(r))
+            .is_ok_and(|n| util.is_valid_number(&n))
     })
 }
 
@@ -1240,7 +1238,11 @@ fn product_code(v: &str, m: u64) -> bool {
     if m & (NON_ASCII | WS_OTHER) == 0 {
         // ASCII with spaces only: the character tests are tests of the mask (trimming drops
         // spaces only, which the allowed set has).
-        let t = if m & SPACE != 0 { v.trim_matches(' ') } else { v };
+        let t = if m & SPACE != 0 {
+            v.trim_matches(' ')
+        } else {
+            v
+        };
         return (2..=40).contains(&t.len())
             && m & !(ALNUM | SPACE | shape::ps(b"-_./+(),")) == 0
             && m & LETTER != 0
@@ -1324,7 +1326,11 @@ fn ascii_words(t: &str) -> usize {
 fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
     if m & (NON_ASCII | WS_OTHER) == 0 {
         // ASCII, spaces the only white space: characters are bytes, and controls are a class.
-        let t = if m & SPACE != 0 { v.trim_matches(' ') } else { v };
+        let t = if m & SPACE != 0 {
+            v.trim_matches(' ')
+        } else {
+            v
+        };
         return !t.is_empty()
             && t.len() <= max_len
             && m & LETTER != 0
@@ -1642,6 +1648,9 @@ mod tests {
             &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(6)[..255],
             &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(6)[..256],
             &"é".repeat(127),
+            &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(82)[..4096],
+            &"Atza|IwEB0I7jEqmIyYyQuQHxPVZQR4y2XYuaWATaj5DE4HF3t".repeat(82)[..4097],
+            &"x".repeat(4096),
         ] {
             let n = v.len() as f64;
             let mut counts = std::collections::HashMap::new();

@@ -22,6 +22,7 @@ pub const PROTOCOL: Protocol = Protocol {
     handler: Handler::Raw(probe),
     inventory: Some(inventory),
     subjects: Some(subjects),
+    keys_exist: None,
 };
 
 /// The only command lines this module ever sends (`get` takes keys after it). All are reads:

@@ -65,6 +65,9 @@ pub struct Protocol {
     /// Counts distinct people per container with the store's own read-only distinct count
     /// (see [`crate::subjects`]); None where the store offers none.
     pub subjects: Option<crate::subjects::SubjectsFn>,
+    /// Whether given keys exist, for counting people by the ids in key names (see
+    /// [`crate::subjects`], method 4); None where the store has no keys or no cheap check.
+    pub keys_exist: Option<crate::subjects::KeysExistFn>,
 }
 
 /// Every protocol leakscope identifies, in the order they are tried on a port no entry claims.

@@ -22,15 +22,16 @@ pub const PROTOCOL: Protocol = Protocol {
     handler: Handler::Raw(probe),
     inventory: Some(inventory),
     subjects: Some(subjects),
+    keys_exist: Some(keys_exist),
 };
 
 /// The only commands this module ever sends. All are read-only: `SELECT` only picks the
 /// connection's logical database; the rest read keys, types and values, each bounded
 /// (`GETRANGE` instead of `GET`, one `HSCAN`/`SSCAN` page, `LRANGE`/`ZRANGE`/`XRANGE` with limits,
-/// `HGET` of one field).
+/// `HGET` of one field; `EXISTS` answers only how many of the named keys exist).
 pub const ALLOWED_COMMANDS: &[&str] = &[
     "INFO", "DBSIZE", "SELECT", "SCAN", "TYPE", "GETRANGE", "HSCAN", "HGET", "LRANGE", "SSCAN",
-    "ZRANGE", "XRANGE",
+    "ZRANGE", "XRANGE", "EXISTS",
 ];
 
 fn allowed(name: &str) -> Result<(), NetError> {
@@ -706,6 +707,39 @@ async fn count_pattern(
         }
     }
     Ok(counter.answer(&q.field, keys_read, &format!("SCAN MATCH {want}"), missing))
+}
+
+/// Keys per `EXISTS` (it takes many and answers how many exist).
+const EXISTS_BATCH: usize = 500;
+
+/// The registered [`crate::subjects::KeysExistFn`]: `SELECT` the container's database, then
+/// `EXISTS k1 k2 …` (read-only; it answers a count, not the values).
+fn keys_exist<'a>(
+    ctx: &'a ProbeCtx,
+    container: &'a str,
+    keys: &'a [String],
+) -> BoxFuture<'a, Result<u64, String>> {
+    Box::pin(async move {
+        let (db, _) = split_container(container).ok_or_else(|| "not a key pattern".to_string())?;
+        let mut conn = ctx.connect().await.map_err(|e| e.to_string())?;
+        let db = db.to_string();
+        match call(&mut conn, ctx, &["SELECT", &db]).await {
+            Ok(Value::Simple(_)) => {}
+            Ok(other) => return Err(format!("SELECT {db} answered {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut found = 0;
+        for batch in keys.chunks(EXISTS_BATCH) {
+            let mut args = vec!["EXISTS"];
+            args.extend(batch.iter().map(String::as_str));
+            match call(&mut conn, ctx, &args).await {
+                Ok(Value::Int(n)) => found += n.clamp(0, batch.len() as i64) as u64,
+                Ok(other) => return Err(format!("EXISTS answered {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(found)
+    })
 }
 
 /// The registered [`crate::subjects::SubjectsFn`].

@@ -47,6 +47,7 @@ pub const PROTOCOL: Protocol = Protocol {
     handler: Handler::Http(probe),
     inventory: Some(inventory::inventory),
     subjects: Some(subjects::subjects),
+    keys_exist: None,
 };
 
 const ROOT: &str = "GET /";

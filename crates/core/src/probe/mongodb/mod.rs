@@ -44,6 +44,7 @@ pub const PROTOCOL: Protocol = Protocol {
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
     subjects: Some(subjects::subjects),
+    keys_exist: None,
 };
 
 /// The only commands this module ever sends. All are read-only: the first six identify and

@@ -45,6 +45,7 @@ pub const PROTOCOL: Protocol = Protocol {
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
     subjects: Some(subjects::subjects),
+    keys_exist: None,
 };
 
 // ---- The SQL allowlist ----

@@ -1259,6 +1259,11 @@ fn product_code(v: &str, m: u64) -> bool {
             && m & LETTER != 0
             && ascii_words(t) <= 4;
     }
+    product_code_any(v)
+}
+
+/// [`product_code`] for any text: the definition its ASCII path must agree with.
+fn product_code_any(v: &str) -> bool {
     let t = v.trim();
     (2..=40).contains(&t.len())
         && t.split_whitespace().count() <= 4
@@ -1350,6 +1355,11 @@ fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
             && (m & shape::p(b':') == 0 || !t.contains("://"))
             && !t.starts_with(['{', '[', '<']);
     }
+    free_text_any(v, max_len, max_words)
+}
+
+/// [`free_text`] for any text: the definition its ASCII path must agree with.
+fn free_text_any(v: &str, max_len: usize, max_words: usize) -> bool {
     let t = v.trim();
     !t.is_empty()
         && t.chars().count() <= max_len
@@ -1545,24 +1555,6 @@ mod tests {
             let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
             (digits > 0 && letters > 0) || (letters >= 10) || (digits >= 8 && digits == v.len())
         }
-        fn product_code_def(v: &str) -> bool {
-            let t = v.trim();
-            (2..=40).contains(&t.len())
-                && t.split_whitespace().count() <= 4
-                && t.chars().any(char::is_alphabetic)
-                && t.chars()
-                    .all(|c| c.is_alphanumeric() || " -_./+(),".contains(c))
-        }
-        fn free_text_def(v: &str) -> bool {
-            let t = v.trim();
-            !t.is_empty()
-                && t.chars().count() <= 64
-                && t.split_whitespace().count() <= 6
-                && t.chars().any(char::is_alphabetic)
-                && !t.contains("://")
-                && !t.chars().any(char::is_control)
-                && !t.starts_with(['{', '[', '<'])
-        }
         fn username_def(v: &str) -> bool {
             (2..=64).contains(&v.len())
                 && v.bytes()
@@ -1653,10 +1645,10 @@ mod tests {
             assert_eq!(serial(&v, m), serial_def(&v), "serial {v:?}");
             assert_eq!(
                 product_code(&v, m),
-                product_code_def(&v),
+                product_code_any(&v),
                 "product code {v:?}"
             );
-            assert_eq!(free.check(&v), free_text_def(&v), "free text {v:?}");
+            assert_eq!(free.check(&v), free_text_any(&v, 64, 6), "free text {v:?}");
             assert_eq!(
                 Detector::Username.check(&v),
                 username_def(&v),

@@ -354,19 +354,17 @@ async fn by_key_ids(
             continue;
         }
         let asked = check.keys.len() as u64;
-        let answer = match exists(ctx, &f.name, &check.keys).await {
-            Ok(n) if n as f64 >= KEY_ID_MATCH * asked as f64 => {
-                match exists(ctx, &f.name, &check.controls).await {
-                    Ok(k) if k as f64 <= (1.0 - KEY_ID_MATCH) * asked as f64 => Ok((n, k)),
-                    Ok(_) => Ok((0, 0)),
-                    Err(e) => Err(e),
-                }
+        let verdict = async {
+            // Some((matched, neighbours matched)) when the ids are the family's.
+            let n = exists(ctx, &f.name, &check.keys).await?;
+            if (n as f64) < KEY_ID_MATCH * asked as f64 {
+                return Ok::<_, String>(None);
             }
-            Ok(_) => Ok((0, 0)),
-            Err(e) => Err(e),
+            let k = exists(ctx, &f.name, &check.controls).await?;
+            Ok(((k as f64) <= (1.0 - KEY_ID_MATCH) * asked as f64).then_some((n, k)))
         };
-        match answer {
-            Ok((n, k)) if n > 0 => {
+        match verdict.await {
+            Ok(Some((n, k))) => {
                 let records = c.records.unwrap_or(0);
                 let target = &mut containers[check.candidate];
                 // Keys whose id is not a person's (the few that did not match) are left out.
@@ -381,7 +379,7 @@ async fn by_key_ids(
                     if c.records_exact { "" } else { "estimated " }
                 ));
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(why) => notes.push(format!(
                 "{}: could not check its key ids against {} ({why})",
                 c.name, f.name

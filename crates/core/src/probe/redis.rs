@@ -609,13 +609,7 @@ async fn count_pattern(
     let (db, prefix) =
         split_container(&q.holding.name).ok_or_else(|| "not a key pattern".to_string())?;
     let want = format!("{prefix}*");
-    match call(conn, ctx, &["SELECT", &db.to_string()])
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Value::Simple(_) => {}
-        other => return Err(format!("SELECT {db} answered {other:?}")),
-    }
+    select(conn, ctx, db).await?;
     let mut counter = crate::subjects::DistinctCounter::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
     let mut uniform: Option<String> = None;
@@ -709,6 +703,17 @@ async fn count_pattern(
     Ok(counter.answer(&q.field, keys_read, &format!("SCAN MATCH {want}"), missing))
 }
 
+/// `SELECT db` on `conn`, for the distinct counts and key checks (errors in words).
+async fn select(conn: &mut Conn, ctx: &ProbeCtx, db: u32) -> Result<(), String> {
+    match call(conn, ctx, &["SELECT", &db.to_string()])
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Value::Simple(_) => Ok(()),
+        other => Err(format!("SELECT {db} answered {other:?}")),
+    }
+}
+
 /// Keys per `EXISTS` (it takes many and answers how many exist).
 const EXISTS_BATCH: usize = 500;
 
@@ -722,12 +727,7 @@ fn keys_exist<'a>(
     Box::pin(async move {
         let (db, _) = split_container(container).ok_or_else(|| "not a key pattern".to_string())?;
         let mut conn = ctx.connect().await.map_err(|e| e.to_string())?;
-        let db = db.to_string();
-        match call(&mut conn, ctx, &["SELECT", &db]).await {
-            Ok(Value::Simple(_)) => {}
-            Ok(other) => return Err(format!("SELECT {db} answered {other:?}")),
-            Err(e) => return Err(e.to_string()),
-        }
+        select(&mut conn, ctx, db).await?;
         let mut found = 0;
         for batch in keys.chunks(EXISTS_BATCH) {
             let mut args = vec!["EXISTS"];

@@ -21,7 +21,7 @@
 //! value of a classified field): [`ClassifyReport`], schema `leakscope.classify/v1`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,8 @@ use crate::model::Container;
 pub const CLASSIFY_SCHEMA: &str = "leakscope.classify/v1";
 /// Bytes of whole lines handed to a worker at once.
 pub const CHUNK: usize = 1 << 20;
+/// Bytes read from a file at once.
+const READ: usize = 256 << 10;
 /// Default longest line taken (longer lines are skipped and counted).
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// Bad lines reported per file by line number (all are counted).
@@ -174,66 +176,107 @@ struct Chunk {
 
 /// Cuts a reader into chunks of whole lines, skipping lines longer than `max_line` without
 /// buffering them.
+///
+/// Blocks are read straight into the chunk and the chunk is cut after its last newline (the
+/// unfinished line starts the next one), so a byte is copied once and newlines are looked for
+/// once, by the pass that numbers the lines and finds the long ones: reading line by line
+/// through a `BufReader` cost a copy and a search call per line.
 struct Chunker<R> {
     r: R,
     max_line: usize,
+    /// Bytes asked of the reader at once, and the size at which a chunk is cut.
+    read: usize,
+    chunk: usize,
     line: u64,
     long_lines: u64,
     eof: bool,
+    /// The start of the line the last chunk was cut before.
+    carry: Vec<u8>,
+    /// Inside a line longer than `max_line`: its bytes are dropped up to its newline.
+    skipping: bool,
 }
 
-impl<R: BufRead> Chunker<R> {
+impl<R: Read> Chunker<R> {
+    fn new(r: R, max_line: usize) -> Chunker<R> {
+        Chunker {
+            r,
+            max_line,
+            read: READ,
+            chunk: CHUNK,
+            line: 0,
+            long_lines: 0,
+            eof: false,
+            carry: Vec::new(),
+            skipping: false,
+        }
+    }
+
     fn next_chunk(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
         if self.eof {
             return Ok(None);
         }
-        let first = self.line;
-        let mut data = Vec::with_capacity(CHUNK + (64 << 10));
-        let mut line_start = 0;
-        let mut skipping = false;
-        loop {
-            let buf = self.r.fill_buf()?;
-            if buf.is_empty() {
+        let mut data = Vec::with_capacity(self.chunk + self.read);
+        data.append(&mut self.carry);
+        // Where the unfinished last line starts (0: no newline yet). A chunk holds at least
+        // one whole line, however small `chunk`.
+        let mut open = 0;
+        while data.len() < self.chunk || self.skipping || open == 0 {
+            let start = data.len();
+            data.reserve(self.read);
+            let n = (&mut self.r)
+                .take(self.read as u64)
+                .read_to_end(&mut data)?;
+            if n == 0 {
                 self.eof = true;
-                if skipping || data.len() > line_start {
-                    // The last line had no newline.
-                    data.push(b'\n');
-                    self.line += 1;
-                }
                 break;
             }
-            match memchr::memchr(b'\n', buf) {
-                Some(i) => {
-                    if skipping {
-                        skipping = false;
-                        data.push(b'\n');
-                    } else if data.len() - line_start + i > self.max_line {
-                        self.long_lines += 1;
-                        data.truncate(line_start);
-                        data.push(b'\n');
-                    } else {
-                        data.extend_from_slice(&buf[..=i]);
+            if self.skipping {
+                match memchr::memchr(b'\n', &data[start..]) {
+                    None => {
+                        data.truncate(start);
+                        continue;
                     }
-                    self.line += 1;
-                    line_start = data.len();
-                    self.r.consume(i + 1);
-                    if data.len() >= CHUNK {
-                        break;
+                    Some(i) => {
+                        // The newline stays: an empty line in place of the long one.
+                        data.drain(start..start + i);
+                        self.skipping = false;
                     }
                 }
-                None => {
-                    let n = buf.len();
-                    if !skipping {
-                        if data.len() - line_start + n > self.max_line {
-                            skipping = true;
-                            self.long_lines += 1;
-                            data.truncate(line_start);
-                        } else {
-                            data.extend_from_slice(buf);
-                        }
-                    }
-                    self.r.consume(n);
-                }
+            }
+            open = memchr::memrchr(b'\n', &data[open..]).map_or(open, |i| open + i + 1);
+            if data.len() - open > self.max_line {
+                data.truncate(open);
+                self.long_lines += 1;
+                self.skipping = true;
+            }
+        }
+        if self.eof {
+            if self.skipping || data.last().is_some_and(|&b| b != b'\n') {
+                // The last line had no newline.
+                data.push(b'\n');
+                self.skipping = false;
+            }
+        } else {
+            self.carry.extend_from_slice(&data[open..]);
+            data.truncate(open);
+        }
+        let first = self.line;
+        let mut lines = 0;
+        let mut from = 0;
+        let mut long = Vec::new();
+        for at in memchr::memchr_iter(b'\n', &data) {
+            if at - from > self.max_line {
+                long.push(from..at);
+            }
+            from = at + 1;
+            lines += 1;
+        }
+        self.line += lines;
+        if !long.is_empty() {
+            // Whole long lines that arrived within one block.
+            self.long_lines += long.len() as u64;
+            for r in long.into_iter().rev() {
+                data.drain(r);
             }
         }
         Ok((!data.is_empty()).then_some((first, data)))
@@ -377,13 +420,7 @@ pub fn classify_files(
         for (fi, path) in files.iter().enumerate() {
             let f = File::open(path).map_err(io_err(path))?;
             sizes[fi] = f.metadata().map_err(io_err(path))?.len();
-            let mut ch = Chunker {
-                r: BufReader::with_capacity(256 << 10, f),
-                max_line: opts.max_line,
-                line: 0,
-                long_lines: 0,
-                eof: false,
-            };
+            let mut ch = Chunker::new(f, opts.max_line);
             let mut seq = 0;
             while let Some((first_line, data)) = ch.next_chunk().map_err(io_err(path))? {
                 send(Chunk {
@@ -549,19 +586,28 @@ pub fn write_table(r: &ClassifyReport, out: &mut dyn Write) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn chunks(text: &str, max_line: usize) -> (Vec<(u64, String)>, u64) {
-        let mut c = Chunker {
-            r: BufReader::with_capacity(7, text.as_bytes()),
-            max_line,
-            line: 0,
-            long_lines: 0,
-            eof: false,
-        };
+    fn chunks_with(
+        text: &[u8],
+        max_line: usize,
+        read: usize,
+        chunk: usize,
+    ) -> (Vec<(u64, Vec<u8>)>, u64) {
+        let mut c = Chunker::new(text, max_line);
+        (c.read, c.chunk) = (read, chunk);
         let mut out = Vec::new();
         while let Some((first, data)) = c.next_chunk().unwrap() {
-            out.push((first, String::from_utf8(data).unwrap()));
+            out.push((first, data));
         }
         (out, c.long_lines)
+    }
+
+    fn chunks(text: &str, max_line: usize) -> (Vec<(u64, String)>, u64) {
+        let (c, long) = chunks_with(text.as_bytes(), max_line, 7, CHUNK);
+        let c = c
+            .into_iter()
+            .map(|(first, d)| (first, String::from_utf8(d).unwrap()))
+            .collect();
+        (c, long)
     }
 
     #[test]
@@ -571,6 +617,53 @@ mod tests {
         assert_eq!(c, vec![(0, "{\"a\":1}\n\n{\"c\":3}\n".to_string())]);
         let (c, long) = chunks("{\"a\":1}\n{\"b\":\"xxxxxxxxxxxxxxxxxxxx\"}", 10);
         assert_eq!((long, c[0].1.as_str()), (1, "{\"a\":1}\n\n"));
+    }
+
+    /// Every cut of random lines into blocks and chunks gives the lines of the text in order,
+    /// each long one as an empty line, chunks of whole lines numbered from their first line.
+    #[test]
+    fn chunks_are_whole_lines_for_any_block_size() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..3000 {
+            let mut text = Vec::new();
+            for _ in 0..next(30) {
+                let len = if next(4) == 0 { next(200) } else { next(12) };
+                text.extend((0..len).map(|i| b'a' + (i % 26) as u8));
+                text.push(b'\n');
+            }
+            if next(2) == 0 {
+                text.extend_from_slice(&b"tail-without-newline"[..next(20) as usize]);
+            }
+            let max_line = 1 + next(60) as usize;
+            let (read, chunk) = (1 + next(80) as usize, 1 + next(300) as usize);
+            let want: Vec<&[u8]> = text
+                .strip_suffix(b"\n")
+                .unwrap_or(&text)
+                .split(|&b| b == b'\n')
+                .filter(|_| !text.is_empty())
+                .map(|l| if l.len() > max_line { &b""[..] } else { l })
+                .collect();
+            let (got, long) = chunks_with(&text, max_line, read, chunk);
+            let ctx = format!("{text:?} max_line {max_line} read {read} chunk {chunk}");
+            let mut lines: Vec<&[u8]> = Vec::new();
+            for (first, data) in &got {
+                assert_eq!(*first, lines.len() as u64, "{ctx}");
+                assert_eq!(data.last(), Some(&b'\n'), "{ctx}");
+                lines.extend(data[..data.len() - 1].split(|&b| b == b'\n'));
+            }
+            assert_eq!(lines, want, "{ctx}");
+            let long_want = text
+                .split(|&b| b == b'\n')
+                .filter(|l| l.len() > max_line)
+                .count();
+            assert_eq!(long, long_want as u64, "{ctx}");
+        }
     }
 
     #[test]

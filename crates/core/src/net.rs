@@ -132,6 +132,11 @@ impl Conn {
         self.peer
     }
 
+    /// Changes how long one read may wait (for a reply known to take longer than most).
+    pub fn set_read_timeout(&mut self, wait: Duration) {
+        self.limits.read_timeout = wait;
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Stream::Tls(_))
     }

@@ -866,6 +866,9 @@ async fn count(
             return Ok(());
         }
         s.deadline = Some(deadline.map_or(st.counts_until, |d| d.min(st.counts_until)));
+        // One reply after reading every document: the counts' share, not a read timeout,
+        // decides how long it may take (a 2.4 M-document collection counts in minutes).
+        s.read_timeout = Some(st.counts_until.saturating_duration_since(Instant::now()));
     }
     let reply = ask(
         s,
@@ -878,6 +881,7 @@ async fn count(
     )
     .await;
     s.deadline = deadline;
+    s.read_timeout = None;
     match reply {
         Ok(r) => match parse_count(&r) {
             Some(n) => {
@@ -1160,7 +1164,9 @@ async fn census(
     st: &mut State,
     i: usize,
 ) -> Result<(), String> {
-    if st.targets[i].view {
+    // FerretDB's `count` already read every document: a census would read them all again
+    // for the same number (on a 2.4 M-user lab, minutes per pass).
+    if st.targets[i].view || st.inv.holdings[i].records_exact {
         return Ok(());
     }
     let (db, coll) = (st.targets[i].db.clone(), st.targets[i].coll.clone());
@@ -1748,6 +1754,8 @@ pub(super) mod tests {
         Doc(Document),
         /// Never answers.
         Stall,
+        /// Answers with a captured reply after a wait.
+        Late(Duration, &'static [u8]),
     }
 
     fn op_msg(response_to: i32, body: &Document) -> Vec<u8> {
@@ -1803,6 +1811,12 @@ pub(super) mod tests {
                             Answer::Stall => {
                                 tokio::time::sleep(Duration::from_secs(60)).await;
                                 return;
+                            }
+                            Answer::Late(wait, f) => {
+                                tokio::time::sleep(wait).await;
+                                let mut f = f.to_vec();
+                                f[8..12].copy_from_slice(&req.id.to_le_bytes());
+                                f
                             }
                         };
                         if s.write_all(&bytes).await.is_err() {
@@ -1863,9 +1877,19 @@ pub(super) mod tests {
         }
     }
 
+    /// [`ferret`] whose `count` of `users` failed: the census counts that collection.
+    fn ferret_users_uncounted(r: &Request) -> Answer {
+        match r.cmd.as_str() {
+            "count" if r.body.get_str("count") == Ok("users") => Answer::Doc(doc! {
+                "ok": 0.0, "errmsg": "operation was interrupted", "code": 11601,
+            }),
+            _ => ferret(r),
+        }
+    }
+
     #[tokio::test]
     async fn ferretdb_inventory_from_captured_replies() {
-        let (addr, log) = scripted(ferret).await;
+        let (addr, log) = scripted(ferret_users_uncounted).await;
         let inv = inventory(&ctx(addr), &finding("FerretDB"), &opts(6, true)).await;
         let names: Vec<&str> = inv.holdings.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
@@ -1881,10 +1905,14 @@ pub(super) mod tests {
         for h in &inv.holdings {
             assert_eq!(h.kind, "collection");
             assert!(!h.system);
-            // The census (3 + 1 documents in the captured cursor) replaces the count of 500.
-            assert_eq!((h.records, h.records_exact), (Some(4), true), "{h:?}");
+            // FerretDB's counts are exact, so only the uncounted `users` gets a census (3 + 1
+            // documents in the captured cursor); the others keep the count of 500.
+            let want = if h.name == "smarthome.users" { 4 } else { 500 };
+            assert_eq!((h.records, h.records_exact), (Some(want), true), "{h:?}");
             assert_eq!(h.bytes, None);
-            assert_eq!(h.sample.len(), 6, "{}", h.name);
+            // Uncounted, `users` is read from its start (the captured window holds 2).
+            let sampled = if h.name == "smarthome.users" { 2 } else { 6 };
+            assert_eq!(h.sample.len(), sampled, "{}", h.name);
             assert!(h
                 .schema
                 .iter()
@@ -1893,11 +1921,14 @@ pub(super) mod tests {
         let notes = inv.notes.join("\n");
         assert!(notes.contains("$sample is not available"), "{notes}");
         assert!(notes.contains("collStats not sent to FerretDB"), "{notes}");
-        assert!(
-            notes.contains("census counted 4 documents, the server's count said 500"),
-            "{notes}"
-        );
+        assert!(notes.contains("smarthome.users: count failed"), "{notes}");
         let log = log.lock().unwrap();
+        let censuses: Vec<&str> = log
+            .iter()
+            .filter(|r| r.cmd == "find" && r.body.get("projection").is_some())
+            .map(|r| r.body.get_str("find").unwrap())
+            .collect();
+        assert_eq!(censuses, ["users"]);
         assert!(
             !log.iter().any(|r| r.cmd == "collStats"),
             "collStats sent to FerretDB"
@@ -1981,6 +2012,36 @@ pub(super) mod tests {
             .collect();
         assert_eq!(lists, [true, false]);
         assert_eq!(log.last().map(|r| r.cmd.as_str()), Some("listDatabases"));
+    }
+
+    /// FerretDB whose `count` of `users` answers after longer than any read timeout (it reads
+    /// every document), within the counts' share of a 30 s budget.
+    fn ferret_counting_slowly(r: &Request) -> Answer {
+        match r.cmd.as_str() {
+            "count" if r.body.get_str("count") == Ok("users") => {
+                Answer::Late(MIN_READ_TIMEOUT + Duration::from_secs(1), COUNT)
+            }
+            _ => ferret(r),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ferretdb_count_may_take_the_counts_share() {
+        let (addr, log) = scripted(ferret_counting_slowly).await;
+        let mut o = opts(2, true);
+        o.time_budget = Duration::from_secs(30);
+        let inv = inventory(&ctx(addr), &finding("FerretDB"), &o).await;
+        let users = inv
+            .holdings
+            .iter()
+            .find(|h| h.name == "smarthome.users")
+            .unwrap();
+        assert_eq!((users.records, users.records_exact), (Some(500), true));
+        let notes = inv.notes.join("\n");
+        assert!(!notes.contains("count failed"), "{notes}");
+        // Counted exactly, nothing needs a census.
+        let log = log.lock().unwrap();
+        assert!(!log.iter().any(|r| r.cmd == "getMore"));
     }
 
     #[tokio::test]

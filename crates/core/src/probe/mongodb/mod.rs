@@ -397,6 +397,10 @@ struct Session {
     budget: usize,
     /// No exchange runs past this instant (the inventory's time budget).
     deadline: Option<tokio::time::Instant>,
+    /// A longer wait for one reply than the context's read timeout, for a command known to
+    /// answer only after reading a whole collection (FerretDB's `count`); the deadline still
+    /// ends it.
+    read_timeout: Option<std::time::Duration>,
     /// Cursors opened by this session: the only ones `getMore` and `killCursors` may name.
     cursors: Vec<OwnCursor>,
     /// The product `buildInfo` named on this session, for [`MONGODB_ONLY`].
@@ -414,6 +418,7 @@ impl Session {
             read: 0,
             budget: usize::MAX,
             deadline: None,
+            read_timeout: None,
             cursors: Vec::new(),
             product: None,
         }
@@ -551,6 +556,9 @@ impl Session {
             self.conn = ctx.connect().await.map_err(CallError::Net)?;
             self.broken = false;
         }
+        let wait = ctx.opts.limits.read_timeout;
+        self.conn
+            .set_read_timeout(self.read_timeout.map_or(wait, |t| t.max(wait)));
         self.broken = true;
         self.conn.send(request).await.map_err(CallError::Net)?;
         self.conn

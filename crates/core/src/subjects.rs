@@ -497,21 +497,22 @@ impl DistinctCounter {
         }
     }
 
-    /// The answer after reading every key of a pattern: the count, with a method that says
-    /// whether it is exact, what was read (`how`) and how many keys lacked the field.
-    pub fn answer(&self, field: &str, keys_read: u64, how: &str, missing: u64) -> Subjects {
+    /// The answer after reading every key of a pattern or document of a collection (`unit`):
+    /// the count, with a method that says whether it is exact, what was read (`how`) and how
+    /// many lacked the field.
+    pub fn answer(&self, field: &str, read: u64, unit: &str, how: &str, missing: u64) -> Subjects {
         let (count, exact) = self.count();
         Subjects {
             count,
             method: format!(
-                "{} distinct {field} over all {keys_read} keys read ({how}){}",
+                "{} distinct {field} over all {read} {unit} read ({how}){}",
                 if exact {
                     "exact"
                 } else {
                     "HyperLogLog estimate of"
                 },
                 if missing > 0 {
-                    format!(", {missing} keys without it or gone")
+                    format!(", {missing} {unit} without it or gone")
                 } else {
                     String::new()
                 }

@@ -504,7 +504,13 @@ async fn count_pattern(
             batch.clear();
         }
     }
-    Ok(counter.answer(&q.field, keys_read, "lru_crawler metadump, get", missing))
+    Ok(counter.answer(
+        &q.field,
+        keys_read,
+        "keys",
+        "lru_crawler metadump, get",
+        missing,
+    ))
 }
 
 /// The registered [`crate::subjects::SubjectsFn`].

@@ -700,7 +700,13 @@ async fn count_pattern(
             break;
         }
     }
-    Ok(counter.answer(&q.field, keys_read, &format!("SCAN MATCH {want}"), missing))
+    Ok(counter.answer(
+        &q.field,
+        keys_read,
+        "keys",
+        &format!("SCAN MATCH {want}"),
+        missing,
+    ))
 }
 
 /// `SELECT db` on `conn`, for the distinct counts and key checks (errors in words).

@@ -409,6 +409,13 @@ pub fn get_more_args(coll: &str, batch: Option<usize>) -> bson::Document {
     args
 }
 
+/// Documents to ask of the next `getMore` of a census (the inventory's, or the key census of
+/// [`super::subjects`]): as many as half a frame holds at what the last batch of `n` weighed.
+pub fn next_census_batch(frame_cap: usize, last: &RawArray, n: u64) -> usize {
+    let per_doc = (last.as_bytes().len() as u64 / n.max(1)).max(8) as usize;
+    ((frame_cap / 2) / per_doc).clamp(1, CENSUS_MAX_BATCH)
+}
+
 /// Arguments of the `killCursors` that closes our cursor `id`.
 pub fn kill_cursors_args(id: i64) -> bson::Document {
     doc! { "cursors": [Bson::Int64(id)] }
@@ -1202,10 +1209,7 @@ async fn census(
         if id == 0 {
             break;
         }
-        // Size the next batch from what this one weighed.
-        let per_doc = (batch.as_bytes().len() as u64 / n.max(1)).max(8) as usize;
-        let next = ((s.cap / 2) / per_doc).clamp(1, CENSUS_MAX_BATCH);
-        let args = get_more_args(&coll, Some(next));
+        let args = get_more_args(&coll, Some(next_census_batch(s.cap, batch, n)));
         reply = match ask(s, ctx, opts, "getMore", Bson::Int64(id), &db, args).await {
             Ok(r) => r,
             Err(e) => {

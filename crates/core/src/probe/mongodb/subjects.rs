@@ -34,7 +34,7 @@ use bson::{doc, Bson, Document};
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::inventory::{cursor_batch, document_json, get_more_args};
+use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::{clean, command_error, field, handshake, number, CallError, Session, Wire};
 use crate::inventory::{flatten_json, Holding, InventoryOptions};
 use crate::probe::{Finding, ProbeCtx};
@@ -51,9 +51,8 @@ const SERVER_SHARE: f32 = 0.9;
 const CODE_MAX_TIME: i32 = 50;
 /// QueryExceededMemoryLimitNoDiskUseAllowed (and its pre-6.0 code).
 const CODE_MEMORY: &[i32] = &[292, 16945];
-/// Key census batches: the first, and the most any later one asks for.
+/// Documents in the first batch of a key census (later ones: [`next_census_batch`]).
 const CENSUS_FIRST_BATCH: i64 = 1000;
-const CENSUS_MAX_BATCH: usize = 50_000;
 /// Bytes kept of one key value in the census (longer keys are rarer than collisions of
 /// their first kilobyte).
 const KEY_CAP: usize = 1024;
@@ -454,10 +453,7 @@ impl KeyCensus<'_> {
             if id == 0 {
                 break;
             }
-            // Size the next batch from what this one weighed, as the inventory's census does.
-            let per_doc = (batch.as_bytes().len() as u64 / n.max(1)).max(8) as usize;
-            let next = ((s.cap / 2) / per_doc).clamp(1, CENSUS_MAX_BATCH);
-            let args = get_more_args(coll, Some(next));
+            let args = get_more_args(coll, Some(next_census_batch(s.cap, batch, n)));
             reply = s
                 .call_on(ctx, "getMore", Bson::Int64(id), db, args)
                 .await

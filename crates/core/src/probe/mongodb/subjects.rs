@@ -20,9 +20,9 @@
 //!    [`DistinctCounter`] (exact up to 100 000 values, then a HyperLogLog of about 0.8 %).
 //!    FerretDB 1.x gets this instead of `$group`: its `$group` compares each document with every
 //!    group found so far (a list, not a hash table), so time grows with documents × people.
-//!    Measured on its SQLite backend: 719 619 measurements of 239 760 people had not grouped
-//!    after 10 minutes at full CPU, and the server went on grinding after the client left;
-//!    the census read the same collection in about 70 s, linear in its documents.
+//!    Measured on FerretDB 1.24.2 with SQLite: the group of 719 619 measurements of 239 760
+//!    people ran 8 minutes at full CPU without answering (stopped there); a `find` projected to
+//!    the key read the same collection in 73 s, linear in its documents.
 //! 4. A count the server stops at `maxTimeMS` (code 50) or the session's deadline is an error
 //!    saying so, never a partial number.
 //!

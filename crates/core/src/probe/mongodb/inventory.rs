@@ -1805,12 +1805,13 @@ pub(super) mod tests {
                 tokio::spawn(async move {
                     while let Some(req) = read_request(&mut s).await {
                         log.lock().unwrap().push(req.clone());
+                        let captured = |f: &[u8]| {
+                            let mut f = f.to_vec();
+                            f[8..12].copy_from_slice(&req.id.to_le_bytes());
+                            f
+                        };
                         let bytes = match script(&req) {
-                            Answer::Frame(f) => {
-                                let mut f = f.to_vec();
-                                f[8..12].copy_from_slice(&req.id.to_le_bytes());
-                                f
-                            }
+                            Answer::Frame(f) => captured(f),
                             Answer::Doc(d) => op_msg(req.id, &d),
                             Answer::Stall => {
                                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -1818,9 +1819,7 @@ pub(super) mod tests {
                             }
                             Answer::Late(wait, f) => {
                                 tokio::time::sleep(wait).await;
-                                let mut f = f.to_vec();
-                                f[8..12].copy_from_slice(&req.id.to_le_bytes());
-                                f
+                                captured(f)
                             }
                         };
                         if s.write_all(&bytes).await.is_err() {

@@ -5,11 +5,20 @@
 //! columns, session blobs) are parsed and flattened under their own path. Values are truncated
 //! to a byte cap on a character boundary; depth and item counts are capped so a hostile document
 //! costs bounded work.
+//!
+//! Two walks fill the same [`Flat`]: JSON text goes through the parser of [`text`] (built for
+//! this: `leakscope classify` sends every line of an export through it), parsed trees
+//! (`serde_json::Value` from the probes) through a serde visitor. Tests and a fuzz target hold
+//! them to the same pairs for the same document.
 
 use std::fmt::Write as _;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+mod text;
+
+pub use text::TextError;
 
 /// One flattened record: (path, value) in document order. Repeated paths are array elements.
 pub type Record = Vec<(String, String)>;
@@ -40,13 +49,19 @@ fn cut(s: &str, cap: usize) -> usize {
 
 /// Whether a string may hold a JSON object or array worth parsing.
 fn looks_embedded(s: &str) -> bool {
+    // Most values start with a letter or digit: decided on the first byte, not a trim.
+    match s.as_bytes().first() {
+        Some(b'{' | b'[') => return s.len() <= MAX_EMBEDDED,
+        Some(c) if c.is_ascii_graphic() => return false,
+        _ => {}
+    }
     let t = s.trim_start();
     (t.starts_with('{') || t.starts_with('[')) && s.len() <= MAX_EMBEDDED
 }
 
 /// One record flattened into reusable buffers: parsing a JSON line straight into `(path,
 /// value)` pairs, with no document tree and, once the buffers have grown, no allocation per
-/// record. This is the one flattener: [`flatten_json`] and [`flatten_row`] run it too.
+/// record. [`flatten_json`] and [`flatten_row`] fill one too.
 ///
 /// Each pair's path and value sit side by side in one text arena; the walk keeps the current
 /// path in a buffer it extends and cuts back as it enters and leaves objects and arrays.
@@ -89,29 +104,25 @@ impl Flat {
             .collect()
     }
 
-    /// Flattens one JSON document from bytes, replacing what was here. On a parse error no
-    /// pairs are left (a bad line has no fields).
-    pub fn json_slice(&mut self, text: &[u8]) -> Result<(), serde_json::Error> {
-        self.parse(serde_json::Deserializer::from_slice(text))
-    }
-
-    /// As [`Flat::json_slice`], from text already known to be UTF-8: the parser then takes
-    /// each string as it is instead of validating it again (a seventh of the time of
-    /// `leakscope classify`, which validates a whole chunk at once).
-    pub fn json_str(&mut self, text: &str) -> Result<(), serde_json::Error> {
-        self.parse(serde_json::Deserializer::from_str(text))
-    }
-
-    fn parse<'de, R: serde_json::de::Read<'de>>(
-        &mut self,
-        mut de: serde_json::Deserializer<R>,
-    ) -> Result<(), serde_json::Error> {
-        self.clear();
-        let r = Root(self).deserialize(&mut de).and_then(|()| de.end());
-        if r.is_err() {
-            self.clear();
+    /// Flattens one JSON document from bytes, replacing what was here. On an error no pairs
+    /// are left (a bad line has no fields).
+    pub fn json_slice(&mut self, text: &[u8]) -> Result<(), TextError> {
+        match std::str::from_utf8(text) {
+            Ok(s) => self.json_str(s),
+            Err(e) => {
+                self.clear();
+                Err(TextError {
+                    reason: "invalid UTF-8",
+                    offset: e.valid_up_to(),
+                })
+            }
         }
-        r
+    }
+
+    /// As [`Flat::json_slice`], from text already known to be UTF-8 (`leakscope classify`
+    /// checks a whole chunk at once), with the parser of [`text`].
+    pub fn json_str(&mut self, text: &str) -> Result<(), TextError> {
+        self.text_document(text)
     }
 
     /// Flattens one parsed document, replacing what was here.
@@ -154,24 +165,14 @@ impl Flat {
     }
 
     /// Whether `s` held a JSON object or array, now flattened at the current path one level
-    /// below `depth`. When it did not, nothing it added is left.
+    /// below `depth`. When it did not, nothing it added is left and the path is as it was.
     fn embedded(&mut self, s: &str, depth: usize) -> bool {
         if !looks_embedded(s) {
             return false;
         }
-        let mark = (self.text.len(), self.pairs.len());
-        let mut de = serde_json::Deserializer::from_str(s);
-        let ok = Walk {
-            f: self,
-            depth: depth + 1,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .is_ok();
-        if !ok {
-            self.text.truncate(mark.0);
-            self.pairs.truncate(mark.1);
-        }
+        let base = self.path.len();
+        let ok = self.text_embedded(s, depth);
+        self.path.truncate(base);
         ok
     }
 
@@ -445,6 +446,12 @@ mod tests {
         assert_eq!(
             pairs(&flatten_json(&json!("{\"a\":[1]}"), 64)),
             vec![("a[]", "1")]
+        );
+        // Text that only starts like JSON stays a value, under its own path.
+        let doc = json!({"t": "[not json", "u": "{\"a\": {\"b\": 1", "v": 2});
+        assert_eq!(
+            pairs(&flatten_json(&doc, 64)),
+            vec![("t", "[not json"), ("u", "{\"a\": {\"b\": 1"), ("v", "2")]
         );
     }
 

@@ -318,13 +318,21 @@ fn classify_chunk<'c>(
     // One UTF-8 check for the whole chunk (the usual case) spares the parser one per string;
     // a chunk with invalid bytes is parsed line by line from bytes, its bad lines counted.
     let text = std::str::from_utf8(&chunk.data).ok();
-    let text_lines = text.into_iter().flat_map(|t| t.split('\n').map(Line::Text));
-    let byte_lines = text
-        .is_none()
-        .then(|| chunk.data.split(|&b| b == b'\n').map(Line::Bytes))
-        .into_iter()
-        .flatten();
-    for (k, line) in text_lines.chain(byte_lines).enumerate() {
+    // Lines as `split('\n')` cuts them (an empty last piece included), found with the
+    // memchr crate's SIMD search: the standard library's is several times slower.
+    let data = &chunk.data;
+    let mut next = Some(0);
+    let spans = std::iter::from_fn(move || {
+        let a = next?;
+        let end = memchr::memchr(b'\n', &data[a..]).map(|n| a + n);
+        next = end.map(|e| e + 1);
+        Some(a..end.unwrap_or(data.len()))
+    });
+    let lines_of = spans.map(|r| match text {
+        Some(t) => Line::Text(&t[r]),
+        None => Line::Bytes(&data[r]),
+    });
+    for (k, line) in lines_of.enumerate() {
         let parsed = match line {
             Line::Text(l) => match l.trim_ascii() {
                 "" => continue,

@@ -339,7 +339,15 @@ fn is_null_like(v: &str) -> bool {
 /// A raw value as the detectors see it: cut to the cap and trimmed; None when empty or a
 /// null placeholder.
 fn prepare(value: &str) -> Option<&str> {
-    let v = cap(value, VALUE_CAP).trim();
+    let v = cap(value, VALUE_CAP);
+    // Most values start and end with a visible ASCII character: nothing to trim, decided on
+    // two bytes instead of a walk over Unicode whitespace from both ends.
+    let visible = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    let v = if visible(v.as_bytes().first()) && visible(v.as_bytes().last()) {
+        v
+    } else {
+        v.trim()
+    };
     (!v.is_empty() && !is_null_like(v)).then_some(v)
 }
 

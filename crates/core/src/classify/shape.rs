@@ -209,7 +209,13 @@ pub struct PreTable {
     forbid: [u128; 64],
     /// Detectors with groups of classes of which a value needs one.
     needy: u128,
+    /// By detector: its groups, padded with [`ANY`] (which a non-empty value always meets),
+    /// so the test is a fixed run of ANDs instead of a walk over a `Vec` per detector.
+    need: Vec<[u64; MAX_NEED]>,
 }
+
+/// Most need groups of one prefilter.
+const MAX_NEED: usize = 4;
 
 impl PreTable {
     /// The table of these prefilters (at most [`MAX_DETECTORS`]).
@@ -219,7 +225,10 @@ impl PreTable {
         let mut len = vec![0u128; LEN_TABLE + 1];
         let mut forbid = [0u128; 64];
         let mut needy = 0;
+        let mut need = vec![[ANY; MAX_NEED]; pres.len()];
         for (i, p) in pres.iter().enumerate() {
+            assert!(p.need.len() <= MAX_NEED, "{} need groups", p.need.len());
+            need[i][..p.need.len()].copy_from_slice(&p.need);
             let bit = 1u128 << i;
             for (b, set) in first.iter_mut().enumerate() {
                 if p.first.has(b as u8) {
@@ -246,6 +255,7 @@ impl PreTable {
             len,
             forbid,
             needy,
+            need,
         }
     }
 
@@ -265,7 +275,10 @@ impl PreTable {
         let mut needy = out & self.needy;
         while needy != 0 {
             let i = needy.trailing_zeros() as usize;
-            if !self.pres[i].need.iter().all(|g| s.mask & g != 0) {
+            if !self.need[i]
+                .iter()
+                .fold(true, |ok, g| ok & (s.mask & g != 0))
+            {
                 out &= !(1u128 << i);
             }
             needy &= needy - 1;

@@ -6,10 +6,10 @@
 //! to a byte cap on a character boundary; depth and item counts are capped so a hostile document
 //! costs bounded work.
 //!
-//! Two walks fill the same [`Flat`]: JSON text goes through the parser of [`text`] (built for
-//! this: `leakscope classify` sends every line of an export through it), parsed trees
-//! (`serde_json::Value` from the probes) through a serde visitor. Tests and a fuzz target hold
-//! them to the same pairs for the same document.
+//! Two walks fill the same [`Flat`]: JSON text goes through a parser built for this (the
+//! private module `text`: `leakscope classify` sends every line of an export through it),
+//! parsed trees (`serde_json::Value` from the probes) through a serde visitor. Tests and a
+//! fuzz target hold them to the same pairs for the same document.
 
 use std::fmt::Write as _;
 
@@ -120,7 +120,7 @@ impl Flat {
     }
 
     /// As [`Flat::json_slice`], from text already known to be UTF-8 (`leakscope classify`
-    /// checks a whole chunk at once), with the parser of [`text`].
+    /// checks a whole chunk at once), with the text parser (module `text`).
     pub fn json_str(&mut self, text: &str) -> Result<(), TextError> {
         self.text_document(text)
     }

@@ -2,14 +2,14 @@
 //! appends `(path, value)` pairs to a [`Flat`] as it goes.
 //!
 //! This is `leakscope classify`'s inner loop (every line of an export goes through it), and a
-//! parser built for it does less than serde's visitor protocol: no per-value dispatch through
-//! trait objects of the visitor, strings found with a SIMD search for `"` and `\` and taken as
-//! slices of the line unless they hold escapes, integers copied as written. What it accepts
-//! and what it yields are pinned to serde_json's: the same documents are refused (including
-//! its 128-level nesting limit, control characters and lone surrogates in strings, numbers out
-//! of range), and a document flattens exactly as its parsed tree does (tests and the
-//! `flatten_json` fuzz target compare the two). Floats and integers that do not fit 64 bits
-//! are handed to serde_json so they print as a tree's numbers do.
+//! parser built for it does less than serde_json driving a visitor: strings are found eight
+//! bytes at a time (`"`, `\` and control characters at once) and taken as slices of the line
+//! unless they hold escapes; integers and short decimals are copied as written. What it
+//! accepts and what it yields are pinned to serde_json's: the same documents are refused
+//! (including its 128-level nesting limit, control characters and lone surrogates in strings,
+//! numbers out of range), and a document flattens exactly as its parsed tree does (tests and
+//! the `flatten_json` fuzz target compare the two). Other numbers are handed to serde_json so
+//! they print as a tree's numbers do.
 
 use std::fmt;
 

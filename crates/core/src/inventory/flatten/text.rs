@@ -229,11 +229,7 @@ impl<'a> Text<'a> {
                     return self.err("invalid number");
                 }
             }
-            Some(b'1'..=b'9') => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => i = self.digit_run(i)?,
             _ => {
                 self.i = i;
                 return self.err("invalid number");
@@ -247,15 +243,8 @@ impl<'a> Text<'a> {
         // point where its fixed notation puts it (1e-3 to below 1e7 here, well inside).
         let mut as_written = digits <= 18 && &self.src[start..i] != "-0";
         if b.get(i) == Some(&b'.') {
-            i += 1;
-            let f = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == f {
-                self.i = i;
-                return self.err("invalid number");
-            }
+            let f = i + 1;
+            i = self.digit_run(f)?;
             let frac = &b[f..i];
             let lead = frac.iter().take_while(|&&c| c == b'0').count();
             let significant = if zero {
@@ -273,17 +262,40 @@ impl<'a> Text<'a> {
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
             }
-            let e = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == e {
-                self.i = i;
-                return self.err("invalid number");
-            }
+            i = self.digit_run(i)?;
         }
         self.i = i;
         Ok((&self.src[start..i], as_written))
+    }
+
+    /// After a member or element: true at a `,` (another follows), false at `close`; either
+    /// is consumed.
+    fn more(&mut self, close: u8) -> Result<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ if close == b'}' => self.err("expected `,` or `}`"),
+            _ => self.err("expected `,` or `]`"),
+        }
+    }
+
+    /// The end of the run of digits at `i`, which must hold at least one.
+    fn digit_run(&mut self, i: usize) -> Result<usize> {
+        let end = i + self.b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if end == i {
+            self.i = i;
+            return self.err("invalid number");
+        }
+        Ok(end)
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<()> {
@@ -363,13 +375,8 @@ impl Flat {
                         t.i += 1;
                         self.text_value(t, depth + 1)?;
                         self.path.truncate(base);
-                        match t.peek() {
-                            Some(b',') => t.i += 1,
-                            Some(b'}') => {
-                                t.i += 1;
-                                break;
-                            }
-                            _ => return t.err("expected `,` or `}`"),
+                        if !t.more(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -386,13 +393,8 @@ impl Flat {
                 } else {
                     loop {
                         self.text_value(t, depth + 1)?;
-                        match t.peek() {
-                            Some(b',') => t.i += 1,
-                            Some(b']') => {
-                                t.i += 1;
-                                break;
-                            }
-                            _ => return t.err("expected `,` or `]`"),
+                        if !t.more(b']')? {
+                            break;
                         }
                     }
                 }

@@ -167,13 +167,16 @@ impl Flat {
     /// Whether `s` held a JSON object or array, now flattened at the current path one level
     /// below `depth`. When it did not, nothing it added is left and the path is as it was.
     fn embedded(&mut self, s: &str, depth: usize) -> bool {
-        if !looks_embedded(s) {
-            return false;
+        looks_embedded(s) && self.text_embedded(s, depth)
+    }
+
+    /// A document that is a string: the JSON it holds, or else the pair `value`.
+    fn root_string(&mut self, s: &str) {
+        // Parsed once: a string that is not JSON at the top is not JSON under `value` either.
+        if !self.embedded(s, 0) {
+            self.path.push_str("value");
+            self.plain(s);
         }
-        let base = self.path.len();
-        let ok = self.text_embedded(s, depth);
-        self.path.truncate(base);
-        ok
     }
 
     /// A string value at the current path, truncated.
@@ -252,12 +255,7 @@ impl<'de> Visitor<'de> for Root<'_> {
     }
 
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        // Parsed once: a string that is not JSON at the top is not JSON under `value` either.
-        let f = self.0;
-        if !f.embedded(s, 0) {
-            f.path.push_str("value");
-            f.plain(s);
-        }
+        self.0.root_string(s);
         Ok(())
     }
 

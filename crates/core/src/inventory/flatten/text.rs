@@ -332,10 +332,7 @@ impl Flat {
             Some(b'{' | b'[') => self.text_value(t, 0),
             Some(b'"') => {
                 let s = t.string()?;
-                if !self.embedded(s, 0) {
-                    self.path.push_str("value");
-                    self.plain(s);
-                }
+                self.root_string(s);
                 Ok(())
             }
             Some(b'n') => t.literal(b"null"),
@@ -449,16 +446,18 @@ impl Flat {
     }
 
     /// Flattens `s`, a string that looks like a JSON object or array, at the current path
-    /// one level below `depth`; false (and nothing added) when it is not JSON.
+    /// one level below `depth`; false when it is not JSON, and then nothing it added is left
+    /// and the path is as it was (a failed parse stops inside the objects it entered).
     pub(super) fn text_embedded(&mut self, s: &str, depth: usize) -> bool {
-        let mark = (self.text.len(), self.pairs.len());
+        let mark = (self.path.len(), self.text.len(), self.pairs.len());
         let mut t = Text::new(s);
         let ok = self
             .text_value(&mut t, depth + 1)
             .is_ok_and(|()| t.peek().is_none());
         if !ok {
-            self.text.truncate(mark.0);
-            self.pairs.truncate(mark.1);
+            self.path.truncate(mark.0);
+            self.text.truncate(mark.1);
+            self.pairs.truncate(mark.2);
         }
         ok
     }

@@ -703,6 +703,13 @@ def cmd_up(args) -> int:
     return 0
 
 
+def lab_targets() -> list[str]:
+    """What a scan of the whole lab names: its three networks on the default ports, plus every
+    service as ADDRESS:PORT, so a service on a port no protocol claims is scanned too (a scope
+    probes each endpoint once, however its targets overlap)."""
+    return [f"{NET}.{n}.0/24" for n in (10, 11, 12)] + [f"{s.address}:{s.port}" for s in SERVICES]
+
+
 def truths_for(users: int) -> dict:
     """The generator's ground truth of the main and the small dataset."""
     return {
@@ -728,6 +735,9 @@ def write_manifest(services: list[Service], truths: dict, users: int) -> None:
         "schema": "leakscope.lab-manifest/v1",
         "users": users,
         "seed": SEED,
+        # The first two octets of every lab address (LEAKSCOPE_LAB_NET): tests derive their
+        # targets from it, so a second lab on 127.1 or 127.2 is tested like the default one.
+        "net": NET,
         "state_dir": str(STATE),
         "services": [],
     }
@@ -873,6 +883,7 @@ def main() -> int:
     sub.add_parser("status", help="each service: running?, and its answer to its own protocol")
     sub.add_parser("install", help="only install/build what the lab needs (idempotent)")
     sub.add_parser("manifest", help="rewrite the manifest of the running lab from the current generator (same data)")
+    sub.add_parser("targets", help="print the scan targets of the whole lab, one per line (for scripts)")
     args = ap.parse_args()
     if args.cmd == "up":
         return cmd_up(args)
@@ -882,6 +893,9 @@ def main() -> int:
         return cmd_status(args)
     if args.cmd == "manifest":
         return cmd_manifest(args)
+    if args.cmd == "targets":
+        print("\n".join(lab_targets()))
+        return 0
     install()
     return 0
 

@@ -18,6 +18,16 @@ import lab  # noqa: E402
 BINARY = Path(os.environ.get("LEAKSCOPE_BINARY", lab.ROOT / "target" / "debug" / "leakscope"))
 
 
+# The whole lab as a scan names it (its networks plus every service's ADDRESS:PORT), on the
+# lab's own network (LEAKSCOPE_LAB_NET, 127.0 unless set): several labs can run side by side.
+LAB_TARGETS = lab.lab_targets()
+
+
+def lab_net(third: int, host: int | None = None) -> str:
+    """An address (or, without `host`, a /24) in the lab's network: lab_net(10, 4) = 127.0.10.4."""
+    return f"{lab.NET}.{third}.0/24" if host is None else f"{lab.NET}.{third}.{host}"
+
+
 def leakscope_scan(*args: str) -> tuple[int, dict]:
     """Runs `leakscope scan ARGS --format json --quiet`; returns (exit code, report)."""
     for a in args:

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from conftest import BINARY, lab
+from conftest import BINARY, LAB_TARGETS, lab
 
 SENSITIVE = ("identity.email", "identity.phone", "identity.name", "identity.address", "credential.",
              "financial.", "government.id", "device.mac", "network.ssid", "identity.username")
@@ -58,7 +58,7 @@ def test_no_raw_sensitive_value_leaves_the_process(manifest):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         db = d / "findings.db"
-        targets = ["127.0.10.0/24", "127.0.11.0/24", "127.0.12.0/24", "127.0.10.2:19201", "127.0.10.5:16380"]
+        targets = LAB_TARGETS
         outputs = []
         scan = subprocess.run([str(BINARY), "scan", *targets, "--try-defaults", "--full", "--db", str(db),
                                "--format", "json"], capture_output=True, env=env, timeout=1800)

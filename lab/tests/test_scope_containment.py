@@ -15,12 +15,13 @@ import subprocess
 import tempfile
 import time
 
-from conftest import BINARY, lab
+from conftest import BINARY, lab, lab_net
 
-MASTER = "127.0.14.1"
-REPLICA = "127.0.14.2"
-ANNOUNCED = "127.0.13.9"
-EXCLUDED = "127.0.10.4"  # the lab's open Redis: nothing but a scanner ever connects to it
+MASTER = lab_net(14, 1)
+REPLICA = lab_net(14, 2)
+ANNOUNCED = lab_net(13, 9)
+EXCLUDED = lab_net(10, 4)  # the lab's open Redis: nothing but a scanner ever connects to it
+PROBE_NET = f"{lab.NET}.15.0/28"  # nothing listens here: the capture's positive control
 
 
 def start(args, d):
@@ -51,12 +52,12 @@ def test_no_syn_leaves_the_scope():
             raise AssertionError("replica did not attach")
 
         pcap = os.path.join(d, "syn.pcap")
-        filt = f"tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and (dst host {ANNOUNCED} or dst host {REPLICA} or dst host {EXCLUDED} or dst net 127.0.15.0/24)"
+        filt = f"tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and (dst host {ANNOUNCED} or dst host {REPLICA} or dst host {EXCLUDED} or dst net {lab.NET}.15.0/24)"
         cap = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "-w", pcap, filt], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
         time.sleep(1.0)  # tcpdump is listening
         env = {**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}
-        out = subprocess.run([str(BINARY), "scan", MASTER, "127.0.10.0/24", "127.0.15.0/28", "--exclude", EXCLUDED,
+        out = subprocess.run([str(BINARY), "scan", MASTER, lab_net(10), PROBE_NET, "--exclude", EXCLUDED,
                               "--no-store", "--no-inventory", "--quiet", "--format", "json"], capture_output=True, text=True, env=env,
                              timeout=600)
         assert out.returncode in (0, 1), out.stderr
@@ -68,11 +69,11 @@ def test_no_syn_leaves_the_scope():
         assert f"{ANNOUNCED}:6379" in svc["out_of_scope_peers"], svc
         assert all(s["address"] != EXCLUDED for s in report["services"])
 
-        # Positive control: the capture does see SYNs to the scanned in-scope net 127.0.15.0/28
+        # Positive control: the capture does see SYNs to the scanned in-scope net PROBE_NET
         # (nothing listens there, so each probe is one SYN and a RST).
         read = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True)
         lines = read.stdout.splitlines()
-        in_scope = [l for l in lines if "> 127.0.15." in l]
+        in_scope = [l for l in lines if f"> {lab.NET}.15." in l]
         leaked = [l for l in lines if f"> {ANNOUNCED}." in l or f"> {REPLICA}." in l or f"> {EXCLUDED}." in l]
         assert len(in_scope) >= 16, f"capture works ({len(in_scope)} SYNs to the in-scope probe net)"
         assert not leaked, f"SYNs outside the scope: {leaked[:5]}"

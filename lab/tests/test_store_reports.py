@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BINARY, lab
+from conftest import BINARY, LAB_TARGETS, lab
 
-LAB_TARGETS = ["127.0.10.0/24", "127.0.11.0/24", "127.0.12.0/24", "127.0.10.2:19201", "127.0.10.5:16380"]
 ENV = {**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}
 
 

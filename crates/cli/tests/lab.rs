@@ -56,13 +56,15 @@ fn scan(args: &[&str]) -> (i32, Value) {
     (code, report)
 }
 
+/// The first two octets of the lab's addresses (`127.0` unless the lab runs on another net).
+fn net(m: &Value) -> String {
+    m["net"].as_str().unwrap_or("127.0").to_string()
+}
+
 /// The lab's networks on the default ports, plus the services on non-standard ports.
 fn lab_targets(m: &Value) -> Vec<String> {
-    let mut t: Vec<String> = vec![
-        "127.0.10.0/24".into(),
-        "127.0.11.0/24".into(),
-        "127.0.12.0/24".into(),
-    ];
+    let net = net(m);
+    let mut t: Vec<String> = [10, 11, 12].map(|n| format!("{net}.{n}.0/24")).to_vec();
     let defaults = default_ports();
     for s in m["services"].as_array().unwrap() {
         let port = s["port"].as_u64().unwrap() as u16;
@@ -184,7 +186,8 @@ fn scan_without_defaults_makes_no_credential_attempts() {
 
 #[test]
 fn closed_addresses_report_nothing_and_exit_zero() {
-    let (code, report) = scan(&["127.0.13.0/24"]);
+    let quiet = format!("{}.13.0/24", net(&manifest()));
+    let (code, report) = scan(&[&quiet]);
     assert_eq!(report["services"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(report["stats"]["addresses"], 256);
     assert_eq!(
@@ -197,27 +200,29 @@ fn closed_addresses_report_nothing_and_exit_zero() {
 #[test]
 fn exclusions_win() {
     let m = manifest();
+    let net = net(&m);
+    let (excluded, one_port) = (format!("{net}.10.4"), format!("{net}.10.1"));
     let open: Vec<&Value> = m["services"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["address"] == "127.0.10.4")
+        .filter(|s| s["address"] == excluded.as_str())
         .collect();
-    assert!(!open.is_empty(), "the lab has a service on 127.0.10.4");
+    assert!(!open.is_empty(), "the lab has a service on {excluded}");
     let (_, report) = scan(&[
-        "127.0.10.0/24",
+        &format!("{net}.10.0/24"),
         "--exclude",
-        "127.0.10.4",
+        &excluded,
         "--exclude",
-        "127.0.10.1:9200",
+        &format!("{one_port}:9200"),
     ]);
     let found = by_endpoint(&report);
     assert!(
-        found.keys().all(|(a, _)| a != "127.0.10.4"),
+        found.keys().all(|(a, _)| *a != excluded),
         "excluded address reported: {report}"
     );
     assert!(
-        !found.contains_key(&("127.0.10.1".to_string(), 9200)),
+        !found.contains_key(&(one_port.clone(), 9200)),
         "excluded endpoint reported"
     );
     assert!(

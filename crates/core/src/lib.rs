@@ -7,7 +7,8 @@
 //! Layers, bottom up: [`scope`] (what may be contacted), [`net`] (bounded I/O), [`probe`] (one
 //! module per protocol plus the registry), [`identify`] (one endpoint), [`scan`] (the engine),
 //! [`inventory`] (what an exposed store holds, sampled), [`classify`] (which sensitive data the
-//! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
+//! samples hold), [`rate`] (severity), [`model`] (the JSON contract; [`safe`] makes what a server sent safe
+//! as it enters it), [`report`] (output formats).
 //!
 //! ```
 //! use leakscope_core::probe::{default_ports, REGISTRY};
@@ -27,6 +28,7 @@ pub mod net;
 pub mod probe;
 pub mod rate;
 pub mod report;
+pub mod safe;
 pub mod scan;
 pub mod scope;
 pub mod store;

@@ -282,7 +282,11 @@ async fn probe_endpoint(
                 ctx.with_tls_off()
             };
             match take_inventory(&ictx, &finding, iopts).await {
-                Some(inv) => {
+                Some(mut inv) => {
+                    // Key names are data: their variable segments are classified as fields.
+                    for h in &mut inv.holdings {
+                        crate::inventory::keys::add_key_fields(h);
+                    }
                     let mut found = containers(&inv, fp);
                     let mut notes = inv.notes;
                     notes.extend(
@@ -320,6 +324,9 @@ async fn probe_endpoint(
         inventory_notes: inv.map(|i| i.1).unwrap_or_default(),
     };
     service.severity = severity(&service);
+    // Everything the server chose enters the model here, once: controls escaped, sensitive
+    // names masked (after the inventory and the people counts, which need the real names).
+    crate::safe::service(&mut service);
     EndpointResult::Service(Box::new(service))
 }
 

@@ -376,7 +376,7 @@ impl Store {
             .map_err(&e)?;
         let mut out: Vec<Service> = docs
             .iter()
-            .map(|d| serde_json::from_str(d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|d| parse_service(d))
             .collect::<Result<_, _>>()?;
         out.sort_by(|a, b| {
             (a.address.parse::<std::net::IpAddr>().ok(), a.port)
@@ -446,9 +446,7 @@ impl Store {
         for row in rows {
             let (scan_id, started_at, doc) = row.map_err(&e)?;
             let service = match doc {
-                Some(d) => {
-                    Some(serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                }
+                Some(d) => Some(parse_service(&d)?),
                 None => None,
             };
             out.push(Sighting {
@@ -567,6 +565,15 @@ fn write_loop(
             return Ok(());
         }
     }
+}
+
+/// A stored service document, made safe as it enters the model again (a scan kept by an older
+/// version may hold raw controls or names).
+fn parse_service(doc: &str) -> Result<Service, StoreError> {
+    let mut s: Service =
+        serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    crate::safe::service(&mut s);
+    Ok(s)
 }
 
 fn now() -> String {

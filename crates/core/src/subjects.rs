@@ -112,7 +112,7 @@ const KEY_ID_SAMPLE: usize = 20;
 fn key_prefix(keys: &[String]) -> Option<&str> {
     let first = keys.first()?;
     let pattern = crate::inventory::keys::pattern(first);
-    let prefix = &first[..pattern.strip_suffix('*')?.len()];
+    let prefix = &first[..crate::inventory::keys::family_prefix(&pattern)?.len()];
     (!prefix.is_empty()
         && keys
             .iter()

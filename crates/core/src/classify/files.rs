@@ -502,25 +502,29 @@ pub fn classify_files(
         stats.records += r.records;
         stats.bad_lines += acc.bad;
         stats.long_lines += long[fi];
+        let mut container = Container {
+            name: names[fi].clone(),
+            kind: "file".into(),
+            records: Some(r.records),
+            records_estimated: false,
+            system: false,
+            bytes: Some(sizes[fi]),
+            sampled: r.records,
+            subjects_estimate: None,
+            subjects_method: None,
+            categories: r.categories,
+            fields: r.fields,
+        };
+        // File names and JSON keys come from the files: made safe as they enter the model,
+        // as a scan's names are.
+        crate::safe::container(&mut container);
         out.push(FileFindings {
-            path: files[fi].display().to_string(),
+            path: crate::safe::text(&files[fi].display().to_string()),
             lines: acc.lines,
             bad_lines: acc.bad,
             long_lines: long[fi],
-            errors: acc.errors,
-            container: Container {
-                name: names[fi].clone(),
-                kind: "file".into(),
-                records: Some(r.records),
-                records_estimated: false,
-                system: false,
-                bytes: Some(sizes[fi]),
-                sampled: r.records,
-                subjects_estimate: None,
-                subjects_method: None,
-                categories: r.categories,
-                fields: r.fields,
-            },
+            errors: acc.errors.iter().map(|e| crate::safe::text(e)).collect(),
+            container,
         });
     }
     stats.duration_ms = start.elapsed().as_millis() as u64;

@@ -90,6 +90,7 @@ pub mod files;
 pub mod fingerprint;
 pub mod mask;
 mod matcher;
+pub mod names;
 pub mod rules;
 pub mod shape;
 pub mod words;

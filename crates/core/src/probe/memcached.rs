@@ -451,9 +451,10 @@ async fn count_pattern(
 ) -> Result<crate::subjects::Subjects, String> {
     use crate::inventory::keys::pattern;
     let name = &q.holding.name;
-    if !name.ends_with('*') || name == crate::inventory::keys::OVERFLOW {
+    if crate::inventory::keys::family_prefix(name).is_none() {
         return Err("not a key pattern".into());
     }
+    let family = crate::inventory::keys::structural(name);
     let mut dump = ctx.connect().await.map_err(|e| e.to_string())?;
     let mut reader = ctx.connect().await.map_err(|e| e.to_string())?;
     send_allowed(&mut dump, "lru_crawler metadump all")
@@ -481,7 +482,7 @@ async fn count_pattern(
         } else if text.starts_with("BUSY") || text.contains("ERROR") {
             return Err(format!("metadump refused: {text}"));
         } else if let Some((key, _)) = parse_metadump_line(text) {
-            if pattern(&key) == *name && key.bytes().all(|b| b.is_ascii_graphic()) {
+            if pattern(&key) == family && key.bytes().all(|b| b.is_ascii_graphic()) {
                 batch.push(key);
             }
         }

@@ -557,8 +557,7 @@ fn inventory<'a>(
 fn split_container(name: &str) -> Option<(u32, &str)> {
     let (db, pattern) = name.split_once(':')?;
     let db = db.strip_prefix("db")?.parse().ok()?;
-    let prefix = pattern.strip_suffix('*')?;
-    (!prefix.is_empty() && !prefix.contains('*')).then_some((db, prefix))
+    Some((db, crate::inventory::keys::family_prefix(pattern)?))
 }
 
 /// Escapes SCAN MATCH's glob characters in a literal prefix.

@@ -656,10 +656,17 @@ fn write_revocation_list(report: &ScanReport, path: &PathBuf) -> Result<usize> {
     let mut out = String::from("category,endpoint,container,field,fingerprint\n");
     let mut n = 0;
     let csv = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
+        // A cell a spreadsheet would take for a formula (a name chosen by a server) is
+        // quoted with a leading apostrophe, as OWASP advises for CSV files.
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
         } else {
             s.to_string()
+        };
+        if s.contains([',', '"', '\n', '\'']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
         }
     };
     for s in report.services.iter().filter(|s| summary::exposed(s)) {

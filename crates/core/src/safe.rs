@@ -177,7 +177,13 @@ mod tests {
         };
         service(&mut s);
         let json = serde_json::to_string(&s).unwrap();
-        for raw in ["\\u001b", "\\u0007", "\u{202e}", "anna@example.com", "erin@example.com"] {
+        for raw in [
+            "\\u001b",
+            "\\u0007",
+            "\u{202e}",
+            "anna@example.com",
+            "erin@example.com",
+        ] {
             assert!(!json.contains(raw), "{raw:?} in {json}");
         }
         assert_eq!(s.product.as_deref(), Some("Redis\\x1b]0;PWNED\\x07"));

@@ -94,7 +94,9 @@ impl NameDetectors {
         }
         self.list
             .iter()
-            .find(|(i, _)| admitted & (1u128 << i) != 0 && c.set.detectors[*i].check_shaped(v, &shape))
+            .find(|(i, _)| {
+                admitted & (1u128 << i) != 0 && c.set.detectors[*i].check_shaped(v, &shape)
+            })
             .map(|(_, cat)| *cat)
     }
 }
@@ -192,7 +194,10 @@ mod tests {
     #[test]
     fn sensitive_spans_in_names_are_masked() {
         assert_eq!(mask_name("customer-index"), "customer-index");
-        assert_eq!(mask_name("smarthome.public.users"), "smarthome.public.users");
+        assert_eq!(
+            mask_name("smarthome.public.users"),
+            "smarthome.public.users"
+        );
         assert_eq!(mask_name("logs-2024.01.01"), "logs-2024.01.01");
         let m = mask_name("apikey:sk_live_51HxQ2aLkT0pZ9qWe8rTy7uI");
         assert_eq!(m, "apikey:sk_live_•••7uI".replace("7uI", "y7uI"));

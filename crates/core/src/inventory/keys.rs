@@ -172,7 +172,9 @@ pub fn family_prefix(name: &str) -> Option<&str> {
     let one_placeholder = tail == "*"
         || (tail.starts_with('<')
             && tail.ends_with('>')
-            && tail[1..tail.len() - 1].bytes().all(|b| b.is_ascii_lowercase()));
+            && tail[1..tail.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase()));
     (one_placeholder && !prefix.is_empty() && !prefix.contains(['*', '<'])).then_some(prefix)
 }
 
@@ -231,6 +233,8 @@ pub struct Group {
     slots: Vec<Agree<Option<Slot>>>,
     sep: &'static str,
     variable: Vec<bool>,
+    /// The first key's segments where they are literal (the same in every key of the group).
+    literals: Vec<String>,
 }
 
 impl Default for Group {
@@ -243,6 +247,7 @@ impl Default for Group {
             slots: Vec::new(),
             sep: "",
             variable: Vec::new(),
+            literals: Vec::new(),
         }
     }
 }
@@ -254,6 +259,12 @@ impl Group {
             self.slots = vec![Agree::Unset; p.segs.len()];
             self.sep = p.sep;
             self.variable = p.variable.clone();
+            self.literals = p
+                .segs
+                .iter()
+                .zip(&p.variable)
+                .map(|(s, v)| if *v { String::new() } else { s.to_string() })
+                .collect();
         }
         for (i, s) in p.segs.iter().enumerate() {
             if self.variable[i] {
@@ -269,11 +280,10 @@ impl Group {
         if self.variable.is_empty() {
             return pattern.to_string();
         }
-        let literal: Vec<&str> = pattern.split(self.sep).collect();
         let mut out = Vec::with_capacity(self.variable.len());
         for i in 0..self.variable.len() {
             if !self.variable[i] {
-                out.push(literal.get(i).copied().unwrap_or("*").to_string());
+                out.push(self.literals[i].clone());
                 continue;
             }
             let seg = match (&self.texts[i], &self.slots[i]) {
@@ -414,10 +424,14 @@ mod tests {
     #[test]
     fn no_group_name_holds_a_variable_segment_even_for_one_key() {
         // Issue 14: a key alone used to become the container name verbatim.
-        assert_eq!(names(&["apikey:sk_live_51HxQ2aLkT0pZ9qWe8rTy7uI"]), ["apikey:*"]);
+        assert_eq!(
+            names(&["apikey:sk_live_51HxQ2aLkT0pZ9qWe8rTy7uI"]),
+            ["apikey:*"]
+        );
         assert_eq!(names(&["profile:+442079460958"]), ["profile:<phone>"]);
         assert_eq!(names(&["login:erin@example.com"]), ["login:<email>"]);
         assert_eq!(names(&["erin@example.com"]), ["<email>"]);
+        assert_eq!(names(&["session12345", "session777"]), ["session<n>"]);
         assert_eq!(names(&["queue:jobs"]), ["queue:jobs"]);
         assert_eq!(
             names(&["user:42:profile", "user:43:profile"]),
@@ -436,7 +450,10 @@ mod tests {
             names(&["counter:events:2024-01-01", "counter:events:2024-01-02"]),
             ["counter:events:<date>"]
         );
-        assert_eq!(names(&["fragment:home:7", "fragment:home:12"]), ["fragment:home:<n>"]);
+        assert_eq!(
+            names(&["fragment:home:7", "fragment:home:12"]),
+            ["fragment:home:<n>"]
+        );
     }
 
     #[test]

@@ -13,8 +13,44 @@ pub struct Window {
     pub last_seen_open: String,
 }
 
+/// Text in Markdown (a table cell or a line): every character with meaning in Markdown or
+/// HTML is escaped, so a name or an answer from a server is shown, never rendered.
+pub fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '!' | '~' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An inline code span holding `s` verbatim: its fence is longer than any run of backticks in
+/// `s`, so the span cannot be closed early; `|` is escaped for tables.
+pub fn md_code(s: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let body = s.replace('|', "\\|").replace(['\n', '\r'], " ");
+    let pad = if body.starts_with('`') || body.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{body}{pad}{fence}")
+}
+
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    md_text(s)
 }
 
 /// The findings as Markdown.
@@ -84,8 +120,8 @@ pub fn findings(report: &ScanReport) -> String {
         for c in &s.containers {
             let _ = writeln!(
                 o,
-                "| `{}`{} | {} | {}{} | {} | {} |",
-                md_cell(&c.name),
+                "| {}{} | {} | {}{} | {} | {} |",
+                md_code(&c.name),
                 if c.system { " (system)" } else { "" },
                 c.kind,
                 if c.records_estimated { "≈ " } else { "" },
@@ -101,7 +137,7 @@ pub fn findings(report: &ScanReport) -> String {
             .iter()
             .filter_map(|c| {
                 let m = c.subjects_method.as_deref()?;
-                Some(format!("- `{}`: {}", md_cell(&c.name), md_cell(m)))
+                Some(format!("- {}: {}", md_code(&c.name), md_cell(m)))
             })
             .collect();
         if !methods.is_empty() {
@@ -152,10 +188,12 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
         let product = product(s);
         let _ = writeln!(
             o,
-            "- `{key}` — {} {product}, access `{}`; {window}.",
-            s.protocol, s.access
+            "- `{key}` — {} {}, access `{}`; {window}.",
+            s.protocol,
+            md_text(&product),
+            s.access
         );
-        let _ = writeln!(o, "  Evidence: {}", s.evidence.join("; "));
+        let _ = writeln!(o, "  Evidence: {}", md_text(&s.evidence.join("; ")));
     }
     let _ = writeln!(o, "\nExposure window: from **[TO COMPLETE: when the store became reachable, e.g. from change logs]** to **[TO COMPLETE: when access was closed]**. Scans observed it as stated above.\n");
     let _ = writeln!(o, "### Categories of personal data concerned\n");
@@ -259,4 +297,17 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
     let _ = writeln!(o, "- Audit all other data stores for the same exposure (re-run leakscope over the whole estate). **[TO COMPLETE]**");
     let _ = writeln!(o, "- Inform affected data subjects where the risk is high (Art. 34). **[TO COMPLETE: decision and date]**");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_from_a_server_is_shown_not_rendered() {
+        assert_eq!(md_text("<img src=x>|*a*"), "\\<img src=x\\>\\|\\*a\\*");
+        assert_eq!(md_code("a`b"), "``a`b``");
+        assert_eq!(md_code("`x|y"), "`` `x\\|y ``");
+        assert_eq!(md_code("users"), "`users`");
+    }
 }

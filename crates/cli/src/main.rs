@@ -4,7 +4,7 @@
 //! Exit codes: 0 = nothing at or above `--fail-on`; 1 = something is; 2 = bad input or error.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,14 @@ enum Command {
     /// Classify every record of exported JSON-lines files (one container per file).
     #[command(after_long_help = CLASSIFY_HELP)]
     Classify(ClassifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to standard output.
+    #[command(
+        after_help = "Examples:\n  leakscope completions bash > ~/.local/share/bash-completion/completions/leakscope\n  leakscope completions zsh > \"${fpath[1]}/_leakscope\"\n  leakscope completions fish > ~/.config/fish/completions/leakscope.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 const CLASSIFY_HELP: &str = "\
@@ -110,9 +118,10 @@ struct ClassifyArgs {
     /// Worker threads [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
-    /// Longest line read, in bytes; longer lines are skipped and counted.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    max_line: usize,
+    /// Longest line read, in bytes (at least 1); longer lines are skipped and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 34))]
+    max_line: u64,
     /// Run the costly validators (phone numbers) on every value instead of a budget.
     #[arg(long)]
     exact: bool,
@@ -122,7 +131,7 @@ fn classify_cmd(a: ClassifyArgs) -> Result<ExitCode> {
     use leakscope_core::classify::{files, Classifier};
     let paths = files::expand(&a.paths)?;
     let mut opts = files::FileOptions {
-        max_line: a.max_line.max(1),
+        max_line: a.max_line as usize,
         exhaustive: a.exact,
         ..files::FileOptions::default()
     };
@@ -169,6 +178,29 @@ impl StoreArgs {
     fn path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(store::default_path)
     }
+
+    /// Opens the store a scan writes to, creating it if needed. Only the default location's
+    /// directory is created (0700); a directory named with --db or LEAKSCOPE_DB must exist.
+    fn open_rw(&self) -> Result<Store> {
+        let path = self.path();
+        let explicit = self.db.is_some() || std::env::var_os("LEAKSCOPE_DB").is_some();
+        if !explicit {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+        }
+        Ok(Store::open(&path)?)
+    }
+
+    /// Opens an existing store for a command that only reads it.
+    fn open_ro(&self) -> Result<Store> {
+        Ok(Store::open_existing(&self.path())?)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -206,11 +238,22 @@ struct DiffArgs {
     a: String,
     /// The later scan (id, prefix or `latest`).
     b: String,
-    /// table or json.
+    /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
-    format: FormatArg,
+    format: DiffFormat,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    /// One line per change: kind, endpoint, details.
+    Table,
+    /// A JSON array of changes, each {endpoint, kind, before, after, details}
+    /// (docs/leakscope.diff.v1.schema.json).
+    Json,
+    /// The same change objects, one per line.
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -373,10 +416,16 @@ struct ScanArgs {
     quiet: bool,
 
     /// Continue an interrupted scan (Ctrl-C, kill): same targets and options, endpoints already
-    /// probed are not probed again. Other scan arguments are ignored.
+    /// probed are not probed again. Targets and probing options cannot be given with it (the
+    /// stored ones are used); output options (--format, --output, --revocation-list, --quiet,
+    /// --db) can.
     ///
     /// Example: leakscope scan --resume 6155c70ce9d072e2
-    #[arg(long, value_name = "SCAN_ID")]
+    #[arg(long, value_name = "SCAN_ID", conflicts_with_all = [
+        "targets", "ports", "exclude", "scope_file", "rate", "concurrency", "per_host", "timeout",
+        "service_timeout", "fail_on", "try_defaults", "no_sample", "sample", "full",
+        "no_inventory", "inventory_timeout", "subjects_timeout", "allow_large_scope", "no_store",
+    ])]
     #[serde(skip)]
     resume: Option<String>,
 
@@ -404,7 +453,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
         _ => Err(format!(
-            "{s:?} is not a number of seconds between 0 and 3600"
+            "{s:?} is not a number of seconds more than 0 and at most 3600"
         )),
     }
 }
@@ -416,6 +465,33 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 /// Environment variable that confines every scan to loopback addresses. The project's own test
 /// harness and CI set it, so no test can ever reach a real network by mistake.
 const LOOPBACK_ONLY_ENV: &str = "LEAKSCOPE_LOOPBACK_ONLY";
+
+/// Whether LEAKSCOPE_LOOPBACK_ONLY confines this scan to loopback. It fails closed: a value
+/// that is neither clearly on nor clearly off is an error, not "off".
+fn loopback_only() -> Result<bool> {
+    let v = match std::env::var(LOOPBACK_ONLY_ENV) {
+        Ok(v) => v,
+        Err(std::env::VarError::NotPresent) => return Ok(false),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            bail!("{LOOPBACK_ONLY_ENV}={v:?} is not text; use 1 (on) or 0 (off)")
+        }
+    };
+    parse_switch(&v).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{LOOPBACK_ONLY_ENV}={v:?} is neither on (1, true, yes, on) nor off (0, false, no, \
+             off, empty); refusing to scan"
+        )
+    })
+}
+
+/// `1/true/yes/on` → on, `0/false/no/off` or empty → off (any case); None otherwise.
+fn parse_switch(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "" | "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
 
 async fn build_scope(a: &ScanArgs) -> Result<Scope> {
     let mut builder = match &a.scope_file {
@@ -440,9 +516,9 @@ async fn build_scope(a: &ScanArgs) -> Result<Scope> {
     }
     builder.allow_large = a.allow_large_scope;
     let scope = builder.build().await?;
-    if std::env::var_os(LOOPBACK_ONLY_ENV).is_some_and(|v| v == "1") {
+    if loopback_only()? {
         if let Some(bad) = scope.first_non_loopback() {
-            bail!("{LOOPBACK_ONLY_ENV}=1 and the scope includes {bad}, which is not a loopback address");
+            bail!("{LOOPBACK_ONLY_ENV} is on and the scope includes {bad}, which is not a loopback address");
         }
     }
     Ok(scope)
@@ -483,20 +559,96 @@ impl Progress {
 /// Loads the request of a stored scan for `--resume`, keeping this invocation's output options.
 fn resumed(a: ScanArgs, store: &Store) -> Result<(ScanArgs, String)> {
     let id = store.resolve(a.resume.as_deref().unwrap_or("latest"))?;
+    if store.status(&id)? == store::ScanStatus::Complete {
+        bail!("scan {id} is complete: nothing to resume (show it with `leakscope report {id}`)");
+    }
     let mut stored: ScanArgs = serde_json::from_str(&store.request(&id)?)
         .with_context(|| format!("scan {id} was stored by an incompatible version"))?;
     stored.format = a.format;
     stored.output = a.output;
+    stored.revocation_list = a.revocation_list;
     stored.quiet = a.quiet;
     stored.store = a.store;
     Ok((stored, id))
 }
 
+/// A file leakscope writes (`-o`, `--revocation-list`), opened before the scan so a path that
+/// cannot be written is refused before the first packet.
+struct OutFile {
+    path: PathBuf,
+    file: std::fs::File,
+    /// The file did not exist before: an interrupted scan removes it again.
+    created: bool,
+}
+
+impl OutFile {
+    fn open(path: &Path) -> Result<OutFile> {
+        let created = !path.exists();
+        Ok(OutFile {
+            path: path.to_path_buf(),
+            file: create_private(path)?,
+            created,
+        })
+    }
+
+    fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Creates (or truncates) a file leakscope writes, mode 0600: reports say where personal data
+/// is exposed. An existing regular file is made 0600 too; a device (`/dev/stdout`) is left as
+/// it is.
+fn create_private(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let meta = f.metadata()?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+    }
+    Ok(f)
+}
+
+/// `1234.5678` → `1234.6`: a rate with at most one decimal.
+fn rate_text(per_sec: f64) -> String {
+    if per_sec.is_finite() {
+        format!("{per_sec:.1}/s")
+    } else {
+        "-/s".into()
+    }
+}
+
+/// The progress bar's look: position, rate (one decimal) and time left.
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} endpoints ({rate}, ETA {eta}) {msg}",
+    )
+    .expect("valid template")
+    .with_key(
+        "rate",
+        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate_text(s.per_sec()));
+        },
+    )
+}
+
 async fn scan(a: ScanArgs) -> Result<ExitCode> {
+    // Fail closed before anything: a confinement switch that is not clearly on or off is an
+    // error, whatever the targets.
+    loopback_only()?;
     let store = if a.no_store && a.resume.is_none() {
         None
     } else {
-        Some(Store::open(&a.store.path())?)
+        Some(a.store.open_rw()?)
     };
     let (a, resume_id) = match (&a.resume, &store) {
         (Some(_), Some(st)) => {
@@ -506,6 +658,16 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         _ => (a, None),
     };
     let scope = Arc::new(build_scope(&a).await?);
+    // Output files are opened now: one that cannot be written stops the scan before it sends
+    // a packet, not after it has run.
+    let mut output = a.output.as_deref().map(OutFile::open).transpose()?;
+    let mut revocation = match a.revocation_list.as_deref().map(OutFile::open).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            output.take().into_iter().for_each(OutFile::discard);
+            return Err(e);
+        }
+    };
     let per_io = Duration::from_secs_f64(a.timeout);
     let opts = ScanOptions {
         concurrency: a.concurrency as usize,
@@ -552,9 +714,12 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
     };
     let mut opts = opts;
     let mut writer = None;
+    // Running time of earlier runs of a resumed scan: its duration counts every run.
+    let mut earlier_ms = 0;
     if let Some(st) = &store {
         let id = match &resume_id {
             Some(id) => {
+                earlier_ms = st.duration_ms(id)?;
                 st.reopen(id)?;
                 opts.skip = Arc::new(st.done(id)?);
                 id.clone()
@@ -567,18 +732,14 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
                 id
             }
         };
-        writer = Some(Store::writer(st.path(), &id)?);
+        writer = Some(Store::writer(st.path(), &id, earlier_ms)?);
         opts.scan_id = Some(id);
     }
     let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
         let total = u64::try_from(scope.endpoint_count()).unwrap_or(u64::MAX);
-        let bar = indicatif::ProgressBar::new(total).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} endpoints ({per_sec}) {msg}",
-            )
-            .expect("valid template"),
-        );
+        let bar = indicatif::ProgressBar::new(total).with_style(progress_style());
         bar.set_position(opts.skip.len() as u64);
+        bar.reset_eta();
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
@@ -588,6 +749,8 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
     let report: ScanReport = tokio::select! {
         r = scan::run(scope, opts, observer) => r,
         _ = tokio::signal::ctrl_c() => {
+            output.take().into_iter().for_each(OutFile::discard);
+            revocation.take().into_iter().for_each(OutFile::discard);
             if let (Some(st), Some(id)) = (&store, &scan_id) {
                 // What is recorded so far stays; the rest is probed on resume.
                 st.interrupt(id)?;
@@ -599,11 +762,14 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
     let progress =
         Arc::try_unwrap(progress).map_err(|_| anyhow::anyhow!("scan tasks outlived the scan"))?;
     progress.close()?; // clears the progress bar and flushes the store before the report
+    let this_run = report.stats.clone();
     let report = match (&store, &scan_id) {
         (Some(st), Some(id)) => {
             let mut stats = report.stats.clone();
             stats.ports_probed = st.done(id)?.len() as u64;
-            st.finish(id, &report.finished_at, &stats)?;
+            stats.duration_ms = earlier_ms + report.stats.duration_ms;
+            let finished = report.finished_at.clone().unwrap_or_default();
+            st.finish(id, &finished, &stats)?;
             // The stored scan is the union of every run of it (a resumed scan included).
             let (mut stored, _) = st.load(id)?;
             stored.stats = Stats {
@@ -616,11 +782,20 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         _ => report,
     };
 
-    if let Some(path) = &a.revocation_list {
-        let n = write_revocation_list(&report, path)?;
+    // The scan is kept whatever happens to the files: a failed write says where it is.
+    let kept = |e: anyhow::Error| match &scan_id {
+        Some(id) => e.context(format!(
+            "the scan itself is kept in the store as {id} (`leakscope report {id}`)"
+        )),
+        None => e,
+    };
+    if let Some(out) = revocation.take() {
+        let n = write_revocation_list(&report, out.file)
+            .with_context(|| format!("cannot write {}", out.path.display()))
+            .map_err(kept)?;
         eprintln!(
             "leakscope: {n} exposed credential fingerprint(s) written to {}",
-            path.display()
+            out.path.display()
         );
     }
     let format = match a.format {
@@ -628,21 +803,36 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
         FormatArg::Json => Format::Json,
         FormatArg::Jsonl => Format::Jsonl,
     };
-    match &a.output {
-        Some(path) => {
-            let mut f = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            report::write(&report, format, false, &mut f)?;
-            f.flush()?;
-        }
+    let written: Result<()> = match output.take() {
+        Some(mut out) => report::write(&report, format, false, &mut out.file)
+            .and_then(|_| out.file.flush())
+            .and_then(|_| out.file.sync_all())
+            .with_context(|| format!("cannot write {}", out.path.display())),
         None => {
             let stdout = std::io::stdout();
             let color =
                 stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             let mut lock = stdout.lock();
-            report::write(&report, format, color, &mut lock)?;
-            lock.flush()?;
+            report::write(&report, format, color, &mut lock)
+                .and_then(|_| lock.flush())
+                .map_err(anyhow::Error::from)
         }
+    };
+    if let Err(e) = written {
+        let broken_pipe = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+        return Err(if broken_pipe { e } else { kept(e) });
+    }
+    // Nothing answered, not even with a refusal: the scope could not be reached at all, which
+    // is not the same as "nothing exposed".
+    if report.services.is_empty() && this_run.nothing_reached() {
+        eprintln!(
+            "leakscope: error: nothing in the scope could be reached: each of the {} endpoint(s) \
+             probed failed with a network error (no route, network down or time-out)",
+            report.stats.ports_probed
+        );
+        return Ok(ExitCode::from(2));
     }
     Ok(match report.worst() {
         Some(w) if w >= a.fail_on => ExitCode::from(1),
@@ -652,7 +842,7 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
 
 /// CSV of exposed credentials: one line per fingerprint of a `credential.*` field of an exposed
 /// service. The owner matches fingerprints against their own tokens (same key) to revoke them.
-fn write_revocation_list(report: &ScanReport, path: &PathBuf) -> Result<usize> {
+fn write_revocation_list(report: &ScanReport, mut file: std::fs::File) -> Result<usize> {
     let mut out = String::from("category,endpoint,container,field,fingerprint\n");
     let mut n = 0;
     let csv = |s: &str| {
@@ -690,7 +880,8 @@ fn write_revocation_list(report: &ScanReport, path: &PathBuf) -> Result<usize> {
             }
         }
     }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(out.as_bytes())?;
+    file.sync_all()?;
     Ok(n)
 }
 
@@ -702,7 +893,10 @@ fn protocols() {
 fn emit(text: &str, output: Option<&PathBuf>) -> Result<()> {
     match output {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+            let mut f = create_private(path)?;
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
             let mut out = std::io::stdout().lock();
@@ -713,8 +907,19 @@ fn emit(text: &str, output: Option<&PathBuf>) -> Result<()> {
     }
 }
 
+/// `s` cut to `max` characters, the cut marked with an ellipsis.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
 fn scans(a: StoreArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.path())?;
+    let store = a.open_ro()?;
     let list = store.scans()?;
     if list.is_empty() {
         println!(
@@ -740,7 +945,7 @@ fn scans(a: StoreArgs) -> Result<ExitCode> {
             })
             .unwrap_or_default();
         let status = s.status.as_str();
-        let targets: String = targets.chars().take(40).collect();
+        let targets = cut(&targets, 40);
         println!(
             "{:<17} {:<21} {:<10} {:>8} {:>8}  {}",
             s.id, s.started_at, status, s.services, s.exposed, targets
@@ -794,7 +999,7 @@ fn timeline(store: &Store) -> Result<Vec<html::TimelinePoint>> {
 }
 
 fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store.path())?;
+    let store = a.store.open_ro()?;
     let (report, status) = store.load(&a.scan)?;
     if status != store::ScanStatus::Complete {
         eprintln!(
@@ -824,15 +1029,37 @@ fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
 }
 
 fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store.path())?;
-    let (x, _) = store.load(&a.a)?;
-    let (y, _) = store.load(&a.b)?;
-    let changes = leakscope_core::diff::diff(&x, &y);
+    let store = a.store.open_ro()?;
+    let (x, sx) = store.load(&a.a)?;
+    let (y, sy) = store.load(&a.b)?;
+    for (r, st) in [(&x, sx), (&y, sy)] {
+        if st != store::ScanStatus::Complete {
+            eprintln!(
+                "leakscope: warning: scan {} is {} ({} endpoints probed): endpoints it did not \
+                 probe are not compared (listed as not_rescanned or not_scanned_before)",
+                r.scan_id,
+                st.as_str(),
+                r.stats.ports_probed
+            );
+        }
+    }
+    let probed = |id: &str| -> Result<leakscope_core::diff::Probed> {
+        Ok(store.done(id)?.iter().map(|e| e.to_string()).collect())
+    };
+    let changes = leakscope_core::diff::diff(&x, &y, &probed(&x.scan_id)?, &probed(&y.scan_id)?);
     match a.format {
-        FormatArg::Json | FormatArg::Jsonl => {
+        DiffFormat::Json => {
             emit(&(serde_json::to_string_pretty(&changes)? + "\n"), None)?;
         }
-        FormatArg::Table => {
+        DiffFormat::Jsonl => {
+            let mut text = String::new();
+            for c in &changes {
+                text.push_str(&serde_json::to_string(c)?);
+                text.push('\n');
+            }
+            emit(&text, None)?;
+        }
+        DiffFormat::Table => {
             println!(
                 "{} change(s) from scan {} ({}) to scan {} ({})",
                 changes.len(),
@@ -861,7 +1088,7 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
 }
 
 fn history_cmd(a: HistoryArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store.path())?;
+    let store = a.store.open_ro()?;
     let h = store.history(a.endpoint)?;
     if h.is_empty() {
         println!("{} was not probed by any stored scan", a.endpoint);
@@ -913,6 +1140,12 @@ fn main() -> ExitCode {
         Command::Diff(a) => diff_cmd(a),
         Command::History(a) => history_cmd(a),
         Command::Classify(a) => classify_cmd(a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "leakscope", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scan(a) => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1,6 +1,11 @@
 //! Differences between two scans: what became exposed, what was closed, what changed.
+//!
+//! Only endpoints both scans probed are compared: a service the later scan did not probe
+//! (a narrower scope, an interrupted scan) is `not_rescanned`, never "no longer exposed", and a
+//! service at an endpoint the earlier scan did not probe is `not_scanned_before`, never "newly
+//! exposed". The store knows each scan's probed endpoints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 
@@ -21,7 +26,16 @@ pub enum ChangeKind {
     Disappeared,
     /// Same exposure, different product, access, categories or counts.
     Changed,
+    /// Found by the earlier scan at an endpoint the later scan did not probe: nothing is known
+    /// about it now.
+    NotRescanned,
+    /// Found by the later scan at an endpoint the earlier scan did not probe: it may or may not
+    /// have been there before.
+    NotScannedBefore,
 }
+
+/// The endpoints (`address:port`, IPv6 in brackets) a scan probed.
+pub type Probed = HashSet<String>;
 
 /// One change, with the details in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,14 +100,35 @@ fn details(a: &Service, b: &Service) -> Vec<String> {
     out
 }
 
-/// Changes from scan `a` to scan `b`, ordered by endpoint.
-pub fn diff(a: &ScanReport, b: &ScanReport) -> Vec<Change> {
+/// Changes from scan `a` to scan `b`, ordered by endpoint; `probed_a` and `probed_b` are the
+/// endpoints each scan probed (see the module docs).
+pub fn diff(a: &ScanReport, b: &ScanReport, probed_a: &Probed, probed_b: &Probed) -> Vec<Change> {
     let before: BTreeMap<String, &Service> = a.services.iter().map(|s| (key(s), s)).collect();
     let after: BTreeMap<String, &Service> = b.services.iter().map(|s| (key(s), s)).collect();
     let mut out = Vec::new();
     let endpoints: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for ep in endpoints {
         let change = match (before.get(ep), after.get(ep)) {
+            (None, Some(s)) if !probed_a.contains(ep.as_str()) => Change {
+                endpoint: ep.clone(),
+                kind: ChangeKind::NotScannedBefore,
+                before: None,
+                after: Some(s.access),
+                details: vec![format!(
+                    "{} found, access {}; the earlier scan did not probe this endpoint",
+                    s.protocol, s.access
+                )],
+            },
+            (Some(s), None) if !probed_b.contains(ep.as_str()) => Change {
+                endpoint: ep.clone(),
+                kind: ChangeKind::NotRescanned,
+                before: Some(s.access),
+                after: None,
+                details: vec![format!(
+                    "{} was there (access {}); the later scan did not probe this endpoint",
+                    s.protocol, s.access
+                )],
+            },
             (None, Some(s)) => Change {
                 endpoint: ep.clone(),
                 kind: if exposed(s) {
@@ -139,4 +174,94 @@ pub fn diff(a: &ScanReport, b: &ScanReport) -> Vec<Change> {
         out.push(change);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Severity, Stats};
+
+    fn svc(addr: &str, access: Access) -> Service {
+        Service {
+            address: addr.into(),
+            port: 6379,
+            tls: false,
+            protocol: "redis".into(),
+            product: None,
+            version: None,
+            access,
+            evidence: vec![],
+            severity: Severity::High,
+            hostnames: vec![],
+            out_of_scope_peers: vec![],
+            auth_attempts: 0,
+            containers: vec![],
+            inventory_notes: vec![],
+        }
+    }
+
+    fn scan(services: Vec<Service>, finished: bool) -> ScanReport {
+        ScanReport {
+            schema: "leakscope.scan/v1".into(),
+            scan_id: "x".into(),
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: finished.then(|| "2026-12-01T00:01:00Z".into()),
+            stats: Stats::default(),
+            services,
+        }
+    }
+
+    fn probed(eps: &[&str]) -> Probed {
+        eps.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn an_endpoint_the_later_scan_did_not_probe_is_not_rescanned() {
+        // Issue 14: an interrupted second scan made every open service "no longer exposed".
+        let a = scan(
+            vec![
+                svc("127.0.0.1", Access::Open),
+                svc("127.0.0.2", Access::Open),
+            ],
+            true,
+        );
+        let b = scan(vec![], false);
+        let c = diff(
+            &a,
+            &b,
+            &probed(&["127.0.0.1:6379", "127.0.0.2:6379"]),
+            &probed(&["127.0.0.2:6379"]),
+        );
+        let kinds: Vec<_> = c.iter().map(|c| (c.endpoint.as_str(), &c.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("127.0.0.1:6379", &ChangeKind::NotRescanned),
+                ("127.0.0.2:6379", &ChangeKind::NoLongerExposed)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_the_earlier_scan_did_not_probe_is_not_newly_exposed() {
+        let a = scan(vec![], true);
+        let b = scan(
+            vec![
+                svc("127.0.0.1", Access::Open),
+                svc("127.0.0.2", Access::Open),
+            ],
+            true,
+        );
+        let c = diff(
+            &a,
+            &b,
+            &probed(&["127.0.0.2:6379"]),
+            &probed(&["127.0.0.1:6379", "127.0.0.2:6379"]),
+        );
+        let kinds: Vec<_> = c.iter().map(|c| &c.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![&ChangeKind::NotScannedBefore, &ChangeKind::NewlyExposed]
+        );
+    }
 }

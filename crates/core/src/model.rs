@@ -1,4 +1,4 @@
-//! The scan result model: the `leakscope.scan/v1` JSON contract of `../shared/PRODUCT.md`.
+//! The scan result model: the `leakscope.scan/v1` JSON contract (`docs/leakscope.scan.v1.schema.json`).
 //!
 //! Field names and meanings here are a public promise: fields may be added, never renamed.
 //! Everything a scan learns ends up in these types; formatting them is the report's job.
@@ -179,13 +179,22 @@ pub struct Stats {
     pub auth_attempts: u64,
 }
 
+impl Stats {
+    /// Every endpoint probed failed with a network error other than a refusal, and no port
+    /// accepted a connection.
+    pub fn nothing_reached(&self) -> bool {
+        self.open_ports == 0 && self.ports_probed > 0 && self.connect_errors >= self.ports_probed
+    }
+}
+
 /// The whole scan document (`--format json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
     pub schema: String,
     pub scan_id: String,
     pub started_at: String,
-    pub finished_at: String,
+    /// RFC 3339; null while the scan runs or after it was interrupted (an incomplete scan).
+    pub finished_at: Option<String>,
     pub stats: Stats,
     pub services: Vec<Service>,
 }
@@ -194,5 +203,16 @@ impl ScanReport {
     /// The worst severity among the services, if any.
     pub fn worst(&self) -> Option<Severity> {
         self.services.iter().map(|s| s.severity).max()
+    }
+
+    /// Whether the scan ran to its end (an interrupted or running scan has no `finished_at`).
+    pub fn complete(&self) -> bool {
+        self.finished_at.is_some()
+    }
+
+    /// Whether every endpoint probed failed with a network error (no route, network down,
+    /// time-out) and nothing answered, not even with a refusal: nothing could be reached.
+    pub fn unreachable(&self) -> bool {
+        self.services.is_empty() && self.stats.nothing_reached()
     }
 }

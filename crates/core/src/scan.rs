@@ -438,7 +438,7 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
         schema: SCAN_SCHEMA.to_string(),
         scan_id: opts.scan_id.clone().unwrap_or_else(|| scan_id_at(started)),
         started_at: rfc3339(started),
-        finished_at: rfc3339(finished),
+        finished_at: Some(rfc3339(finished)),
         stats,
         services,
     }

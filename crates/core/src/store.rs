@@ -26,13 +26,14 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.s
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {path}: {source}")]
+    // The cause is the error's source, not part of its message: `{e:#}` prints the chain once.
+    #[error("database {path}")]
     Sqlite {
         path: String,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     Io {
         path: String,
         #[source]
@@ -40,6 +41,12 @@ pub enum StoreError {
     },
     #[error("no scan {0:?} in the store (see `leakscope scans`)")]
     NoSuchScan(String),
+    #[error("ambiguous scan id {prefix:?}: matches {}", .ids.join(", "))]
+    Ambiguous { prefix: String, ids: Vec<String> },
+    #[error("no findings store at {0} (run `leakscope scan` first, or name the store with --db)")]
+    Missing(String),
+    #[error("cannot create the store {path}: its directory {dir} does not exist")]
+    NoDirectory { path: String, dir: String },
     #[error("the store is empty: run `leakscope scan` first")]
     Empty,
     #[error("stored data is corrupt: {0}")]
@@ -124,8 +131,14 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         path: path.display().to_string(),
         source,
     };
+    // A mistyped directory is an error, not a directory tree created on the side.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        if !dir.is_dir() {
+            return Err(StoreError::NoDirectory {
+                path: path.display().to_string(),
+                dir: dir.display().to_string(),
+            });
+        }
     }
     if !path.exists() {
         use std::os::unix::fs::OpenOptionsExt;
@@ -140,9 +153,23 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Opens (creating it 0600 if needed) and migrates the store at `path`.
+    /// Opens (creating it 0600 if needed, in a directory that must exist) and migrates the
+    /// store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private(path)?;
+        Store::open_file(path)
+    }
+
+    /// Opens an existing store (for commands that only read): a missing file is an error, not
+    /// an empty store created at a mistyped path.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        Store::open_file(path)
+    }
+
+    fn open_file(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(sql(path))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql(path))?;
@@ -235,7 +262,7 @@ impl Store {
         let n = self
             .conn
             .execute(
-                "UPDATE scans SET status = 'running', pid = ?2 WHERE id = ?1",
+                "UPDATE scans SET status = 'running', pid = ?2, finished_at = NULL WHERE id = ?1",
                 params![id, std::process::id()],
             )
             .map_err(sql(&self.path))?;
@@ -294,8 +321,42 @@ impl Store {
             .map_err(&e)?;
         match ids.as_slice() {
             [one] => Ok(one.clone()),
-            _ => Err(StoreError::NoSuchScan(id.to_string())),
+            [] => Err(StoreError::NoSuchScan(id.to_string())),
+            many => Err(StoreError::Ambiguous {
+                prefix: id.to_string(),
+                ids: many.to_vec(),
+            }),
         }
+    }
+
+    /// Status of a stored scan.
+    pub fn status(&self, id: &str) -> Result<ScanStatus, StoreError> {
+        let s: String = self
+            .conn
+            .query_row("SELECT status FROM scans WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql(&self.path))?
+            .ok_or_else(|| StoreError::NoSuchScan(id.to_string()))?;
+        Ok(ScanStatus::parse(&s))
+    }
+
+    /// Running time of a scan so far, over every run of it (a resumed scan's earlier runs
+    /// included), as its writer last recorded it.
+    pub fn duration_ms(&self, id: &str) -> Result<u64, StoreError> {
+        let stats: Option<String> = self
+            .conn
+            .query_row("SELECT stats FROM scans WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql(&self.path))?
+            .flatten();
+        Ok(stats
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v.get("duration_ms")?.as_u64())
+            .unwrap_or(0))
     }
 
     /// The request a scan was started with.
@@ -407,16 +468,22 @@ impl Store {
             None => Stats::default(),
         };
         stats.services = services.len() as u64;
+        let status = ScanStatus::parse(&status);
+        if status != ScanStatus::Complete {
+            // What an unfinished scan has done so far is its probed endpoints.
+            stats.ports_probed = self.done(&id)?.len() as u64;
+        }
         Ok((
             ScanReport {
                 schema: SCAN_SCHEMA.to_string(),
                 scan_id: id,
                 started_at,
-                finished_at: finished_at.unwrap_or_default(),
+                // Only a scan that ran to its end has finished (the contract's null otherwise).
+                finished_at: finished_at.filter(|_| status == ScanStatus::Complete),
                 stats,
                 services,
             },
-            ScanStatus::parse(&status),
+            status,
         ))
     }
 
@@ -458,15 +525,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Starts the background writer that records endpoints as a scan completes them.
-    pub fn writer(path: &Path, scan_id: &str) -> Result<Writer, StoreError> {
+    /// Starts the background writer that records endpoints as a scan completes them, and the
+    /// scan's running time so far (`earlier_ms`, the time of earlier runs of a resumed scan,
+    /// plus this run's), so a scan killed mid-way keeps the time it ran.
+    pub fn writer(path: &Path, scan_id: &str, earlier_ms: u64) -> Result<Writer, StoreError> {
         let conn = Connection::open(path).map_err(sql(path))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql(path))?;
         let (tx, rx) = mpsc::channel::<(SocketAddr, Option<Service>)>();
         let id = scan_id.to_string();
         let path = path.to_path_buf();
-        let handle = std::thread::spawn(move || write_loop(conn, &path, &id, rx));
+        let handle = std::thread::spawn(move || write_loop(conn, &path, &id, earlier_ms, rx));
         Ok(Writer {
             tx: Some(tx),
             handle: Some(handle),
@@ -513,8 +582,13 @@ fn write_loop(
     mut conn: Connection,
     path: &Path,
     id: &str,
+    earlier_ms: u64,
     rx: mpsc::Receiver<(SocketAddr, Option<Service>)>,
 ) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut timed = Instant::now();
+    let default_stats =
+        serde_json::to_string(&Stats::default()).map_err(|x| StoreError::Corrupt(x.to_string()))?;
     // Small transactions: a kill -9 loses at most the last fraction of a second, and those
     // endpoints are simply probed again on resume.
     const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -560,6 +634,16 @@ fn write_loop(
             }
             tx.commit().map_err(&e)?;
             last = Instant::now();
+        }
+        if closed || timed.elapsed() >= Duration::from_secs(1) {
+            let ms = earlier_ms + started.elapsed().as_millis() as u64;
+            conn.execute(
+                "UPDATE scans SET stats = json_set(COALESCE(stats, ?2), '$.duration_ms', ?3)
+                 WHERE id = ?1 AND status <> 'complete'",
+                params![id, default_stats, ms],
+            )
+            .map_err(&e)?;
+            timed = Instant::now();
         }
         if closed {
             return Ok(());
@@ -607,7 +691,19 @@ mod tests {
     #[test]
     fn round_trip_resume_and_history() {
         let dir = tempdir();
-        let path = dir.join("nested/leakscope.db");
+        assert!(matches!(
+            Store::open(&dir.join("missing/leakscope.db")),
+            Err(StoreError::NoDirectory { .. })
+        ));
+        assert!(
+            !dir.join("missing").exists(),
+            "no directory is created on the side"
+        );
+        assert!(matches!(
+            Store::open_existing(&dir.join("leakscope.db")),
+            Err(StoreError::Missing(_))
+        ));
+        let path = dir.join("leakscope.db");
         let store = Store::open(&path).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -618,7 +714,7 @@ mod tests {
         store
             .begin("a1", "2026-11-28T10:00:00Z", r#"{"targets":["127.0.0.1"]}"#)
             .unwrap();
-        let w = Store::writer(&path, "a1").unwrap();
+        let w = Store::writer(&path, "a1", 0).unwrap();
         let s1 = service("127.0.0.1", 6379, Access::Open);
         w.record("127.0.0.1:6379".parse().unwrap(), Some(&s1));
         w.record("127.0.0.1:9200".parse().unwrap(), None);
@@ -628,6 +724,11 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let (report, status) = store.load("latest").unwrap();
         assert_eq!(status, ScanStatus::Incomplete);
+        assert_eq!(
+            report.finished_at, None,
+            "an incomplete scan has not finished"
+        );
+        assert_eq!(report.stats.ports_probed, 2);
         assert_eq!(report.services, vec![s1.clone()]);
         assert_eq!(store.done("a1").unwrap().len(), 2);
         assert_eq!(store.request("a1").unwrap(), r#"{"targets":["127.0.0.1"]}"#);
@@ -640,11 +741,12 @@ mod tests {
         store.finish("a1", "2026-11-28T10:01:00Z", &stats).unwrap();
         let (report, status) = store.load("a1").unwrap();
         assert_eq!(status, ScanStatus::Complete);
+        assert_eq!(report.finished_at.as_deref(), Some("2026-11-28T10:01:00Z"));
         assert_eq!(report.stats.ports_probed, 2);
         assert_eq!(report.stats.services, 1);
 
         store.begin("b2", "2026-11-29T10:00:00Z", "{}").unwrap();
-        let w = Store::writer(&path, "b2").unwrap();
+        let w = Store::writer(&path, "b2", 0).unwrap();
         w.record(
             "127.0.0.1:6379".parse().unwrap(),
             Some(&service("127.0.0.1", 6379, Access::AuthRequired)),
@@ -655,11 +757,19 @@ mod tests {
         assert_eq!(h[0].service.as_ref().unwrap().access, Access::Open);
         assert_eq!(h[1].service.as_ref().unwrap().access, Access::AuthRequired);
         assert_eq!(store.resolve("b").unwrap(), "b2");
+        store.begin("b3", "2026-11-30T10:00:00Z", "{}").unwrap();
+        let e = store.resolve("b").unwrap_err();
+        assert!(matches!(e, StoreError::Ambiguous { .. }));
+        assert_eq!(
+            e.to_string(),
+            "ambiguous scan id \"b\": matches b2, b3",
+            "issue 14: an ambiguous prefix is not \"no scan\""
+        );
         assert!(matches!(
             store.resolve("zz"),
             Err(StoreError::NoSuchScan(_))
         ));
-        assert_eq!(store.scans().unwrap().len(), 2);
+        assert_eq!(store.scans().unwrap().len(), 3);
     }
 
     fn tempdir() -> PathBuf {

@@ -203,8 +203,9 @@ pub fn add_key_fields(h: &mut super::Holding) {
 }
 
 /// Agreement of a group's keys on one segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum Agree<T> {
+    #[default]
     Unset,
     Same(T),
     Mixed,
@@ -221,7 +222,7 @@ impl<T: PartialEq> Agree<T> {
 }
 
 /// Keys seen for one pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Group {
     pub keys: u64,
     pub bytes: u64,
@@ -235,21 +236,6 @@ pub struct Group {
     variable: Vec<bool>,
     /// The first key's segments where they are literal (the same in every key of the group).
     literals: Vec<String>,
-}
-
-impl Default for Group {
-    fn default() -> Self {
-        Group {
-            keys: 0,
-            bytes: 0,
-            sample: Vec::new(),
-            texts: Vec::new(),
-            slots: Vec::new(),
-            sep: "",
-            variable: Vec::new(),
-            literals: Vec::new(),
-        }
-    }
 }
 
 impl Group {

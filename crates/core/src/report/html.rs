@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{category_label, endpoint, exposed, product, thousands, Summary};
+use super::summary::{
+    category_label, caveat, endpoint, exposed, finished, product, thousands, Summary,
+};
 use crate::model::{ScanReport, Severity};
 
 /// One scan on the exposure timeline.
@@ -51,7 +53,7 @@ main{max-width:1100px;margin:0 auto;padding:24px}h1{margin:0 0 4px;font-size:26p
 table{border-collapse:collapse;width:100%;margin-top:8px;font-size:13px}th,td{text-align:left;padding:4px 6px;border-bottom:1px solid #e3e6ea;vertical-align:top}
 th{color:#5b6472;font-weight:600}code{font:12px ui-monospace,Menlo,Consolas,monospace;background:#eef0f3;padding:1px 4px;border-radius:3px}
 ul.ev{margin:6px 0 0 18px;padding:0;font-size:13px}.cat{display:inline-block;background:#eef0f3;border-radius:3px;padding:0 5px;margin:1px 2px;font-size:12px}
-.cat.sens{background:#fde2e1}footer{color:#5b6472;font-size:12px;margin:32px 0 8px}
+.cat.sens{background:#fde2e1}.caveat{background:#fff3cd;border-left:6px solid #b00020;padding:10px 14px;border-radius:6px}footer{color:#5b6472;font-size:12px;margin:32px 0 8px}
 @media print{body{background:#fff}.card,.chart,.svc{box-shadow:none;border:1px solid #ccc}main{padding:0}}
 "#;
 
@@ -168,10 +170,17 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
         r#"<h1>Exposed data stores</h1><div class="meta">Scan <code>{}</code> · started {} · finished {} · {} addresses, {} endpoints probed</div>"#,
         esc(&report.scan_id),
         esc(&report.started_at),
-        esc(&report.finished_at),
+        esc(&finished(report)),
         thousands(report.stats.addresses),
         thousands(report.stats.ports_probed)
     );
+    if let Some(c) = caveat(report) {
+        let _ = write!(
+            o,
+            r#"<p class="caveat" id="caveat"><strong>{}</strong></p>"#,
+            esc(&c)
+        );
+    }
     let worst = sum.worst().map(|s| s.as_str()).unwrap_or("none");
     let people = if sum.subjects_from_records {
         "≤ "
@@ -186,7 +195,11 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
         t = sum.services,
         p = people,
         s = thousands(sum.subjects),
-        r = thousands(sum.exposed_records),
+        r = if sum.exposed > 0 && !sum.inventoried {
+            "–".to_string()
+        } else {
+            thousands(sum.exposed_records)
+        },
         w = worst
     );
     let mut cats: Vec<(String, u64, &str)> = sum
@@ -338,7 +351,7 @@ mod tests {
             schema: "leakscope.scan/v1".into(),
             scan_id: "x<y".into(),
             started_at: "2026-11-28T10:00:00Z".into(),
-            finished_at: "2026-11-28T10:00:01Z".into(),
+            finished_at: Some("2026-11-28T10:00:01Z".into()),
             stats: Default::default(),
             services: vec![],
         };

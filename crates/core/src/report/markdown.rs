@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::summary::{category_label, endpoint, exposed, product, thousands, Summary};
+use super::summary::{
+    category_label, caveat, endpoint, exposed, finished, product, records_phrase, thousands,
+    Summary,
+};
 use crate::model::ScanReport;
 
 /// First and last scan in which a service was seen exposed.
@@ -58,11 +61,14 @@ pub fn findings(report: &ScanReport) -> String {
     let sum = Summary::of(report);
     let mut o = String::new();
     let _ = writeln!(o, "# leakscope report — scan `{}`\n", report.scan_id);
+    if let Some(c) = caveat(report) {
+        let _ = writeln!(o, "> **{}**\n", md_text(&c));
+    }
     let _ = writeln!(
         o,
         "Started {}, finished {}; {} addresses, {} endpoints probed.\n",
         report.started_at,
-        report.finished_at,
+        finished(report),
         thousands(report.stats.addresses),
         thousands(report.stats.ports_probed)
     );
@@ -76,8 +82,8 @@ pub fn findings(report: &ScanReport) -> String {
     );
     let _ = writeln!(
         o,
-        "- {} records in exposed stores; people affected {} {}.",
-        thousands(sum.exposed_records),
+        "- {} in exposed stores; people affected {} {}.",
+        records_phrase(&sum),
         if sum.subjects_from_records {
             "at most"
         } else {
@@ -157,12 +163,16 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
         o,
         "# Personal data breach notification — draft (GDPR Art. 33)\n"
     );
+    if let Some(c) = caveat(report) {
+        let _ = writeln!(o, "> **{}**\n", md_text(&c));
+    }
     let _ = writeln!(
         o,
         "> Draft prepared from leakscope scan `{}` ({}). Facts below come from the scan; every \
          **[TO COMPLETE]** is for the controller to fill in. Review before sending to the \
          supervisory authority within 72 hours of becoming aware of the breach.\n",
-        report.scan_id, report.finished_at
+        report.scan_id,
+        finished(report)
     );
     let _ = writeln!(
         o,
@@ -254,7 +264,11 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
     let _ = writeln!(
         o,
         "- Approximate number of personal data records: **{}**.\n",
-        thousands(sum.exposed_records)
+        if sum.exposed > 0 && !sum.inventoried {
+            "not counted (the scan made no inventory) [TO COMPLETE]".to_string()
+        } else {
+            thousands(sum.exposed_records)
+        }
     );
     let _ = writeln!(o, "## 2. Contact point (Art. 33(3)(b))\n\nData protection officer or other contact point: **[TO COMPLETE: name, e-mail, phone]**\n");
     let _ = writeln!(o, "## 3. Likely consequences (Art. 33(3)(c))\n");

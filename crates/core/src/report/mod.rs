@@ -78,12 +78,19 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
         st.duration_ms as f64 / 1000.0,
         st.services
     )?;
+    if let Some(c) = summary::caveat(report) {
+        for line in wrap(&c, 100) {
+            writeln!(out, "{}", paint(&line, Severity::High, color))?;
+        }
+    }
     if report.services.is_empty() {
         return Ok(());
     }
     let worst = sum.worst().unwrap_or(Severity::Info);
-    let headline = if sum.exposed == 0 {
+    let headline = if sum.exposed == 0 && report.complete() {
         "No data store is readable without credentials.".to_string()
+    } else if sum.exposed == 0 {
+        "No readable data store among the endpoints probed so far.".to_string()
     } else {
         let people = match (sum.subjects, sum.subjects_from_records) {
             (0, _) => "people not estimated".to_string(),
@@ -91,10 +98,10 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
             (n, false) => format!("about {} people", summary::thousands(n)),
         };
         format!(
-            "EXPOSED: {} of {} services readable without credentials; {} records; {people}.",
+            "EXPOSED: {} of {} services readable without credentials; {}; {people}.",
             sum.exposed,
             sum.services,
-            summary::thousands(sum.exposed_records),
+            summary::records_phrase(&sum),
         )
     };
     writeln!(out, "{}", paint(&headline, worst, color))?;

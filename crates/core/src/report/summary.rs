@@ -22,6 +22,9 @@ pub struct Summary {
     pub subjects: u64,
     /// True when `subjects` had to fall back to record counts (no distinct-people estimate).
     pub subjects_from_records: bool,
+    /// Whether any exposed service lists what it holds (false with `--no-inventory`: then
+    /// `exposed_records` is not a count of anything).
+    pub inventoried: bool,
 }
 
 /// True when a verdict means data can be read by whoever reaches the port.
@@ -41,6 +44,7 @@ impl Summary {
                 continue;
             }
             sum.exposed += 1;
+            sum.inventoried |= !s.containers.is_empty();
             let mut people: Option<u64> = None;
             let mut fallback = 0u64;
             for c in &s.containers {
@@ -70,6 +74,46 @@ impl Summary {
     /// The worst severity present.
     pub fn worst(&self) -> Option<Severity> {
         self.by_severity.keys().next_back().copied()
+    }
+}
+
+/// What a reader must know before any figure of the scan, when the scan is not a complete
+/// scan that reached something: an incomplete scan (interrupted or still running) covers only
+/// what it probed; a scan that reached nothing says nothing about exposure.
+pub fn caveat(report: &ScanReport) -> Option<String> {
+    let st = &report.stats;
+    if !report.complete() {
+        return Some(format!(
+            "INCOMPLETE SCAN: interrupted or still running after {} endpoints probed; everything \
+             below covers only those (continue it with `leakscope scan --resume {}`).",
+            thousands(st.ports_probed),
+            report.scan_id
+        ));
+    }
+    if report.unreachable() {
+        return Some(format!(
+            "NOTHING COULD BE REACHED: each of the {} endpoints probed failed with a network error \
+             (no route, network down or time-out); this scan says nothing about what is exposed.",
+            thousands(st.ports_probed)
+        ));
+    }
+    None
+}
+
+/// When the scan finished, or that it did not.
+pub fn finished(report: &ScanReport) -> String {
+    report
+        .finished_at
+        .clone()
+        .unwrap_or_else(|| "not finished (incomplete scan)".into())
+}
+
+/// The records figure in words: a count, or that none was made (`--no-inventory`).
+pub fn records_phrase(sum: &Summary) -> String {
+    if sum.exposed > 0 && !sum.inventoried {
+        "records not counted (no inventory)".into()
+    } else {
+        format!("{} records", thousands(sum.exposed_records))
     }
 }
 

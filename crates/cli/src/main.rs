@@ -1180,6 +1180,89 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            160
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn progress_shows_time_left_and_rates_with_one_decimal() {
+        assert_eq!(rate_text(1218.9894), "1219.0/s");
+        assert_eq!(rate_text(0.04), "0.0/s");
+        let screen = Screen::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(1000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        )
+        .with_style(progress_style());
+        for _ in 0..5 {
+            bar.inc(37);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        bar.tick();
+        let shown = screen.0.lock().unwrap().clone();
+        let line = shown
+            .lines()
+            .rfind(|l| l.contains("endpoints"))
+            .unwrap_or("")
+            .to_string();
+        assert!(line.contains("185/1000 endpoints"), "{line}");
+        assert!(line.contains("ETA "), "no time left shown: {line}");
+        let rate = line
+            .split(['(', ','])
+            .find(|p| p.trim_end().ends_with("/s"))
+            .unwrap_or_else(|| panic!("no rate in {line}"))
+            .trim();
+        let number = rate.trim_end_matches("/s");
+        assert!(
+            number.parse::<f64>().is_ok() && number.split('.').nth(1).is_none_or(|d| d.len() <= 1),
+            "rate {rate:?} has more than one decimal"
+        );
+    }
+
+    #[test]
+    fn loopback_switch_values() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " on "] {
+            assert_eq!(parse_switch(on), Some(true), "{on}");
+        }
+        for off in ["", "0", "false", "NO", "Off"] {
+            assert_eq!(parse_switch(off), Some(false), "{off}");
+        }
+        for bad in ["2", "maybe", "y", "enabled"] {
+            assert_eq!(parse_switch(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn every_registry_protocol_is_in_the_help() {
         let help = help::scan_after_help();

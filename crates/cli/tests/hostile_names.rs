@@ -14,6 +14,8 @@
 //!
 //! `LEAKSCOPE_TEST_BIN` runs another build of leakscope (to show this test fails on an older one).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,13 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const REDIS: &str = "/usr/bin/redis-server";
+use common::bin;
 
-fn bin() -> PathBuf {
-    std::env::var_os("LEAKSCOPE_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_leakscope")))
-}
+const REDIS: &str = "/usr/bin/redis-server";
 
 /// Values that must never leave the process raw.
 const SECRETS: &[&str] = &[
@@ -297,11 +295,15 @@ fn names_with_data_and_controls_never_reach_any_output_raw() {
     );
     outputs.push(("scan -o json stderr".into(), json.stderr));
     let jsonl = run(&["scan", &target, "--quiet", "--format", "jsonl"], &db);
+    common::check_scan_lines(&String::from_utf8_lossy(&jsonl.stdout));
     outputs.push(("scan jsonl".into(), jsonl.stdout));
     // The store file while a scan holds it open (its WAL has not been checkpointed yet) is
     // read below after the reports; the reports themselves:
     for fmt in ["table", "json", "md", "html", "gdpr"] {
         let r = run(&["report", "latest", "--format", fmt], &db);
+        if fmt == "json" {
+            common::check_scan(&serde_json::from_slice(&r.stdout).expect("report json"));
+        }
         outputs.push((format!("report {fmt}"), r.stdout));
         outputs.push((format!("report {fmt} stderr"), r.stderr));
     }
@@ -335,6 +337,7 @@ fn names_with_data_and_controls_never_reach_any_output_raw() {
 
     // The data is still reported, as placeholders, masked examples and fingerprints.
     let report: Value = serde_json::from_slice(&doc).unwrap();
+    common::check_scan(&report);
     let redis = &report["services"][0];
     let names: Vec<&str> = redis["containers"]
         .as_array()

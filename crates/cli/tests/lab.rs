@@ -4,6 +4,8 @@
 //! targets outside 127.0.0.0/8 and sets `LEAKSCOPE_LOOPBACK_ONLY=1` so the binary refuses them too.
 //! Without a running lab these tests fail with a message saying how to start it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ fn scan(args: &[&str]) -> (i32, Value) {
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("scan prints JSON");
     assert_eq!(report["schema"], "leakscope.scan/v1");
+    // Every JSON output follows the published contract (docs/leakscope.scan.v1.schema.json).
+    common::check_scan(&report);
     (code, report)
 }
 

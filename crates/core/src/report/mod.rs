@@ -234,3 +234,86 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Access, Severity, Stats};
+
+    fn report(services: Vec<Service>, finished: bool, stats: Stats) -> ScanReport {
+        ScanReport {
+            schema: crate::model::SCAN_SCHEMA.into(),
+            scan_id: "0123456789abcdef".into(),
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: finished.then(|| "2026-12-01T00:01:00Z".into()),
+            stats,
+            services,
+        }
+    }
+
+    fn open_redis() -> Service {
+        Service {
+            address: "127.0.0.1".into(),
+            port: 6379,
+            tls: false,
+            protocol: "redis".into(),
+            product: Some("Redis".into()),
+            version: None,
+            access: Access::Open,
+            evidence: vec!["INFO answered without AUTH".into()],
+            severity: Severity::High,
+            hostnames: vec![],
+            out_of_scope_peers: vec![],
+            auth_attempts: 0,
+            containers: vec![],
+            inventory_notes: vec![],
+        }
+    }
+
+    fn table(r: &ScanReport) -> String {
+        let mut out = Vec::new();
+        write(r, Format::Table, false, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn without_inventory_the_headline_claims_no_record_count() {
+        let r = report(vec![open_redis()], true, Stats::default());
+        let t = table(&r);
+        assert!(t.contains("EXPOSED: 1 of 1"), "{t}");
+        assert!(!t.contains("0 records"), "{t}");
+        assert!(t.contains("records not counted"), "{t}");
+        assert!(!markdown::findings(&r).contains("0 records"));
+    }
+
+    #[test]
+    fn a_scan_that_reached_nothing_says_so_in_every_format() {
+        let stats = Stats {
+            addresses: 1,
+            ports_probed: 4,
+            connect_errors: 4,
+            ..Stats::default()
+        };
+        let r = report(vec![], true, stats);
+        let html = html::render(&r, &[]);
+        let gdpr = markdown::gdpr(&r, &Default::default());
+        for (fmt, out) in [
+            ("table", table(&r)),
+            ("md", markdown::findings(&r)),
+            ("html", html),
+            ("gdpr", gdpr),
+        ] {
+            assert!(out.contains("NOTHING COULD BE REACHED"), "{fmt}: {out}");
+        }
+        // Refused everywhere is an answer: a clean empty network, no caveat.
+        let clean = report(
+            vec![],
+            true,
+            Stats {
+                ports_probed: 4,
+                ..Stats::default()
+            },
+        );
+        assert!(!table(&clean).contains("NOTHING COULD BE REACHED"));
+    }
+}

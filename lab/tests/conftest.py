@@ -4,6 +4,7 @@ and a runner for the leakscope binary that refuses anything outside loopback."""
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,12 @@ LAB_TARGETS = lab.lab_targets()
 def lab_net(third: int, host: int | None = None) -> str:
     """An address (or, without `host`, a /24) in the lab's network: lab_net(10, 4) = 127.0.10.4."""
     return f"{lab.NET}.{third}.0/24" if host is None else f"{lab.NET}.{third}.{host}"
+
+
+def container_key(name: str) -> str:
+    """A scanned container's name as the manifest writes it: key-pattern placeholders
+    (`db0:user:<uuid>`, `fragment:home:<n>`) are `*` there (`db0:user:*`)."""
+    return re.sub(r"<[a-z]+>", "*", name)
 
 
 def leakscope_scan(*args: str) -> tuple[int, dict]:

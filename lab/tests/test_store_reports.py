@@ -5,9 +5,12 @@
   exactly that change;
 - the HTML report renders in headless Chromium (screenshot + DOM) and shows the exposed
   services and category counts, with no console errors and no network fetches;
-- the GDPR draft names every sensitive category the scan found, with the scan's counts.
+- the GDPR draft names every sensitive category the scan found, with the scan's counts;
+- the README's picture of the HTML report (docs/report-lab.png) shows what the current build
+  reports on this lab, and is the picture its record was made with.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BINARY, LAB_TARGETS, lab
+from report_figures import figures
 
 ENV = {**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}
 
@@ -169,3 +173,30 @@ def test_gdpr_draft_names_every_sensitive_category_with_the_scans_counts(full_sc
     for heading in ("Art. 33(3)(a)", "Art. 33(3)(b)", "Art. 33(3)(c)", "Art. 33(3)(d)"):
         assert heading in draft
     assert "[TO COMPLETE" in draft
+
+
+def test_readme_picture_is_current(full_scan_db, manifest, tmp_path):
+    """docs/report-lab.png must not go stale silently: scripts/report-screenshot records the
+    figures the picture shows and the picture's hash (docs/report-lab.json); here the current
+    build's report of the same scan of the same lab must show the same figures, and the picture
+    must be the one recorded. When this fails, run scripts/report-screenshot and commit both."""
+    record = json.loads((lab.ROOT / "docs" / "report-lab.json").read_text())
+    png = (lab.ROOT / "docs" / "report-lab.png").read_bytes()
+    assert hashlib.sha256(png).hexdigest() == record["png_sha256"], \
+        "docs/report-lab.png is not the picture docs/report-lab.json was made with: run scripts/report-screenshot"
+    if manifest["users"] != record["lab_users"]:
+        pytest.skip(f"the picture is of the {record['lab_users']}-user lab; this lab has {manifest['users']}")
+    db, _ = full_scan_db
+    page = tmp_path / "report.html"
+    run("report", "latest", "--format", "html", "-o", str(page), "--db", str(db))
+    now = figures(page.read_text())
+    stale = []
+    for k in ("services", "exposed", "people_bound", "worst"):
+        if now[k] != record[k]:
+            stale.append(f"{k}: picture {record[k]}, current build {now[k]}")
+    for k in ("people", "records"):
+        # Counts of a sampled scan may move a little between runs; a different build's figures
+        # (the picture once said 13.8 M people for a 2.4 M-user lab) do not stay within 5 %.
+        if abs(now[k] - record[k]) > 0.05 * max(record[k], 1):
+            stale.append(f"{k}: picture {record[k]:,}, current build {now[k]:,}")
+    assert not stale, "docs/report-lab.png is stale (run scripts/report-screenshot):\n" + "\n".join(stale)

@@ -9,7 +9,7 @@ same test runs against the 2.4 M-user benchmark lab with LEAKSCOPE_LAB_NET/…_D
 
 import os
 
-from conftest import leakscope_scan
+from conftest import container_key, leakscope_scan
 
 TOLERANCE = 0.05
 
@@ -29,7 +29,7 @@ def test_subjects_estimate_per_container(manifest, lab_services):
         s = got[(m["address"], m["port"])]
         if s["access"] not in ("open", "default_credentials"):
             continue
-        containers = {c["name"]: c for c in s["containers"]}
+        containers = {container_key(c["name"]): c for c in s["containers"]}
         for want in m["containers"]:
             c = containers.get(want["name"])
             if c is None:

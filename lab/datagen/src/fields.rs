@@ -1,5 +1,5 @@
 //! The field catalogue: every field name the dataset uses, with its true categories (ids from
-//! the taxonomy in PRODUCT.md; empty for non-sensitive fields and decoys) and its SQL type.
+//! the taxonomy of docs/taxonomy.md; empty for non-sensitive fields and decoys) and its SQL type.
 
 use crate::record::{Field, Ty};
 

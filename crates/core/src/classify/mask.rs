@@ -1,6 +1,6 @@
 //! Masked examples: what a report may show of a sensitive value.
 //!
-//! The report must not become the next leak (PRODUCT.md), so an example keeps only what helps
+//! The report must not become the next leak, so an example keeps only what helps
 //! a person recognise the kind of data — the shape, a well-known prefix, at most a few
 //! characters — and never enough to use or look up the value: `j•••@g•••.com`,
 //! `+39 •••• ••12`, `•••• 4242`, `Atza|•••9f2c`. Health figures become a range (`60–70`).

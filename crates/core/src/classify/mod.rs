@@ -1,4 +1,4 @@
-//! Classification: which categories of sensitive data (the taxonomy of PRODUCT.md) each field
+//! Classification: which categories of sensitive data (the taxonomy of `docs/taxonomy.md`) each field
 //! of a sampled container holds, with a confidence, masked examples and keyed fingerprints.
 //!
 //! # Evidence

@@ -18,7 +18,7 @@
 //!
 //! [[rule]]
 //! id = "email"                          # unique, named in errors and test failures
-//! category = "identity.email"           # a taxonomy id (PRODUCT.md)
+//! category = "identity.email"           # a taxonomy id (docs/taxonomy.md)
 //! names = ["email", "correo", "posta elettronica"]  # words; "a b" = all of a, b in the name
 //! weak_names = ["mail"]
 //! negative = ["template"]               # veto words anywhere in the path
@@ -47,7 +47,7 @@ use super::detect::{self, Detector};
 use super::shape;
 use super::words::{fold, split_words};
 
-/// The stable category ids of the taxonomy in PRODUCT.md.
+/// The stable category ids of the taxonomy (`docs/taxonomy.md`).
 pub const TAXONOMY: &[&str] = &[
     "identity.email",
     "identity.username",

@@ -189,7 +189,7 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
     };
     let _ = write!(
         o,
-        r#"<section class="cards" id="summary"><div class="card{bad}"><div class="n" id="exposed-count">{e}</div>of {t} services readable without credentials</div><div class="card"><div class="n">{p}{s}</div>people whose data is exposed</div><div class="card"><div class="n">{r}</div>records in exposed stores</div><div class="card{bad}"><div class="n">{w}</div>worst severity</div></section>"#,
+        r#"<section class="cards" id="summary"><div class="card{bad}"><div class="n" id="exposed-count">{e}</div>of <span id="services-count">{t}</span> services readable without credentials</div><div class="card"><div class="n" id="people">{p}{s}</div>people whose data is exposed</div><div class="card"><div class="n" id="records">{r}</div>records in exposed stores</div><div class="card{bad}"><div class="n" id="worst">{w}</div>worst severity</div></section>"#,
         bad = if sum.exposed > 0 { " bad" } else { "" },
         e = sum.exposed,
         t = sum.services,

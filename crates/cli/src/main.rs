@@ -945,7 +945,7 @@ fn scans(a: StoreArgs) -> Result<ExitCode> {
             })
             .unwrap_or_default();
         let status = s.status.as_str();
-        let targets = cut(&targets, 40);
+        let targets = cut(&leakscope_core::safe::text(&targets), 40);
         println!(
             "{:<17} {:<21} {:<10} {:>8} {:>8}  {}",
             s.id, s.started_at, status, s.services, s.exposed, targets

@@ -107,7 +107,7 @@ pub fn service(s: &mut Service) {
     }
     each(&mut s.evidence, note);
     each(&mut s.hostnames, text);
-    each(&mut s.out_of_scope_peers, name);
+    each(&mut s.out_of_scope_peers, note);
     each(&mut s.inventory_notes, note);
     s.containers.iter_mut().for_each(container);
 }

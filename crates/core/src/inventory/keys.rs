@@ -62,17 +62,19 @@ pub fn slot(seg: &str) -> Option<Slot> {
     if (seg.starts_with('+') || seg.starts_with("00")) && Detector::PhoneIntl.check(seg) {
         return Some(Slot::Phone);
     }
-    if seg.len() == 36 && Detector::Uuid.check(seg) {
-        return Some(Slot::Uuid);
-    }
     if digits == seg.len() {
         return Some(Slot::Number);
     }
-    if digits > 0 && (Detector::Date { birth: false }).check(seg) {
-        return Some(Slot::Date);
+    if seg.len() == 36 && Detector::Uuid.check(seg) {
+        return Some(Slot::Uuid);
     }
     if seg.len() >= 8 && digits > 0 && seg.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some(Slot::Hex);
+    }
+    // Keys are listed by the million: the date parser only sees what could be a written date.
+    if digits >= 4 && seg.contains(['-', '/', '.']) && (Detector::Date { birth: false }).check(seg)
+    {
+        return Some(Slot::Date);
     }
     if digits > 0 || seg.len() >= 24 || names::sensitive(seg).is_some() {
         return Some(Slot::Other);
@@ -87,34 +89,44 @@ pub struct Parts<'a> {
     pub segs: Vec<&'a str>,
     /// Per segment: variable (part of the id) or literal.
     pub variable: Vec<bool>,
+    /// Per segment: its type ([`slot`]).
+    pub slots: Vec<Option<Slot>>,
 }
 
 /// Cuts a key into segments and says which are variable (see the module docs).
 pub fn parts(key: &str) -> Parts<'_> {
-    let one = |variable: bool| Parts {
+    let one = |slot: Option<Slot>, variable: bool| Parts {
         sep: "",
         segs: vec![key],
         variable: vec![variable],
+        slots: vec![slot],
     };
-    // A key that is one value as a whole (an e-mail address, which has dots) is not cut.
-    if matches!(slot(key), Some(Slot::Email | Slot::Phone | Slot::Uuid))
-        || names::sensitive(key).is_some()
-    {
-        return one(true);
+    // A key that is one value as a whole (an e-mail address, which has dots; a token with `.`
+    // or `|` in it) is not cut. A `:` or `/` never occurs in those, and most keys have one.
+    if !key.contains([':', '/']) {
+        let whole = slot(key);
+        if matches!(whole, Some(Slot::Email | Slot::Phone | Slot::Uuid)) {
+            return one(whole, true);
+        }
+        if names::sensitive(key).is_some() {
+            return one(Some(Slot::Other), true);
+        }
     }
     for sep in [":", "/", "|", "."] {
         if key.rfind(sep).is_some_and(|i| i > 0) {
             let segs: Vec<&str> = key.split(sep).collect();
+            let slots: Vec<Option<Slot>> = segs.iter().map(|s| slot(s)).collect();
             let n = segs.len();
-            let variable = segs
+            let variable = slots
                 .iter()
                 .enumerate()
-                .map(|(i, s)| i + 1 == n || slot(s).is_some())
+                .map(|(i, s)| i + 1 == n || s.is_some())
                 .collect();
             return Parts {
                 sep,
                 segs,
                 variable,
+                slots,
             };
         }
     }
@@ -123,15 +135,22 @@ pub fn parts(key: &str) -> Parts<'_> {
             sep: "",
             segs: vec![&key[..i], &key[i..]],
             variable: vec![false, true],
+            slots: vec![None, slot(&key[i..])],
         },
-        _ => one(slot(key).is_some()),
+        _ => {
+            let s = slot(key);
+            one(s, s.is_some())
+        }
     }
 }
 
 /// The group a key belongs to: its literal segments, `*` for each variable one
 /// (`user:42` → `user:*`, `session:ab12cd34ef:cart` → `session:*:*`, `config` → `config`).
 pub fn pattern(key: &str) -> String {
-    let p = parts(key);
+    structural_of(&parts(key))
+}
+
+fn structural_of(p: &Parts<'_>) -> String {
     p.segs
         .iter()
         .zip(&p.variable)
@@ -221,6 +240,17 @@ impl<T: PartialEq> Agree<T> {
     }
 }
 
+impl Agree<String> {
+    /// [`Agree::add`] without a copy of a text already seen.
+    fn add_str(&mut self, v: &str) {
+        match self {
+            Agree::Unset => *self = Agree::Same(v.to_string()),
+            Agree::Same(x) if x != v => *self = Agree::Mixed,
+            _ => {}
+        }
+    }
+}
+
 /// Keys seen for one pattern.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Group {
@@ -254,8 +284,8 @@ impl Group {
         }
         for (i, s) in p.segs.iter().enumerate() {
             if self.variable[i] {
-                self.texts[i].add(s.to_string());
-                self.slots[i].add(slot(s));
+                self.texts[i].add_str(s);
+                self.slots[i].add(p.slots[i]);
             }
         }
     }
@@ -313,7 +343,7 @@ impl Grouper {
     pub fn add(&mut self, key: &str, bytes: u64) {
         self.total += 1;
         let parts = parts(key);
-        let mut p = pattern(key);
+        let mut p = structural_of(&parts);
         if !self.groups.contains_key(&p) && self.groups.len() >= self.max_groups {
             p = OVERFLOW_KEY.to_string();
         }

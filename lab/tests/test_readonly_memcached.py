@@ -7,7 +7,7 @@ curr_items) are unchanged; get_hits grows (the sample reads)."""
 
 import socket
 
-from conftest import lab, leakscope_scan
+from conftest import container_key, lab, leakscope_scan
 
 WRITE_COUNTERS = ("cmd_set", "cmd_flush", "cmd_touch", "delete_misses", "delete_hits", "incr_misses", "incr_hits",
                   "decr_misses", "decr_hits", "cas_misses", "cas_hits", "touch_hits", "touch_misses", "total_items",
@@ -36,7 +36,7 @@ def test_full_scan_is_read_only_and_inventories_the_manifest(manifest, lab_servi
     assert int(after["get_hits"]) > int(before["get_hits"]), "samples were read"
 
     [got] = report["services"]
-    containers = {c["name"]: c for c in got["containers"]}
+    containers = {container_key(c["name"]): c for c in got["containers"]}
     assert set(containers) == {c["name"] for c in want["containers"]}
     for c in want["containers"]:
         g = containers[c["name"]]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import lab, leakscope_scan
+from conftest import container_key, lab, leakscope_scan
 
 def allowed_commands() -> set[str]:
     """ALLOWED_COMMANDS of the Rust Redis module, read from its source (one truth)."""
@@ -50,7 +50,7 @@ def test_full_scan_is_read_only_and_inventories_the_manifest(name, manifest, lab
     assert before_keys == after_keys
 
     [got] = report["services"]
-    containers = {c["name"]: c for c in got["containers"]}
+    containers = {container_key(c["name"]): c for c in got["containers"]}
     for c in want["containers"]:
         assert c["name"] in containers, f"{c['name']} missing; got {sorted(containers)}"
         g = containers[c["name"]]

@@ -592,3 +592,36 @@ fn the_schema_knows_every_protocol_and_category() {
         );
     }
 }
+
+#[test]
+fn classify_shows_names_from_files_safely() {
+    // JSON keys and file names come from the files: an e-mail address as a key, terminal
+    // escapes and a right-to-left override in keys and values.
+    let dir = tempdir("classify-names");
+    let f = dir.join("export\u{202e}lmth.jsonl");
+    let mut lines = String::new();
+    for i in 0..20 {
+        lines.push_str(&format!(
+            "{{\"by_mail\":{{\"anna{i}@example.com\":{{\"plan\":\"pro\"}}}},\"\\u001b]0;PWNED\\u0007\":\"x\",\"email\":\"zoe{i}@example.org\",\"nickname\":\"\\u202ecam{i}\"}}\n"
+        ));
+    }
+    std::fs::write(&f, lines).unwrap();
+    let mut problems = Vec::new();
+    for fmt in ["table", "json", "jsonl"] {
+        let o = run(&["classify", f.to_str().unwrap(), "--format", fmt]);
+        assert!(matches!(code(&o), 0 | 1), "{}", text(&o.stderr));
+        let out = o.stdout;
+        for (what, raw) in [
+            ("ESC", &b"\x1b"[..]),
+            ("BEL", b"\x07"),
+            ("U+202E", "\u{202e}".as_bytes()),
+            ("an e-mail key", b"anna3@example.com"),
+            ("JSON-escaped ESC", b"\\u001b"),
+        ] {
+            if out.windows(raw.len()).any(|w| w == raw) {
+                problems.push(format!("classify --format {fmt}: raw {what}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -20,7 +20,23 @@ use std::time::{Duration, Instant};
 use common::bin;
 use serde_json::Value;
 
-fn tempdir(tag: &str) -> PathBuf {
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(tag: &str) -> TempDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -30,7 +46,7 @@ fn tempdir(tag: &str) -> PathBuf {
         std::process::id()
     ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn leakscope(args: &[&str]) -> Command {
@@ -353,7 +369,7 @@ fn scan_ids(db: &str) -> Vec<String> {
 
 /// Two scans in one store: A probes an endpoint where something answers and a closed one, B
 /// only the closed one. Returns (store, A, B, the answering endpoint).
-fn two_scans(tag: &str) -> (PathBuf, String, String, String) {
+fn two_scans(tag: &str) -> (TempDir, PathBuf, String, String, String) {
     let dir = tempdir(tag);
     let db = dir.join("f.db");
     let dbs = db.to_str().unwrap();
@@ -367,12 +383,12 @@ fn two_scans(tag: &str) -> (PathBuf, String, String, String) {
     );
     assert_eq!(code(&run(&["scan", &closed, "--quiet", "--db", dbs])), 0);
     let ids = scan_ids(dbs);
-    (db, ids[1].clone(), ids[0].clone(), answers)
+    (dir, db, ids[1].clone(), ids[0].clone(), answers)
 }
 
 #[test]
 fn an_ambiguous_id_prefix_says_so() {
-    let (db, a, b, _) = two_scans("ambiguous");
+    let (_dir, db, a, b, _) = two_scans("ambiguous");
     let dbs = db.to_str().unwrap();
     let (a, b) = (&a, &b);
     // Ids are time based: the two share a prefix.
@@ -394,7 +410,7 @@ fn an_ambiguous_id_prefix_says_so() {
 
 #[test]
 fn a_diff_compares_only_what_both_scans_probed() {
-    let (db, a, b, answers) = two_scans("diff");
+    let (_dir, db, a, b, answers) = two_scans("diff");
     let dbs = db.to_str().unwrap();
     let (a, b) = (&a, &b);
     let o = run(&["diff", a, b, "--format", "json", "--db", dbs]);
@@ -415,7 +431,7 @@ fn a_diff_compares_only_what_both_scans_probed() {
 
 #[test]
 fn resume_refuses_a_complete_scan_and_new_targets() {
-    let (db, _, b, answers) = two_scans("resume-refusals");
+    let (_dir, db, _, b, answers) = two_scans("resume-refusals");
     let dbs = db.to_str().unwrap();
     let b = &b;
     // Resume: a complete scan has nothing to resume; targets cannot be added.

@@ -396,6 +396,7 @@ fn names_with_data_and_controls_never_reach_any_output_raw() {
             "the escape in the evil key name is not shown as \\x1b: {names:?}"
         ));
     }
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         problems.is_empty(),
         "{} problem(s):\n{}",

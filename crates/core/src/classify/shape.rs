@@ -385,7 +385,7 @@ impl Detector {
                 HEX,
             )
             .need(UPPER_HEX | LOWER_HEX),
-            Detector::CryptHash => Pre::new(13, 512, ANY).need(ps(b"${")),
+            Detector::CryptHash => Pre::new(13, 512, ANY).need(ps(b"${:|")),
             Detector::Uuid => Pre::new(36, n, HEX | ps(b"-{}")).need(p(b'-')),
             Detector::ObjectId => Pre::new(24, 24, HEX),
             Detector::IntId => Pre::new(1, 19, DIGIT).first(b'1'..=b'9'),

@@ -210,7 +210,9 @@ impl Flat {
     fn decoded_root(&mut self, v: &Value, depth: usize) {
         match v {
             Value::String(s) => {
-                if depth >= MAX_DEPTH || !(self.embedded(s, depth + 1) || self.decoded(s, depth + 1)) {
+                if depth >= MAX_DEPTH
+                    || !(self.embedded(s, depth + 1) || self.decoded(s, depth + 1))
+                {
                     self.path.push_str("value");
                     self.plain(s);
                 }

@@ -107,7 +107,7 @@ fn decode_bytes_inner(b: &[u8], nested: usize) -> Option<(Format, Value)> {
     if b[0] == 0x80 && (2..=5).contains(&b[1]) {
         return pickle(b).map(|v| (Format::Pickle, v));
     }
-    if b[0] == 0x78 && (u16::from(b[0]) << 8 | u16::from(b[1])) % 31 == 0 {
+    if b[0] == 0x78 && (u16::from(b[0]) << 8 | u16::from(b[1])).is_multiple_of(31) {
         let out = inflate(b)?;
         return decode_bytes_inner(&out, nested + 1).map(|(_, v)| (Format::Zlib, v));
     }
@@ -147,7 +147,7 @@ fn inflate(b: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn hex_bytes(h: &[u8]) -> Option<Vec<u8>> {
-    if h.len() < 4 || h.len() % 2 != 0 {
+    if h.len() < 4 || !h.len().is_multiple_of(2) {
         return None;
     }
     h.chunks(2)
@@ -188,9 +188,12 @@ fn b64_head(s: &str) -> Option<[u8; 3]> {
 fn plausible_head(h: [u8; 3]) -> bool {
     match h[0] {
         b'{' => matches!(h[1], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t'),
-        b'[' => matches!(h[1], b'"' | b'{' | b'[' | b']' | b'-' | b'0'..=b'9' | b' ' | b'n' | b't' | b'f'),
+        b'[' => matches!(
+            h[1],
+            b'"' | b'{' | b'[' | b']' | b'-' | b'0'..=b'9' | b' ' | b'n' | b't' | b'f'
+        ),
         0x80 => (2..=5).contains(&h[1]),
-        0x78 => (0x7800u16 | u16::from(h[1])) % 31 == 0,
+        0x78 => (0x7800u16 | u16::from(h[1])).is_multiple_of(31),
         0x81..=0x8f => matches!(h[1], 0xa0..=0xbf | 0xd9),
         0x91..=0x9f => true,
         b'a' | b'O' | b's' => h[1] == b':' && h[2].is_ascii_digit(),
@@ -477,9 +480,7 @@ impl<'a> Php<'a> {
                 }
                 return None;
             };
-            let Some(mut key) = key_of(&key) else {
-                return None;
-            };
+            let mut key = key_of(&key)?;
             sequential &= key == k.to_string();
             // Private and protected properties: `\0Class\0name`, `\0*\0name`.
             if let Some(i) = key.rfind('\0') {
@@ -1030,8 +1031,12 @@ mod tests {
             php_serialize(s),
             Some(json!({"email": "ada@example.co.uk", "id": 42, "roles": ["admin", "editor"]}))
         );
-        let o = b"O:4:\"User\":2:{s:10:\"\0User\0name\";s:3:\"Ada\";s:8:\"\0*\0phone\";s:3:\"123\";}";
-        assert_eq!(php_serialize(o), Some(json!({"name": "Ada", "phone": "123"})));
+        let o =
+            b"O:4:\"User\":2:{s:10:\"\0User\0name\";s:3:\"Ada\";s:8:\"\0*\0phone\";s:3:\"123\";}";
+        assert_eq!(
+            php_serialize(o),
+            Some(json!({"name": "Ada", "phone": "123"}))
+        );
         let sess = br#"user_id|i:7;email|s:11:"a@b.example";cart|a:0:{}flag|b:1;"#;
         assert_eq!(
             php_session(sess),
@@ -1042,7 +1047,12 @@ mod tests {
             php_session(br#"email|s:11:"a@b.example";name|s:20:"Ada Lov"#),
             Some(json!({"email": "a@b.example", "name": "Ada Lov"}))
         );
-        for bad in [&b"Atza|IwEBIfake"[..], b"a:2:{s:1:\"x\";}", b"s:5:\"abc\";", b"key|"] {
+        for bad in [
+            &b"Atza|IwEBIfake"[..],
+            b"a:2:{s:1:\"x\";}",
+            b"s:5:\"abc\";",
+            b"key|",
+        ] {
             assert!(
                 php_serialize(bad).is_none() && php_session(bad).is_none(),
                 "{bad:?}"
@@ -1113,7 +1123,12 @@ mod tests {
             Some(json!({"email": "a@b.example"}))
         );
         // Plain tokens and words are left alone.
-        for s in ["hello world", "ghp_R8d2KxW0qL5mN7vB3cJ9tY1uF4hG6sA2pE0z", "email", "eeeeeeeeeeeeeeee"] {
+        for s in [
+            "hello world",
+            "ghp_R8d2KxW0qL5mN7vB3cJ9tY1uF4hG6sA2pE0z",
+            "email",
+            "eeeeeeeeeeeeeeee",
+        ] {
             assert!(decode_text(s).is_none(), "{s}");
         }
     }

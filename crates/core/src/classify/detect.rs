@@ -173,6 +173,11 @@ pub enum Detector {
     /// Something a password could be: 4–128 visible characters, no spaces, not a boolean,
     /// date or small number.
     Secret,
+    /// A vendor token format of the secret ruleset ([`super::secrets`]): the rules selected
+    /// by id prefix (`only`, `except`), as bits over the ruleset's rules.
+    SecretRuleset {
+        allowed: Vec<u64>,
+    },
 }
 
 /// The ids accepted in the rules file, for error messages.
@@ -217,6 +222,7 @@ pub const DETECTOR_IDS: &[&str] = &[
     "ssid",
     "street_address",
     "secret",
+    "secret_ruleset",
 ];
 
 /// Builds a detector from its id and parameter table. Errors are plain text; the caller
@@ -316,6 +322,13 @@ pub fn compile(id: &str, params: &toml::Table) -> Result<Detector, String> {
                 .collect(),
         },
         "secret" => Detector::Secret,
+        "secret_ruleset" => {
+            let only = p.strings("only")?.unwrap_or_default();
+            let except = p.strings("except")?.unwrap_or_default();
+            Detector::SecretRuleset {
+                allowed: super::secrets::SecretRules::builtin().select(&only, &except),
+            }
+        }
         other => {
             return Err(format!(
                 "unknown detector {other:?} (known: {})",
@@ -560,6 +573,9 @@ impl Detector {
             }
             Detector::StreetAddress { keywords } => street_address(v, keywords),
             Detector::Secret => secret(v),
+            Detector::SecretRuleset { allowed } => super::secrets::SecretRules::builtin()
+                .first_match(v, allowed)
+                .is_some(),
         }
     }
 }
@@ -1123,6 +1139,19 @@ fn colon_salted(v: &str) -> bool {
 pub fn crypt_hash(v: &str) -> bool {
     if v.len() < 13 || v.len() > 512 {
         return false;
+    }
+    // Decided on the first bytes for most values (time stamps have colons too).
+    let b = v.as_bytes();
+    match b[0] {
+        b'$' | b'{' => {}
+        b'0'..=b'9' if b[1] == b'|' || b[2] == b'|' => {}
+        c if c.is_ascii_hexdigit()
+            && [32, 40, 64, 128].iter().any(|&n| b.get(n) == Some(&b':')) =>
+        {
+            return colon_salted(v);
+        }
+        b'a'..=b'z' => {}
+        _ => return false,
     }
     // A scheme version before a bar.
     if let Some((n, rest)) = v.split_once('|') {

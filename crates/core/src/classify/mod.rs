@@ -92,6 +92,7 @@ pub mod fingerprint;
 pub mod mask;
 mod matcher;
 pub mod rules;
+pub mod secrets;
 pub mod shape;
 pub mod words;
 

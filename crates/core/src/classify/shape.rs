@@ -420,6 +420,12 @@ impl Detector {
                 Pre::new(6, 200, ANY & !p(b'@')).need(LETTER | NON_ASCII)
             }
             Detector::Secret => Pre::new(4, 128, ANY & !(SPACE | WS_OTHER)),
+            // Tokens: no white space, letters and digits.
+            Detector::SecretRuleset { .. } => {
+                Pre::new(8, 4096, ANY & !(SPACE | WS_OTHER | CONTROL))
+                    .need(DIGIT)
+                    .need(LETTER)
+            }
         }
     }
 

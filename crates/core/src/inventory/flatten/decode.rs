@@ -62,10 +62,16 @@ pub fn candidate(s: &str) -> bool {
         // Base64 of `{`, `[`, pickle, MessagePack maps and arrays, PHP `a:`/`O:`/`s:`; a
         // leading `.` marks a compressed signed payload.
         b'e' | b'W' | b'g' | b'h' | b'i' | b'j' | b'k' | b'l' | b'm' | b'n' | b'Y' | b'T'
-        | b'c' | b'.'
+        | b'c'
             if b.len() >= 12 =>
         {
-            true
+            b64_head(s).is_some_and(plausible_head) || session_key_end(b).is_some()
+        }
+        b'.' => {
+            b.len() >= 16
+                && b[1..9]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_".contains(c))
         }
         _ => session_key_end(b).is_some(),
     }
@@ -89,7 +95,11 @@ pub fn decode_text(s: &str) -> Option<(Format, Value)> {
             let bytes = hex_bytes(&b[2..])?;
             decode_bytes_inner(&bytes, 1).map(|(_, v)| (Format::HexBytea, v))
         }
-        _ => base64_payload(s).map(|v| (Format::Base64, v)),
+        Some(b'.') => base64_payload(s).map(|v| (Format::Base64, v)),
+        _ if b64_head(s).is_some_and(plausible_head) => {
+            base64_payload(s).map(|v| (Format::Base64, v))
+        }
+        _ => None,
     }
 }
 
@@ -174,14 +184,40 @@ fn b64(s: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// The first bytes of base64 text, without decoding the rest.
+/// Values of base64 and base64url digits (both alphabets; 0xff: not a digit).
+const B64: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+};
+
+/// The first three bytes of base64 text, without decoding the rest (this runs on many
+/// values that are no base64 at all).
 fn b64_head(s: &str) -> Option<[u8; 3]> {
-    let head = s.get(..4)?;
-    let v = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(head)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(head))
-        .ok()?;
-    v.try_into().ok()
+    let h = s.as_bytes().get(..4)?;
+    let mut n = 0u32;
+    for &c in h {
+        let d = B64[usize::from(c)];
+        if d == 0xff {
+            return None;
+        }
+        n = n << 6 | u32::from(d);
+    }
+    Some([(n >> 16) as u8, (n >> 8) as u8, n as u8])
 }
 
 /// Whether three decoded bytes can start one of the formats here.
@@ -195,7 +231,8 @@ fn plausible_head(h: [u8; 3]) -> bool {
         0x80 => (2..=5).contains(&h[1]),
         0x78 => (0x7800u16 | u16::from(h[1])).is_multiple_of(31),
         0x81..=0x8f => matches!(h[1], 0xa0..=0xbf | 0xd9),
-        0x91..=0x9f => true,
+        // A fixarray whose first element is a string, map, nil, boolean or number.
+        0x91..=0x9f => matches!(h[1], 0x80..=0xbf | 0xc0..=0xc3 | 0xcc..=0xd3 | 0xd9),
         b'a' | b'O' | b's' => h[1] == b':' && h[2].is_ascii_digit(),
         _ => false,
     }
@@ -216,6 +253,11 @@ fn base64_payload(s: &str) -> Option<Value> {
         .unwrap_or(body.len());
     let payload = &body[..end];
     let rest = &body[end..];
+    // A JSON second segment makes it a JWT (a signed session's second part is a time stamp):
+    // a token, left as it is.
+    if rest.starts_with(".eyJ") {
+        return None;
+    }
     // A signature part is short and token-shaped; a JWT (header with `alg`) stays a token.
     if rest.len() > 256
         || !rest
@@ -518,6 +560,8 @@ fn session_key_end(b: &[u8]) -> Option<usize> {
     if !(first.is_ascii_alphabetic() || first == b'_') {
         return None;
     }
+    // Most values hold no bar at all: one vectorised search decides.
+    memchr::memchr(b'|', &b[..b.len().min(66)])?;
     let n = b
         .iter()
         .take(65)

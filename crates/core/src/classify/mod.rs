@@ -512,13 +512,18 @@ impl Classifier {
         let segs = words::segments(&path);
         let leaf = WordSet::from_segments(segs.last().copied());
         // A bare `value` (a Redis string, a scalar document) is named by its container:
-        // `db0:email:*` holds e-mail addresses, `stats:ssid_count:*` holds counts.
+        // `db0:email:*` holds e-mail addresses, `stats:ssid_count:*` holds counts, the `token`
+        // of `oauth2_accesstoken` is an access token. Its own word stays.
         if segs.len() <= 1
             && leaf.seq.len() == 1
             && self.set.generic_leaves.contains(&leaf.seq[0])
             && !container.0.is_empty()
         {
-            return container.1.clone();
+            let both = container.0.union(&leaf);
+            let mut bits = self.matcher.word_bits(&both, &both, &both);
+            // The container's words name the field; they are not a long name of its own.
+            bits.leaf_words = leaf.seq.len();
+            return bits;
         }
         let scope = match segs.len() {
             0 | 1 => leaf.clone(),

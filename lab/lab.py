@@ -124,14 +124,14 @@ SERVICES = [
     Service("postgres-default", "postgres", f"{NET}.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
     Service("mariadb-root-nopass", "mariadb", f"{NET}.12.2", 3306, "default_credentials", "main", user="root", password=""),
 ]
-# 127.0.13.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
+# 127.0.16.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
 # servers of their own so that the smart-home dataset's tests stay as they are. Their truth is
 # the manifest's `fixtures`.
 FIXTURE_SERVICES = [
-    Service("apps-postgres", "postgres", f"{NET}.13.1", 5432, "open", "apps", user="postgres"),
-    Service("apps-mariadb", "mariadb", f"{NET}.13.2", 3306, "default_credentials", "apps", user="root", password=""),
-    Service("apps-redis", "redis", f"{NET}.13.3", 6379, "open", "apps"),
-    Service("apps-memcached", "memcached", f"{NET}.13.4", 11211, "open", "apps"),
+    Service("apps-postgres", "postgres", f"{NET}.16.1", 5432, "open", "apps", user="postgres"),
+    Service("apps-mariadb", "mariadb", f"{NET}.16.2", 3306, "default_credentials", "apps", user="root", password=""),
+    Service("apps-redis", "redis", f"{NET}.16.3", 6379, "open", "apps"),
+    Service("apps-memcached", "memcached", f"{NET}.16.4", 11211, "open", "apps"),
 ]
 
 

@@ -9,6 +9,9 @@
 //! becomes `meta_value[billing_address].city`). The classifier then reads the key as the
 //! field's name (see `names_of`) and the values of one key together.
 //!
+//! Only names that occur more than once in the sample become fields (a key is copied into a
+//! report's field path, so a one-off value there could be data, not a name).
+//!
 //! Detection is general: the key column's name ends in a key word and the value column's in
 //! a value word (both lists below), the key column holds short names (letters, digits, `_`,
 //! `-`, `.`, `:`; not numbers) in nearly every row, and those names repeat (fewer distinct
@@ -116,14 +119,25 @@ pub fn detect(sample: &[Record]) -> Option<(String, String)> {
 /// is an EAV table; None otherwise.
 pub fn rewrite(sample: &[Record]) -> Option<(String, Vec<Record>)> {
     let (key, value) = detect(sample)?;
+    let key_of = |rec: &Record| -> Option<String> {
+        rec.iter()
+            .find(|(p, _)| *p == key)
+            .map(|(_, v)| v.clone())
+            .filter(|v| short_name(v))
+    };
+    // Only names seen more than once become fields: a key is copied into a field's path, and
+    // a name that occurs once may be data (a token, an id) rather than an attribute's name.
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for rec in sample {
+        if let Some(n) = key_of(rec) {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
     let out = sample
         .iter()
         .map(|rec| {
-            let name = rec
-                .iter()
-                .find(|(p, _)| *p == key)
-                .map(|(_, v)| v.as_str())
-                .filter(|v| short_name(v));
+            let name = key_of(rec).filter(|n| seen.get(n).is_some_and(|&c| c > 1));
+            let name = name.as_deref();
             rec.iter()
                 .map(|(p, v)| match (name, column_of(p, &value)) {
                     (Some(n), Some(rest)) => (format!("{value}[{n}]{rest}"), v.clone()),

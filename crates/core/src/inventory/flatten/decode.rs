@@ -142,6 +142,7 @@ fn json_container(s: &str) -> Option<Value> {
     serde_json::from_str::<Value>(t)
         .ok()
         .filter(|v| v.is_object() || v.is_array())
+        .map(cap_depth)
 }
 
 /// A decoded value worth flattening: a container, or a string (which the flattener decodes
@@ -315,9 +316,51 @@ impl Budget {
     }
 
     fn take(&mut self) -> Option<()> {
-        self.nodes += 1;
+        self.take_n(1)
+    }
+
+    fn take_n(&mut self, n: usize) -> Option<()> {
+        self.nodes = self.nodes.saturating_add(n);
         (self.nodes <= MAX_NODES).then_some(())
     }
+}
+
+/// Cuts a tree below [`MAX_DEPTH`] (pickle opcodes can nest as deep as the node budget).
+fn cap_depth(mut v: Value) -> Value {
+    fn prune(v: &mut Value, depth: usize) {
+        let kids: Vec<&mut Value> = match v {
+            Value::Array(a) => a.iter_mut().collect(),
+            Value::Object(m) => m.values_mut().collect(),
+            _ => return,
+        };
+        for k in kids {
+            if depth + 1 >= MAX_DEPTH {
+                *k = Value::Null;
+            } else {
+                prune(k, depth + 1);
+            }
+        }
+    }
+    prune(&mut v, 0);
+    v
+}
+
+/// The values in a tree, counted up to `limit` (a copy costs what it copies).
+fn size(v: &Value, limit: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        n += 1;
+        if n > limit {
+            break;
+        }
+        match x {
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    n
 }
 
 fn text(b: &[u8]) -> Value {
@@ -669,10 +712,13 @@ pub fn pickle(b: &[u8]) -> Option<Value> {
         }
         let Some(&op) = b.get(i) else {
             // Cut by a read cap: the outermost container read so far.
-            return st.into_iter().find_map(|x| match x {
-                Item::V(v @ (Value::Object(_) | Value::Array(_))) => Some(v),
-                _ => None,
-            });
+            return st
+                .into_iter()
+                .find_map(|x| match x {
+                    Item::V(v @ (Value::Object(_) | Value::Array(_))) => Some(v),
+                    _ => None,
+                })
+                .map(cap_depth);
         };
         i += 1;
         budget.take()?;
@@ -685,7 +731,7 @@ pub fn pickle(b: &[u8]) -> Option<Value> {
                 take(&mut i, 8)?;
                 None
             }
-            b'.' => return pop(&mut st),
+            b'.' => return pop(&mut st).map(cap_depth),
             b'(' => {
                 st.push(Item::Mark);
                 None
@@ -809,11 +855,13 @@ pub fn pickle(b: &[u8]) -> Option<Value> {
             }
             b'2' => {
                 let v = match st.last()? {
-                    Item::V(v) => v.clone(),
+                    Item::V(v) => v,
                     Item::Mark => return None,
                 };
-                budget.take()?;
-                Some(v)
+                // A copy costs what it copies: DUP and TUPLE3 in a loop would double a
+                // tree each time.
+                budget.take_n(size(v, MAX_NODES + 1))?;
+                Some(v.clone())
             }
             // Memo: a copy of the value as it is now (later SETITEMS on the original are not
             // seen through it; only shared references are lost).
@@ -841,12 +889,13 @@ pub fn pickle(b: &[u8]) -> Option<Value> {
                     b'j' => le(take(&mut i, 4)?),
                     _ => std::str::from_utf8(line(&mut i)?).ok()?.parse().ok()?,
                 };
-                Some(
-                    memo.iter()
-                        .rev()
-                        .find(|(k, _)| *k == key)
-                        .map_or(Value::Null, |(_, v)| v.clone()),
-                )
+                let v = memo
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map_or(Value::Null, |(_, v)| v.clone());
+                budget.take_n(size(&v, MAX_NODES + 1))?;
+                Some(v)
             }
             // Imports: a placeholder, never resolved.
             b'c' => {
@@ -1124,6 +1173,24 @@ mod tests {
             Some(json!({"name": "Ada", "phone": "+44 20 7946 0958"}))
         );
         assert!(pickle(b"\x80\x04X\xff\xff\xff\x7f").is_none());
+        // DUP and TUPLE3 in a loop would double the tree each time (found by the fuzzer).
+        let mut bomb = b"\x80\x04K\x01".to_vec();
+        for _ in 0..64 {
+            bomb.extend_from_slice(b"22\x87");
+        }
+        bomb.push(b'.');
+        assert!(pickle(&bomb).is_none());
+        // TUPLE1 repeated nests without end: the tree is cut at MAX_DEPTH.
+        let mut deep = b"\x80\x04K\x01".to_vec();
+        deep.extend(std::iter::repeat_n(0x85u8, 3000));
+        deep.push(b'.');
+        let mut v = &pickle(&deep).unwrap();
+        let mut depth = 0;
+        while let Value::Array(a) = v {
+            depth += 1;
+            v = &a[0];
+        }
+        assert!(depth <= MAX_DEPTH, "{depth}");
     }
 
     #[test]

@@ -116,6 +116,23 @@ seed_scope() {
   text scope 'allow = ["127.0.10.0/24", "localhost:9200"]\ndeny = ["127.0.10.9"]\nports = "6379,9200"\n'
 }
 
+# Hand-written values in each serialized format (the lab's fixtures make more at lab/up).
+seed_decode() {
+  local t
+  for t in decode_php_serialize decode_php_session decode_pickle decode_msgpack decode_signed_session \
+    decode_encoded_json; do
+    text "$t" 'a:2:{s:5:"email";s:11:"a@b.example";s:5:"roles";a:1:{i:0;s:5:"admin";}}'
+    text "$t" 'O:4:"User":1:{s:10:"\0User\0name";s:3:"Ada";}'
+    text "$t" 'user_id|i:7;email|s:11:"a@b.example";cart|a:0:{}'
+    text "$t" '\x80\x04\x95/\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x05email\x94\x8c\x0ba@b.example\x94\x8c\x03ids\x94]\x94(K\x01K\x02e\x8c\x02ok\x94\x88u.'
+    text "$t" '\x82\xa5email\xaba@b.example\xa1n\x93\x01\xff\xcd\x01\x2c'
+    text "$t" 'eyJ1c2VyX2lkIjoiNyIsImVtYWlsIjoiYUBiLmV4YW1wbGUifQ.Zy1xAA.c2lnbmF0dXJl'
+    text "$t" 'eyJ1c2VyX2lkIjoiNyIsImVtYWlsIjoiYUBiLmV4YW1wbGUifQ:1r2x3y:c2lnbmF0dXJl'
+    text "$t" '%%7B%%22email%%22%%3A%%22a%%40b.example%%22%%7D'
+    text "$t" '\\x7b2261223a317d'
+  done
+}
+
 # Inputs that once crashed a target (kept in git, replayed by every run).
 seed_regressions() {
   local dir
@@ -129,13 +146,15 @@ seed_regressions() {
 }
 
 targets=(resp http memcached mongodb_reply mongodb_document postgresql mysql mysql_result_set
-  elasticsearch flatten_json tls_sniff scope)
+  elasticsearch flatten_json tls_sniff scope decode_php_serialize decode_php_session decode_pickle
+  decode_msgpack decode_signed_session decode_encoded_json)
 want="${1:-all}"
 for t in "${targets[@]}"; do
   [ "$want" = all ] || [ "$want" = "$t" ] || continue
   case "$t" in
     mongodb_reply | mongodb_document) seed_mongodb ;;
     mysql | mysql_result_set) seed_mysql ;;
+    decode_*) seed_decode ;;
     *) "seed_$t" ;;
   esac
 done

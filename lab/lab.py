@@ -30,6 +30,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+import fixtures  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "lab"
 CACHE = Path(os.environ.get("LEAKSCOPE_LAB_CACHE", Path.home() / ".cache" / "leakscope-lab"))
@@ -121,6 +124,15 @@ SERVICES = [
     Service("postgres-default", "postgres", f"{NET}.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
     Service("mariadb-root-nopass", "mariadb", f"{NET}.12.2", 3306, "default_credentials", "main", user="root", password=""),
 ]
+# 127.0.16.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
+# servers of their own so that the smart-home dataset's tests stay as they are. Their truth is
+# the manifest's `fixtures`.
+FIXTURE_SERVICES = [
+    Service("apps-postgres", "postgres", f"{NET}.16.1", 5432, "open", "apps", user="postgres"),
+    Service("apps-mariadb", "mariadb", f"{NET}.16.2", 3306, "default_credentials", "apps", user="root", password=""),
+    Service("apps-redis", "redis", f"{NET}.16.3", 6379, "open", "apps"),
+    Service("apps-memcached", "memcached", f"{NET}.16.4", 11211, "open", "apps"),
+]
 
 
 def log(msg: str) -> None:
@@ -150,6 +162,7 @@ def install(quiet: bool = False) -> None:
     install_ferretdb()
     run(["bash", str(LAB / "opensearch" / "build.sh")])
     install_venv()
+    fixtures.install()
     labgen()  # builds the generator if needed
 
 
@@ -455,7 +468,8 @@ def configure(svc: Service) -> None:
     if svc.kind == "postgres":
         if svc.password:
             psql(svc, f"ALTER USER postgres PASSWORD '{svc.password}'")
-        psql(svc, "CREATE DATABASE smarthome")
+        if svc.dataset != "apps":
+            psql(svc, "CREATE DATABASE smarthome")
     elif svc.kind == "mariadb":
         pw = svc.password or ""
         mariadb(svc, f"CREATE USER 'root'@'%' IDENTIFIED BY '{pw}'; GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;")
@@ -657,8 +671,9 @@ def cmd_up(args) -> int:
     }
     save_state(state)
     services = services_with_secrets(state)
+    apps = [Service(**{**s.__dict__}) for s in FIXTURE_SERVICES]
     make_certificate()
-    for svc in services:
+    for svc in services + apps:
         start_service(svc, state)
     errors: list[str] = []
 
@@ -670,7 +685,8 @@ def cmd_up(args) -> int:
         try:
             wait_ready(svc)
             configure(svc)
-            seed(svc, truths[svc.dataset], main_ga if svc.dataset == "main" else small_ga)
+            if svc.dataset != "apps":  # the fixtures are written once all their servers run
+                seed(svc, truths[svc.dataset], main_ga if svc.dataset == "main" else small_ga)
             state["services"][svc.name]["ready"] = True
             log(f"{svc.name} ready on {svc.address}:{svc.port}")
         except BaseException as e:  # noqa: BLE001 - reported below, then the lab is torn down
@@ -679,7 +695,7 @@ def cmd_up(args) -> int:
     # Two cores: seeding everything at once only makes each load slower; a few lanes overlap
     # the waits (JVM start, initdb) with the loads.
     lanes = max(1, args.parallel)
-    pending = list(services)
+    pending = list(services) + apps
     threads: list[threading.Thread] = []
     while pending or threads:
         while pending and len(threads) < lanes:
@@ -688,6 +704,12 @@ def cmd_up(args) -> int:
             threads.append(t)
         threads[0].join()
         threads = [t for t in threads if t.is_alive()]
+    if not errors:
+        try:
+            groups = fixtures.seed({s.name: s for s in apps}, labgen(), args.users, SEED, STATE)
+            state["fixture_people"] = {g: [p["customer"] for p in ps] for g, ps in groups.items()}
+        except BaseException as e:  # noqa: BLE001 - reported below, then the lab is torn down
+            errors.append(f"fixtures: {e}")
     save_state(state)
     if errors:
         for e in errors:
@@ -695,7 +717,7 @@ def cmd_up(args) -> int:
         log("stopping what was started")
         stop(state)
         return 1
-    write_manifest(services, truths, args.users)
+    write_manifest(services, truths, args.users, state)
     state["complete"] = True
     state["seconds"] = {"install": round(t_install, 1), "total": round(time.monotonic() - t0, 1)}
     save_state(state)
@@ -725,12 +747,12 @@ def cmd_manifest(args) -> int:
     if not (state and state.get("complete")):
         log("no complete lab is running (lab/up starts it)")
         return 1
-    write_manifest(services_with_secrets(state), truths_for(state["users"]), state["users"])
+    write_manifest(services_with_secrets(state), truths_for(state["users"]), state["users"], state)
     log(f"manifest rewritten: {MANIFEST}")
     return 0
 
 
-def write_manifest(services: list[Service], truths: dict, users: int) -> None:
+def write_manifest(services: list[Service], truths: dict, users: int, state: dict) -> None:
     out = {
         "schema": "leakscope.lab-manifest/v1",
         "users": users,
@@ -762,6 +784,13 @@ def write_manifest(services: list[Service], truths: dict, users: int) -> None:
                 "containers": truth["layouts"][svc.protocol],
             }
         )
+    out["fixtures"] = {
+        "services": [
+            {"name": s.name, "address": s.address, "port": s.port, "protocol": s.protocol, "access": s.access}
+            for s in FIXTURE_SERVICES
+        ],
+        "containers": fixtures.truth(state.get("fixture_people", {})),
+    }
     MANIFEST.write_text(json.dumps(out, indent=2) + "\n")
 
 
@@ -808,7 +837,7 @@ def cmd_down(args) -> int:
 def lab_listeners() -> list[str]:
     """Listening TCP/UDP sockets on any lab service address."""
     out = run(["ss", "-ltnuH"], capture_output=True, text=True).stdout
-    addrs = {s.address for s in SERVICES}
+    addrs = {s.address for s in SERVICES + FIXTURE_SERVICES}
     hits = []
     for line in out.splitlines():
         local = line.split()[4]
@@ -855,7 +884,7 @@ def cmd_status(args) -> int:
     if not state:
         print("lab is not running (lab/up starts it)")
         return 1
-    services = services_with_secrets(state)
+    services = services_with_secrets(state) + [s for s in FIXTURE_SERVICES if s.name in state["services"]]
     bad = 0
     print(f"{'service':22} {'address':18} {'pid':>7}  {'state':8} answer")
     for svc in services:

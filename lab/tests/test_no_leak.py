@@ -5,6 +5,11 @@ The secrets are the lab's own: every value of sensitive fields in the first reco
 container the manifest lists (e-mails, phone numbers, Alexa and API tokens, JWTs, card numbers,
 IBANs, codice fiscale, password hashes, MACs, SSIDs …), taken straight from the generator. Short
 values that could occur by chance (a 3-digit number) are skipped.
+
+The real-schema fixtures (lab/fixtures/) are scanned too: their people's e-mail addresses (in the
+letter case the fixtures wrote) and phone numbers sit inside PHP sessions, pickles, signed Django
+sessions, Celery's base64 message bodies, BullMQ and express-session JSON, so a value decoded from
+a blob must not reach any output either.
 """
 
 import json
@@ -40,6 +45,14 @@ def planted(manifest):
     return secrets
 
 
+def planted_in_fixtures(manifest):
+    """The fixtures' people's e-mail addresses and phone numbers, as the fixtures wrote them."""
+    import fixtures  # lab/fixtures/, on the path through conftest's lab import
+
+    groups = fixtures.people(LABGEN, manifest["users"], manifest["seed"])
+    return {v for ps in groups.values() for p in ps for v in (p["email"], p["phone_alt"]) if len(v) >= 8}
+
+
 def walk(v, path=""):
     if isinstance(v, dict):
         for k, x in v.items():
@@ -54,11 +67,14 @@ def walk(v, path=""):
 def test_no_raw_sensitive_value_leaves_the_process(manifest):
     secrets = planted(manifest)
     assert len(secrets) > 500, "enough planted values to mean something"
+    from_blobs = planted_in_fixtures(manifest)
+    assert len(from_blobs) > 500
+    secrets |= from_blobs
     env = {**os.environ, "LEAKSCOPE_LOOPBACK_ONLY": "1"}
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         db = d / "findings.db"
-        targets = LAB_TARGETS
+        targets = LAB_TARGETS + [f"{s['address']}:{s['port']}" for s in manifest["fixtures"]["services"]]
         outputs = []
         scan = subprocess.run([str(BINARY), "scan", *targets, "--try-defaults", "--full", "--db", str(db),
                                "--format", "json"], capture_output=True, env=env, timeout=1800)

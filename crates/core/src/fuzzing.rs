@@ -15,7 +15,12 @@ pub mod scope {
 
 /// Flattening of sampled records (JSON from stores: documents, Redis values, text columns).
 pub mod flatten {
-    pub use crate::inventory::flatten::{flatten_json, flatten_row, truncate, Flat};
+    pub use crate::inventory::flatten::{flatten_bytes, flatten_json, flatten_row, truncate, Flat};
+}
+
+/// Decoders of serialized values (PHP, pickle, MessagePack, signed and encoded payloads).
+pub mod decode {
+    pub use crate::inventory::flatten::decode::*;
 }
 
 /// RESP frames and the Redis text replies inside them.

@@ -62,7 +62,8 @@ fields! {
     AMOUNT_EUR = "amount_eur", NONE, Ty::Decimal(10, 2);
     CURRENCY = "currency", NONE, Ty::Char(3);
 
-    SESSION_ID = "session_id", NONE, Ty::Uuid;
+    // A session id is a bearer credential: whoever holds it is logged in as its user.
+    SESSION_ID = "session_id", &["credential.api_token"], Ty::Uuid;
     JWT = "jwt", &["credential.jwt"], Ty::Text(512);
     IP = "ip", &["network.ip"], Ty::Inet;
     EXPIRES_AT = "expires_at", NONE, Ty::Timestamp;

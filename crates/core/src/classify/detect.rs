@@ -173,6 +173,11 @@ pub enum Detector {
     /// Something a password could be: 4–128 visible characters, no spaces, not a boolean,
     /// date or small number.
     Secret,
+    /// A vendor token format of the secret ruleset ([`super::secrets`]): the rules selected
+    /// by id prefix (`only`, `except`), as bits over the ruleset's rules.
+    SecretRuleset {
+        allowed: Vec<u64>,
+    },
 }
 
 /// The ids accepted in the rules file, for error messages.
@@ -217,6 +222,7 @@ pub const DETECTOR_IDS: &[&str] = &[
     "ssid",
     "street_address",
     "secret",
+    "secret_ruleset",
 ];
 
 /// Builds a detector from its id and parameter table. Errors are plain text; the caller
@@ -224,7 +230,7 @@ pub const DETECTOR_IDS: &[&str] = &[
 pub fn compile(id: &str, params: &toml::Table) -> Result<Detector, String> {
     let mut p = Params {
         table: params,
-        used: vec!["id", "weight"],
+        used: vec!["id", "weight", "minority"],
     };
     let d = match id {
         "email" => Detector::Email,
@@ -316,6 +322,13 @@ pub fn compile(id: &str, params: &toml::Table) -> Result<Detector, String> {
                 .collect(),
         },
         "secret" => Detector::Secret,
+        "secret_ruleset" => {
+            let only = p.strings("only")?.unwrap_or_default();
+            let except = p.strings("except")?.unwrap_or_default();
+            Detector::SecretRuleset {
+                allowed: super::secrets::SecretRules::builtin().select(&only, &except),
+            }
+        }
         other => {
             return Err(format!(
                 "unknown detector {other:?} (known: {})",
@@ -544,7 +557,8 @@ impl Detector {
             Detector::Version => version(v),
             Detector::PersonName => person_name(v),
             Detector::Username => {
-                (2..=64).contains(&v.len())
+                !boolean_word(v)
+                    && (2..=64).contains(&v.len())
                     && m & !(ALNUM | shape::ps(b"._-@+")) == 0
                     && m & LETTER != 0
             }
@@ -559,8 +573,20 @@ impl Detector {
             }
             Detector::StreetAddress { keywords } => street_address(v, keywords),
             Detector::Secret => secret(v),
+            Detector::SecretRuleset { allowed } => super::secrets::SecretRules::builtin()
+                .first_match(v, allowed)
+                .is_some(),
         }
     }
+}
+
+/// A flag's written value (`true`, `off`, `yes` …): not a name, not text.
+fn boolean_word(v: &str) -> bool {
+    v.len() <= 5
+        && matches!(
+            v.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "t" | "f" | "y" | "n"
+        )
 }
 
 /// Shannon entropy in bits per character.
@@ -1084,10 +1110,70 @@ fn b64_chars(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
 }
 
-/// Formats of stored password hashes (modular crypt and friends).
+/// A salted digest written `digest:salt` or `digest:salt:version` (Magento, osCommerce,
+/// many PHP applications): 32 to 128 hex digits, a salt of 2 to 64 token characters, a small
+/// version number.
+fn colon_salted(v: &str) -> bool {
+    let mut parts = v.split(':');
+    let (Some(h), Some(salt)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let version_ok = match parts.next() {
+        None => true,
+        Some(n) => (1..=2).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()),
+    };
+    version_ok
+        && parts.next().is_none()
+        && matches!(h.len(), 32 | 40 | 64 | 128)
+        && h.bytes().all(|b| b.is_ascii_hexdigit())
+        && (2..=64).contains(&salt.len())
+        && salt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"./+=_-".contains(&b))
+}
+
+/// Formats of stored password hashes (modular crypt and friends): bcrypt, argon2, scrypt,
+/// yescrypt, sha-crypt, md5-crypt, phpass (`$P$`, `$H$`, WordPress and phpBB), Drupal 7
+/// (`$S$`), WordPress 6.8 (`$wp$2y$`), Django's `algorithm$…` forms, LDAP `{SSHA}`, a
+/// version prefix (`3|$argon2id$…`, Nextcloud) and `digest:salt[:version]`.
 pub fn crypt_hash(v: &str) -> bool {
     if v.len() < 13 || v.len() > 512 {
         return false;
+    }
+    // Decided on the first bytes for most values (time stamps have colons too).
+    let b = v.as_bytes();
+    match b[0] {
+        b'$' | b'{' => {}
+        b'0'..=b'9' if b[1] == b'|' || b[2] == b'|' => {}
+        c if c.is_ascii_hexdigit()
+            && [32, 40, 64, 128].iter().any(|&n| b.get(n) == Some(&b':')) =>
+        {
+            return colon_salted(v);
+        }
+        b'a'..=b'z' => {}
+        _ => return false,
+    }
+    // A scheme version before a bar.
+    if let Some((n, rest)) = v.split_once('|') {
+        return (1..=2).contains(&n.len())
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && rest.starts_with('$')
+            && crypt_hash(rest);
+    }
+    if let Some(rest) = v.strip_prefix("$wp") {
+        return rest.starts_with('$') && crypt_hash(rest);
+    }
+    // Portable PHP hashes: `$P$`/`$H$`/`$S$`, an iteration character, 8 salt characters and
+    // the digest (22 for MD5, 43 for Drupal's SHA-512).
+    if let Some(rest) = v
+        .strip_prefix("$P$")
+        .or_else(|| v.strip_prefix("$H$"))
+        .or_else(|| v.strip_prefix("$S$"))
+    {
+        return matches!(rest.len(), 31 | 52) && crypt_chars(rest);
+    }
+    if v.contains(':') && !v.contains('$') {
+        return colon_salted(v);
     }
     if let Some(rest) = v.strip_prefix('{') {
         // LDAP {SSHA}, {SHA}, {SSHA512}, {CRYPT}…
@@ -1105,8 +1191,20 @@ pub fn crypt_hash(v: &str) -> bool {
             let p: Vec<&str> = rest.split('$').collect();
             return p.len() == 3 && p[0].bytes().all(|b| b.is_ascii_digit()) && b64_chars(p[2]);
         }
-        if algo == "argon2" || algo == "bcrypt_sha256" || algo == "scrypt" {
+        if algo == "argon2" || algo == "bcrypt_sha256" {
             return rest.starts_with('$') || rest.starts_with("argon2");
+        }
+        // Django: scrypt$work$salt$block$parallel$hash, sha1$salt$hash, md5$salt$hash.
+        if algo == "scrypt" {
+            let p: Vec<&str> = rest.split('$').collect();
+            return p.len() == 5 && p[0].bytes().all(|b| b.is_ascii_digit()) && b64_chars(p[4]);
+        }
+        if algo == "sha1" || algo == "md5" {
+            let p: Vec<&str> = rest.split('$').collect();
+            return p.len() == 2
+                && !p[0].is_empty()
+                && matches!(p[1].len(), 32 | 40)
+                && p[1].bytes().all(|b| b.is_ascii_hexdigit());
         }
         if !algo.is_empty() {
             return false;
@@ -1314,6 +1412,12 @@ fn person_name(v: &str) -> bool {
         if NAME_PARTICLES.contains(&w) {
             continue;
         }
+        // Scripts without letter case (Han, Kana, Hangul, Arabic, Hebrew, Devanagari, Thai …):
+        // a short word of that script's letters stands where a capitalised word would.
+        if caseless_name_word(w) {
+            capitalised += 1;
+            continue;
+        }
         let mut chars = w.chars();
         let first = chars.next().unwrap_or(' ');
         if !first.is_alphabetic() || !first.is_uppercase() {
@@ -1330,6 +1434,22 @@ fn person_name(v: &str) -> bool {
     capitalised > 0
 }
 
+/// A word of one to eight letters of scripts that have no letter case (a Japanese, Chinese,
+/// Korean, Arabic, Hebrew, Devanagari or Thai name), possibly with a middle dot (`・`, `·`).
+fn caseless_name_word(w: &str) -> bool {
+    let mut n = 0;
+    for c in w.chars() {
+        if matches!(c, '・' | '·' | '\u{30FC}') {
+            continue;
+        }
+        if !(c.is_alphabetic() && !c.is_uppercase() && !c.is_lowercase() && !c.is_ascii()) {
+            return false;
+        }
+        n += 1;
+    }
+    (1..=8).contains(&n)
+}
+
 /// Words of an ASCII text whose only white space is the space.
 fn ascii_words(t: &str) -> usize {
     let b = t.as_bytes();
@@ -1340,6 +1460,9 @@ fn ascii_words(t: &str) -> usize {
 }
 
 fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
+    if boolean_word(v) {
+        return false;
+    }
     if m & (NON_ASCII | WS_OTHER) == 0 {
         // ASCII, spaces the only white space: characters are bytes, and controls are a class.
         let t = if m & SPACE != 0 {
@@ -1361,7 +1484,8 @@ fn free_text(v: &str, m: u64, max_len: usize, max_words: usize) -> bool {
 /// [`free_text`] for any text: the definition its ASCII path must agree with.
 fn free_text_any(v: &str, max_len: usize, max_words: usize) -> bool {
     let t = v.trim();
-    !t.is_empty()
+    !boolean_word(v)
+        && !t.is_empty()
         && t.chars().count() <= max_len
         && t.split_whitespace().count() <= max_words
         && t.chars().any(char::is_alphabetic)
@@ -1556,7 +1680,8 @@ mod tests {
             (digits > 0 && letters > 0) || (letters >= 10) || (digits >= 8 && digits == v.len())
         }
         fn username_def(v: &str) -> bool {
-            (2..=64).contains(&v.len())
+            !boolean_word(v)
+                && (2..=64).contains(&v.len())
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
                 && v.bytes().any(|b| b.is_ascii_alphabetic())

@@ -61,6 +61,8 @@ pub struct WordBits {
     pub scope: Bits,
     pub path: Bits,
     pub leaf_first: Option<u32>,
+    /// Words in the leaf as split (`otp_required_for_login`: 4).
+    pub leaf_words: usize,
     /// Whether each global negative hits the leaf.
     pub global_hits: Vec<bool>,
 }
@@ -163,6 +165,7 @@ impl Matcher {
             path: self.bits(path),
             leaf: leaf_bits,
             leaf_first,
+            leaf_words: leaf.seq.len(),
             global_hits,
         }
     }

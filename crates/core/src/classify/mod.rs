@@ -86,12 +86,14 @@
 
 pub mod checks;
 pub mod detect;
+pub mod eav;
 pub mod files;
 pub mod fingerprint;
 pub mod mask;
 mod matcher;
 pub mod names;
 pub mod rules;
+pub mod secrets;
 pub mod shape;
 pub mod words;
 
@@ -118,6 +120,13 @@ pub const VALUE_CAP: usize = 256;
 pub const MIN_RATIO: f64 = 0.5;
 /// From this share of passing values on, a detector gives its full weight.
 pub const FULL_RATIO: f64 = 0.9;
+/// Fewest values of a minority category (see [`MINORITY_SHARE`]).
+pub const MINORITY_MATCHES: u64 = 3;
+/// Smallest share of a field's values at which a detector marked `minority` in the rules
+/// assigns its category although most values are something else.
+pub const MINORITY_SHARE: f64 = 0.02;
+/// Value evidence of a minority category: enough alone, below any majority's.
+const MINORITY_CONFIDENCE: f64 = 0.72;
 /// Masked examples per field.
 pub const MAX_EXAMPLES: usize = 3;
 /// Values of a field that a costly validator checks before the budget applies.
@@ -432,8 +441,10 @@ impl Classifier {
         h: &Holding,
         fp: &Fingerprinter,
     ) -> HoldingClassification {
-        let mut st = self.holding_stream(h);
-        for (i, rec) in h.sample.iter().enumerate() {
+        let eav = eav::rewrite(&h.sample);
+        let sample = eav.as_ref().map_or(&h.sample, |(_, s)| s);
+        let mut st = self.holding_stream(h, eav.as_ref().map(|(c, _)| c.as_str()));
+        for (i, rec) in sample.iter().enumerate() {
             st.record(i as u64, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
         }
         let out = st.finish_inner(None);
@@ -443,8 +454,7 @@ impl Classifier {
                 continue;
             };
             // The same values the classifier examined: capped per field, cut, trimmed.
-            let mut values: Vec<&str> = h
-                .sample
+            let mut values: Vec<&str> = sample
                 .iter()
                 .flat_map(|r| r.iter())
                 .filter(|(p, _)| *p == f.path)
@@ -469,14 +479,16 @@ impl Classifier {
         }
     }
 
-    /// A stream over a holding's sample: capped values per field, its declared schema.
-    fn holding_stream(&self, h: &Holding) -> Stream<'_> {
+    /// A stream over a holding's sample: capped values per field, its declared schema (less
+    /// an EAV value column, whose values are filed under their keys).
+    fn holding_stream(&self, h: &Holding, eav_column: Option<&str>) -> Stream<'_> {
         let mut st = Stream::new(self, &h.name);
         st.max_values = Some(MAX_VALUES as u64);
         st.exhaustive = true;
         st.schema = h
             .schema
             .iter()
+            .filter(|(p, _)| Some(p.as_str()) != eav_column)
             .map(|(p, t)| (p.clone(), t.to_ascii_lowercase()))
             .collect();
         st
@@ -496,16 +508,23 @@ impl Classifier {
     }
 
     fn names_of(&self, path: &str, container: &(WordSet, WordBits)) -> WordBits {
-        let segs = words::segments(path);
+        // An EAV field (`meta_value[billing_phone]`) is named by its key.
+        let path = eav::as_name_path(path);
+        let segs = words::segments(&path);
         let leaf = WordSet::from_segments(segs.last().copied());
         // A bare `value` (a Redis string, a scalar document) is named by its container:
-        // `db0:email:*` holds e-mail addresses, `stats:ssid_count:*` holds counts.
+        // `db0:email:*` holds e-mail addresses, `stats:ssid_count:*` holds counts, the `token`
+        // of `oauth2_accesstoken` is an access token. Its own word stays.
         if segs.len() <= 1
             && leaf.seq.len() == 1
             && self.set.generic_leaves.contains(&leaf.seq[0])
             && !container.0.is_empty()
         {
-            return container.1.clone();
+            let both = container.0.union(&leaf);
+            let mut bits = self.matcher.word_bits(&both, &both, &both);
+            // The container's words name the field; they are not a long name of its own.
+            bits.leaf_words = leaf.seq.len();
+            return bits;
         }
         let scope = match segs.len() {
             0 | 1 => leaf.clone(),
@@ -537,6 +556,11 @@ impl Classifier {
                 // Spanning parent and leaf (`customer.id`) names the field as fully as
                 // `customer_id`; only the parent (`phone.verified`) is weaker.
                 match phrase_level(p, f) {
+                    // One word inside a long name (`login` in `otp_required_for_login`)
+                    // names the field less than the same word standing alone.
+                    2 if f.leaf_words >= 4 && p.len() * 2 < f.leaf_words => {
+                        best = best.max(weight * w.parent_factor)
+                    }
                     2 => best = best.max(weight),
                     1 => best = best.max(weight * w.parent_factor),
                     _ => {}
@@ -585,7 +609,7 @@ impl Classifier {
             // else speaks for the rule. Sibling context can only add to a name that matched,
             // so this is decided here, before the siblings are known.
             for d in &rule.detectors {
-                if name > 0.0 || schema > 0.0 || d.weight >= ASSIGN_THRESHOLD {
+                if name > 0.0 || schema > 0.0 || d.weight >= ASSIGN_THRESHOLD || d.minority {
                     bits |= 1u128 << d.index;
                 }
             }
@@ -630,8 +654,10 @@ impl Classifier {
     /// How each rule scored each field of a holding: for tuning rules and for explaining a
     /// verdict. Values are not part of the trace.
     pub fn explain(&self, h: &Holding) -> Vec<Trace> {
-        let mut st = self.holding_stream(h);
-        for (i, rec) in h.sample.iter().enumerate() {
+        let eav = eav::rewrite(&h.sample);
+        let sample = eav.as_ref().map_or(&h.sample, |(_, s)| s);
+        let mut st = self.holding_stream(h, eav.as_ref().map(|(c, _)| c.as_str()));
+        for (i, rec) in sample.iter().enumerate() {
             st.record(i as u64, rec.iter().map(|(p, v)| (p.as_str(), v.as_str())));
         }
         let mut out = Vec::new();
@@ -654,7 +680,7 @@ impl Classifier {
             let (mut v, mut vdet) = (0.0, None);
             if f.seen > 0 {
                 for d in &rule.detectors {
-                    if n == 0.0 && s == 0.0 && d.weight < ASSIGN_THRESHOLD {
+                    if n == 0.0 && s == 0.0 && d.weight < ASSIGN_THRESHOLD && !d.minority {
                         continue;
                     }
                     // Planned whenever the test above can pass (see `plan`).
@@ -662,7 +688,16 @@ impl Classifier {
                         debug_assert!(false, "detector {} not planned", d.index);
                         continue;
                     };
-                    let score = d.weight * ramp(r.ratio);
+                    let mut score = d.weight * ramp(r.ratio);
+                    // A structured format in a minority of a mixed column's values (a BSSID
+                    // among temperatures): the category is there, at the share `matched/seen`.
+                    if score == 0.0
+                        && d.minority
+                        && r.matched >= MINORITY_MATCHES
+                        && r.ratio >= MINORITY_SHARE
+                    {
+                        score = MINORITY_CONFIDENCE;
+                    }
                     if score > v {
                         v = score;
                         vdet = Some(d.index);

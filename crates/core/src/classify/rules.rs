@@ -28,7 +28,8 @@
 //! suppressed_by = ["credential.jwt"]    # dropped when one of these is assigned too
 //! schema_types = ["inet"]               # declared store types that are evidence …
 //! schema_weight = 0.35                  # … of this weight
-//! detectors = [{ id = "email", weight = 0.8 }]   # value detectors (detect.rs) with weights
+//! detectors = [{ id = "email", weight = 0.8, minority = true }]   # value detectors (detect.rs)
+//!                                       # with weights; `minority`: counts as a minority too
 //! tests = [                             # run by a unit test for every rule
 //!   { kind = "tp", path = "correo", values = ["ana@ejemplo.es"] },
 //!   { kind = "near_miss", path = "email_verified", values = ["true"] },
@@ -236,6 +237,9 @@ pub struct RuleTest {
 pub struct DetectorRef {
     pub index: usize,
     pub weight: f64,
+    /// The detector's values count even as a minority of a field's values (a structured
+    /// format such as an e-mail address or a MAC address that a mixed column sometimes holds).
+    pub minority: bool,
 }
 
 /// A compiled rule.
@@ -374,6 +378,11 @@ pub fn compile(text: &str) -> Result<RuleSet, RulesError> {
                 Some(toml::Value::Float(f)) if weight_ok(*f) => *f,
                 _ => return Err(derr("needs a weight within 0..=1".into())),
             };
+            let minority = match t.get("minority") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => return Err(derr("minority must be a boolean".into())),
+            };
             let d = detect::compile(&did, t).map_err(derr)?;
             let index = match detectors.iter().position(|x| *x == d) {
                 Some(i) => i,
@@ -388,7 +397,11 @@ pub fn compile(text: &str) -> Result<RuleSet, RulesError> {
                     detectors.len() - 1
                 }
             };
-            drefs.push(DetectorRef { index, weight });
+            drefs.push(DetectorRef {
+                index,
+                weight,
+                minority,
+            });
         }
         let mut tests = Vec::new();
         for t in r.tests {

@@ -385,7 +385,7 @@ impl Detector {
                 HEX,
             )
             .need(UPPER_HEX | LOWER_HEX),
-            Detector::CryptHash => Pre::new(13, 512, ANY).need(ps(b"${")),
+            Detector::CryptHash => Pre::new(13, 512, ANY).need(ps(b"${:|")),
             Detector::Uuid => Pre::new(36, n, HEX | ps(b"-{}")).need(p(b'-')),
             Detector::ObjectId => Pre::new(24, 24, HEX),
             Detector::IntId => Pre::new(1, 19, DIGIT).first(b'1'..=b'9'),
@@ -420,6 +420,12 @@ impl Detector {
                 Pre::new(6, 200, ANY & !p(b'@')).need(LETTER | NON_ASCII)
             }
             Detector::Secret => Pre::new(4, 128, ANY & !(SPACE | WS_OTHER)),
+            // Tokens: no white space, letters and digits.
+            Detector::SecretRuleset { .. } => {
+                Pre::new(8, 4096, ANY & !(SPACE | WS_OTHER | CONTROL))
+                    .need(DIGIT)
+                    .need(LETTER)
+            }
         }
     }
 

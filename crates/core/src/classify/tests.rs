@@ -408,8 +408,8 @@ fn a_malformed_rules_file_is_an_error_naming_the_rule() {
     let e = Classifier::from_toml(&broken).unwrap_err();
     assert!(e.to_string().contains("identity.phone"), "{e}");
     let broken = BUILTIN_RULES.replacen(
-        "{ id = \"card\", weight = 0.9 }",
-        "{ id = \"cards\", weight = 0.9 }",
+        "{ id = \"card\", weight = 0.9, minority = true }",
+        "{ id = \"cards\", weight = 0.9, minority = true }",
         1,
     );
     let e = Classifier::from_toml(&broken).unwrap_err();

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+pub mod decode;
 mod text;
 
 pub use text::TextError;
@@ -132,6 +133,22 @@ impl Flat {
         let _ = Root(self).deserialize(v);
     }
 
+    /// Flattens a value read as bytes (a Redis string, a memcached item), replacing what was
+    /// here: text as a string document (JSON or a serialized format inside it is expanded),
+    /// binary in one of the formats of [`decode`] as its tree, anything else as the text it
+    /// holds (invalid UTF-8 replaced).
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.clear();
+        if let Ok(s) = std::str::from_utf8(b) {
+            self.root_string(s);
+            return;
+        }
+        match decode::decode_bytes(b) {
+            Some((_, v)) => self.decoded_root(&v, 0),
+            None => self.root_string(&String::from_utf8_lossy(b)),
+        }
+    }
+
     /// Adds a column's value under its name; text holding a JSON object or array is expanded
     /// under the name.
     pub fn column(&mut self, name: &str, value: &str) {
@@ -156,11 +173,60 @@ impl Flat {
         self.pairs.push([a, b, self.text.len()]);
     }
 
-    /// A string at the current path and `depth`: JSON inside it is parsed one level deeper;
-    /// otherwise it is a value, truncated.
+    /// A string at the current path and `depth`: JSON or a serialized format ([`decode`])
+    /// inside it is flattened one level deeper; otherwise it is a value, truncated.
     fn string(&mut self, s: &str, depth: usize) {
-        if !self.embedded(s, depth) {
+        if !self.embedded(s, depth) && !self.decoded(s, depth) {
             self.plain(s);
+        }
+    }
+
+    /// Whether `s` held one of the serialized formats of [`decode`], now flattened at the
+    /// current path one level below `depth`. Most values are rejected on their first bytes.
+    fn decoded(&mut self, s: &str, depth: usize) -> bool {
+        if depth >= MAX_DEPTH || !decode::candidate(s) {
+            return false;
+        }
+        match decode::decode_text(s) {
+            Some((_, v)) if self.path.is_empty() => {
+                self.decoded_root(&v, depth);
+                true
+            }
+            Some((_, v)) => {
+                let _ = Walk {
+                    f: self,
+                    depth: depth + 1,
+                }
+                .deserialize(&v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A decoded tree that is the whole document: a container from the empty path, a string
+    /// as a string document again (Laravel serializes a serialized payload), a scalar as
+    /// `value`.
+    fn decoded_root(&mut self, v: &Value, depth: usize) {
+        match v {
+            Value::String(s) => {
+                if depth >= MAX_DEPTH
+                    || !(self.embedded(s, depth + 1) || self.decoded(s, depth + 1))
+                {
+                    self.path.push_str("value");
+                    self.plain(s);
+                }
+            }
+            Value::Object(_) | Value::Array(_) => {
+                let _ = Walk {
+                    f: self,
+                    depth: depth + 1,
+                }
+                .deserialize(v);
+            }
+            _ => {
+                let _ = Root(self).deserialize(v);
+            }
         }
     }
 
@@ -170,10 +236,11 @@ impl Flat {
         looks_embedded(s) && self.text_embedded(s, depth)
     }
 
-    /// A document that is a string: the JSON it holds, or else the pair `value`.
+    /// A document that is a string: the JSON or serialized data it holds, or else the pair
+    /// `value`.
     fn root_string(&mut self, s: &str) {
         // Parsed once: a string that is not JSON at the top is not JSON under `value` either.
-        if !self.embedded(s, 0) {
+        if !self.embedded(s, 0) && !self.decoded(s, 0) {
             self.path.push_str("value");
             self.plain(s);
         }
@@ -190,6 +257,13 @@ impl Flat {
 pub fn flatten_json(v: &Value, value_cap: usize) -> Record {
     let mut f = Flat::new(value_cap);
     f.json_value(v);
+    f.to_record()
+}
+
+/// Flattens a value read as bytes (see [`Flat::bytes`]).
+pub fn flatten_bytes(b: &[u8], value_cap: usize) -> Record {
+    let mut f = Flat::new(value_cap);
+    f.bytes(b);
     f.to_record()
 }
 

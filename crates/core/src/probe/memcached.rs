@@ -289,7 +289,7 @@ fn inventory<'a>(
     opts: &'a crate::inventory::InventoryOptions,
 ) -> BoxFuture<'a, crate::inventory::Inventory> {
     Box::pin(async move {
-        use crate::inventory::flatten::flatten_json;
+        use crate::inventory::flatten::flatten_bytes;
         use crate::inventory::keys::Grouper;
         use crate::inventory::{Holding, Inventory};
         let mut inv = Inventory::default();
@@ -366,9 +366,8 @@ fn inventory<'a>(
                     Ok(reply) => {
                         budget = budget.saturating_sub(reply.len());
                         for (key, data) in parse_values(&reply) {
-                            let text = String::from_utf8_lossy(&data).into_owned();
-                            let rec =
-                                flatten_json(&serde_json::Value::String(text), opts.value_cap);
+                            // As bytes: pickled, MessagePack and compressed values are not text.
+                            let rec = flatten_bytes(&data, opts.value_cap);
                             if !rec.is_empty() {
                                 sample.push(rec);
                                 sample_keys.push(key);

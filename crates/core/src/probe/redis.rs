@@ -319,10 +319,14 @@ fn bulk_texts(v: &Value) -> Vec<String> {
 
 /// Turns one key's value into a flattened record.
 fn record_of(kind: &str, reply: &Value, cap: usize) -> Option<crate::inventory::Record> {
-    use crate::inventory::flatten::{flatten_json, flatten_row};
+    use crate::inventory::flatten::{flatten_bytes, flatten_json, flatten_row};
     use serde_json::Value as J;
     match kind {
-        "string" => reply.text().map(|t| flatten_json(&J::String(t), cap)),
+        // As bytes: pickled, MessagePack and compressed values are not text.
+        "string" => match reply {
+            Value::Bulk(Some(b)) => Some(flatten_bytes(b, cap)),
+            _ => reply.text().map(|t| flatten_json(&J::String(t), cap)),
+        },
         "hash" => {
             // HSCAN reply: [cursor, [field, value, field, value …]]
             let Value::Array(Some(parts)) = reply else {

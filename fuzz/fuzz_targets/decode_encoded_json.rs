@@ -1,0 +1,13 @@
+//! URL-encoded JSON, hex bytea and binary values through decode_bytes (pickle, MessagePack, zlib, text).
+//! Checked: no panic, the decoded tree within the node and depth caps, and the flattened
+//! value within the pair and value caps.
+#![no_main]
+
+use leakscope_core::fuzzing::decode;
+use libfuzzer_sys::fuzz_target;
+
+include!("common_decode.rs");
+
+fuzz_target!(|data: &[u8]| {
+    check_tree(decode::decode_bytes(data).map(|x| x.1), data);
+});

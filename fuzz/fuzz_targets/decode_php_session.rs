@@ -1,0 +1,13 @@
+//! The PHP session format (key|value…), any bytes.
+//! Checked: no panic, the decoded tree within the node and depth caps, and the flattened
+//! value within the pair and value caps.
+#![no_main]
+
+use leakscope_core::fuzzing::decode;
+use libfuzzer_sys::fuzz_target;
+
+include!("common_decode.rs");
+
+fuzz_target!(|data: &[u8]| {
+    check_tree(decode::php_session(data), data);
+});

@@ -11,7 +11,7 @@ of the manifest's truth (the test prints the confusion table per category), and 
 
 import collections
 
-from conftest import leakscope_scan
+from conftest import container_key, leakscope_scan
 
 PRECISION, RECALL = 0.95, 0.90
 
@@ -25,7 +25,7 @@ def test_real_schema_fixtures_are_classified(manifest):
         got = [r for r in report["services"] if (r["address"], r["port"]) == (s["address"], s["port"])]
         assert got, f"{s['name']} not found by the scan"
         assert got[0]["access"] in ("open", "default_credentials"), got[0]
-        by_service[s["name"]] = {c["name"]: c for c in got[0]["containers"]}
+        by_service[s["name"]] = {container_key(c["name"]): c for c in got[0]["containers"]}
 
     counts = collections.defaultdict(lambda: [0, 0, 0])  # category -> TP, FP, FN
     problems, decoys = [], 0

@@ -7,7 +7,8 @@
 //! Layers, bottom up: [`scope`] (what may be contacted), [`net`] (bounded I/O), [`probe`] (one
 //! module per protocol plus the registry), [`identify`] (one endpoint), [`scan`] (the engine),
 //! [`inventory`] (what an exposed store holds, sampled), [`classify`] (which sensitive data the
-//! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
+//! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats), [`store`]
+//! (the findings store), [`watch`] (continuous checking and alerts).
 //!
 //! ```
 //! use leakscope_core::probe::{default_ports, REGISTRY};
@@ -31,3 +32,4 @@ pub mod scan;
 pub mod scope;
 pub mod store;
 pub mod subjects;
+pub mod watch;

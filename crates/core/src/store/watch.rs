@@ -780,3 +780,213 @@ fn apply_window(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Severity;
+
+    fn tempdir() -> std::path::PathBuf {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let d = std::env::temp_dir().join(format!(
+            "leakscope-watch-store-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn endpoint(addr: SocketAddr, state: EndpointStatus) -> WatchEndpoint {
+        WatchEndpoint {
+            addr,
+            group: "g".into(),
+            state,
+            protocol: Some("redis".into()),
+            access: Some(Access::Open),
+            severity: Some(Severity::Critical),
+            since_ms: 1_000_000,
+            last_checked_ms: 1_000_000,
+            pending: Some(EndpointStatus::Unreachable),
+            pending_count: 1,
+            pending_since_ms: Some(1_001_000),
+            seq: 3,
+            transitions: vec![1, 2],
+            flapping: true,
+            service: None,
+            inventoried_ms: Some(5),
+        }
+    }
+
+    fn event(addr: SocketAddr, key: &str) -> NewEvent {
+        NewEvent {
+            at_ms: 1_000_000,
+            addr,
+            group: "g".into(),
+            kind: "exposed".into(),
+            key: key.into(),
+            alert: "{}".into(),
+            baseline: false,
+            routes: vec!["a".into(), "b".into()],
+        }
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_scans() {
+        let dir = tempdir();
+        let path = dir.join("v1.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);",
+            )
+            .unwrap();
+            c.execute_batch(include_str!("../../migrations/0001_init.sql"))
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO schema_migrations VALUES (1, '2026-11-01T00:00:00Z');
+                 INSERT INTO scans (id, started_at, status, request) VALUES ('old', '2026-11-01T00:00:00Z', 'complete', '{}');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.scans().unwrap()[0].id, "old");
+        assert!(store.watch_endpoints().unwrap().is_empty());
+        let v: i64 = store
+            .conn
+            .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(v, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_commit_is_all_or_nothing_and_an_event_is_raised_once() {
+        let dir = tempdir();
+        let store = Store::open(&dir.join("w.db")).unwrap();
+        let addr: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+        let c = WatchCommit {
+            endpoints: vec![endpoint(addr, EndpointStatus::Exposed)],
+            windows: vec![WindowOp::Open {
+                addr,
+                protocol: "redis".into(),
+                at_ms: 1_000_000,
+            }],
+            events: vec![event(addr, "k1")],
+        };
+        assert_eq!(store.watch_commit(&c, 10).unwrap(), vec!["k1".to_string()]);
+        // The same step again (a crash before the state was kept elsewhere): nothing new.
+        assert!(store.watch_commit(&c, 11).unwrap().is_empty());
+        assert_eq!(
+            store.outbox_stats().unwrap().pending,
+            2,
+            "one row per route"
+        );
+        assert_eq!(store.events(None, 10).unwrap().len(), 1);
+        let back = store.watch_endpoints().unwrap();
+        assert_eq!(back, vec![endpoint(addr, EndpointStatus::Exposed)]);
+
+        // Delivery bookkeeping: due rows, a retry later, a delivery.
+        let due = store.outbox_due(10, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        store
+            .outbox_failed_attempt("k1", "a", 5_000, None, "refused")
+            .unwrap();
+        store.outbox_delivered("k1", "b", 20).unwrap();
+        assert!(store.outbox_due(4_999, 10).unwrap().is_empty());
+        assert_eq!(store.outbox_next_due().unwrap(), Some(5_000));
+        assert_eq!(store.outbox_due(5_000, 10).unwrap()[0].attempts, 1);
+        let s = store.outbox_stats().unwrap();
+        assert_eq!((s.pending, s.delivered, s.failed), (1, 1, 0));
+
+        // Windows: seen open later, then closed; a second open starts a new window.
+        let later = WatchCommit {
+            windows: vec![
+                WindowOp::SeenOpen {
+                    addr,
+                    at_ms: 1_060_000,
+                },
+                WindowOp::Close {
+                    addr,
+                    at_ms: 1_090_000,
+                },
+                WindowOp::Open {
+                    addr,
+                    protocol: "redis".into(),
+                    at_ms: 2_000_000,
+                },
+            ],
+            ..WatchCommit::default()
+        };
+        store.watch_commit(&later, 12).unwrap();
+        let w = store.windows(addr).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].exposure().open_for_seconds, 90);
+        assert_eq!(w[0].closed_at.as_deref(), Some("1970-01-01T00:18:10Z"));
+        assert!(w[1].closed_at.is_none());
+        assert_eq!(store.open_windows().unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn stored_scans_keep_windows_and_reports_say_open_for() {
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        let store = Store::open(&path).unwrap();
+        let svc = |access| Service {
+            address: "127.0.0.1".into(),
+            port: 9200,
+            tls: false,
+            protocol: "elasticsearch".into(),
+            product: None,
+            version: None,
+            access,
+            evidence: vec![],
+            severity: Severity::High,
+            hostnames: vec![],
+            out_of_scope_peers: vec![],
+            auth_attempts: 0,
+            containers: vec![],
+            inventory_notes: vec![],
+            exposure: None,
+        };
+        let scan = |id: &str, at: &str, access| {
+            store.begin(id, at, "{}").unwrap();
+            let w = Store::writer(&path, id).unwrap();
+            w.record("127.0.0.1:9200".parse().unwrap(), Some(&svc(access)));
+            w.close().unwrap();
+            store.finish(id, at, &Default::default()).unwrap();
+            store.scan_windows(id).unwrap();
+        };
+        scan("s1", "2026-12-01T10:00:00Z", Access::Open);
+        scan("s2", "2026-12-01T12:30:00Z", Access::Open);
+        let (r, _) = store.load("s2").unwrap();
+        let x = r.services[0].exposure.clone().unwrap();
+        assert_eq!(x.first_seen_open, "2026-12-01T10:00:00Z");
+        assert_eq!(x.open_for_seconds, 9000);
+        assert!(
+            x.describe().starts_with("open for 2h 30m"),
+            "{}",
+            x.describe()
+        );
+        scan("s3", "2026-12-02T09:00:00Z", Access::AuthRequired);
+        let w = store.windows("127.0.0.1:9200".parse().unwrap()).unwrap();
+        assert_eq!(w[0].closed_at.as_deref(), Some("2026-12-02T09:00:00Z"));
+        // The earlier scan's report still shows the window it was part of.
+        let (r, _) = store.load("s1").unwrap();
+        assert_eq!(
+            r.services[0]
+                .exposure
+                .as_ref()
+                .unwrap()
+                .closed_at
+                .as_deref(),
+            Some("2026-12-02T09:00:00Z")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -543,7 +543,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 impl WatchConfig {
-    /// Reads and checks a configuration file (no name is resolved; see [`WatchConfig::resolve`]).
+    /// Reads and checks a configuration file (no name is resolved: [`super::Settings::build`] does that).
     pub fn load(path: &Path, loopback_only: bool) -> Result<WatchConfig, ConfigError> {
         let fail = |detail: String| ConfigError::File {
             path: path.display().to_string(),
@@ -799,6 +799,71 @@ command = ["/usr/local/bin/page", "--urgent"]
             "not an e-mail",
         );
         bad("[[group]]\nname = \"a\"\ntargets = [\"127.0.0.1\"]\n[route.x]\nwebhook = \"ftp://127.0.0.1/\"", "http://");
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_shows_every_setting() {
+        let doc = include_str!("../../../../docs/watch.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("docs/watch.md has a TOML example");
+        let c = WatchConfig::from_toml(example).unwrap();
+        c.check(false).unwrap();
+        assert_eq!(
+            c.tuning,
+            Tuning::default(),
+            "the [tuning] shown are the defaults"
+        );
+        let mut route = RouteConfig::webhook("http://x/", WebhookFormat::Json);
+        route.smtp = Some(SmtpConfig {
+            server: "s".into(),
+            port: Some(1),
+            tls: SmtpTls::None,
+            from: "a@b.c".into(),
+            to: vec![],
+            username: Some("u".into()),
+            password_env: Some("P".into()),
+        });
+        route.command = Some(vec![]);
+        route.events = Some(vec![]);
+        route.min_severity = Some(Severity::High);
+        let top = WatchConfig {
+            db: Some("x".into()),
+            metrics: Some("127.0.0.1:1".parse().unwrap()),
+            revocation_list: Some("x".into()),
+            ..c.clone()
+        };
+        let mut group = GroupConfig::new("g", vec![]);
+        group.scope_file = Some("x".into());
+        group.ports = Some("1".into());
+        group.routes = Some(vec![]);
+        let keys = |v: serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let all = [
+            keys(serde_json::to_value(&top).unwrap()),
+            keys(serde_json::to_value(&group).unwrap()),
+            keys(serde_json::to_value(Tuning::default()).unwrap()),
+            keys(serde_json::to_value(&route).unwrap()),
+            keys(serde_json::to_value(route.smtp.as_ref().unwrap()).unwrap()),
+        ];
+        for key in all.iter().flatten() {
+            let shown = match key.as_str() {
+                "group" => example.contains("[[group]]"),
+                "tuning" => example.contains("[tuning]"),
+                "route" => example.contains("[route."),
+                "smtp" => example.contains("smtp = {"),
+                _ => {
+                    example.contains(&format!("{key} =")) || example.contains(&format!("{key} = "))
+                }
+            };
+            assert!(
+                shown,
+                "setting {key:?} is missing from the docs/watch.md example"
+            );
+        }
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub struct WatchArgs {
 
     /// POST every alert (JSON, schema leakscope.alert/v1) to URL. Repeatable.
     ///
-    /// Example: --webhook https://hooks.example.com/leakscope
+    /// Example: `--webhook https://hooks.example.com/leakscope`
     #[arg(long, value_name = "URL")]
     webhook: Vec<String>,
 

@@ -318,9 +318,11 @@ pub fn confirm_exposed(
     st.access = Some(svc.access);
     st.severity = Some(svc.severity);
     st.last_checked_ms = now_ms;
-    if !svc.containers.is_empty() || svc.inventory_notes.is_empty() {
+    // The attempt counts even when it was cut short (a store too slow for the budget is not
+    // inventoried again at every cycle); only a useful result replaces the last one.
+    st.inventoried_ms = Some(now_ms);
+    if !svc.containers.is_empty() || svc.inventory_notes.is_empty() || st.service.is_none() {
         st.service = Some(svc.clone());
-        st.inventoried_ms = Some(now_ms);
     }
     if was == EndpointStatus::Exposed {
         // Already confirmed (a duplicate inventory); nothing to raise.
@@ -370,6 +372,7 @@ pub fn reinventoried(
         addr: st.addr,
         at_ms: now_ms,
     });
+    st.inventoried_ms = Some(now_ms);
     let partial = svc.containers.is_empty() && !svc.inventory_notes.is_empty();
     if partial {
         // An inventory cut short says nothing about what disappeared; keep the last good one.
@@ -382,7 +385,6 @@ pub fn reinventoried(
     st.severity = Some(svc.severity);
     st.access = Some(svc.access);
     st.service = Some(svc.clone());
-    st.inventoried_ms = Some(now_ms);
     if !details.is_empty() {
         let prev = st.access;
         raise(st, &mut fx, EventKind::Changed, details, prev);

@@ -82,7 +82,11 @@ def cycle_logs(w: wk.Watcher, kind: str = "recheck") -> list[dict]:
 
 
 def metric(addr: str, name: str) -> float:
-    text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    """A value of the watcher's /metrics; 0 while the endpoint is not up yet."""
+    try:
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0.0
     m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 

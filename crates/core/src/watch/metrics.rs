@@ -54,71 +54,77 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("leakscope_watch");
-        let m = Metrics {
-            cycles: Family::default(),
-            cycle_seconds: Family::default(),
-            last_cycle: Family::default(),
-            connections: Family::default(),
-            endpoints: Family::default(),
-            events: Family::default(),
-            delivered: Family::default(),
-            failures: Family::default(),
-            outbox: Family::default(),
-            reloads: Family::default(),
-            health: Mutex::new(HashMap::new()),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let cycles = Family::<Labels, Counter>::default();
+        let cycle_seconds = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let last_cycle = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let connections = Family::<Labels, Counter>::default();
+        let endpoints = Family::<Labels, Gauge>::default();
+        let events = Family::<Labels, Counter>::default();
+        let delivered = Family::<Labels, Counter>::default();
+        let failures = Family::<Labels, Counter>::default();
+        let outbox = Family::<Labels, Gauge>::default();
+        let reloads = Family::<Labels, Counter>::default();
+        let r = &mut registry;
+        r.register(
             "cycles",
-            "Cycles run, by group and kind (recheck, sweep, inventory)",
-            m.cycles.clone(),
+            "Cycles run, by group and kind (recheck, confirm, sweep, inventory)",
+            cycles.clone(),
         );
-        registry.register(
+        r.register(
             "cycle_duration_seconds",
             "Duration of the last cycle, by group and kind",
-            m.cycle_seconds.clone(),
+            cycle_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "last_cycle_timestamp_seconds",
             "Unix time the last cycle of this kind ended",
-            m.last_cycle.clone(),
+            last_cycle.clone(),
         );
-        registry.register(
+        r.register(
             "connections",
             "TCP connections opened, by group and kind",
-            m.connections.clone(),
+            connections.clone(),
         );
-        registry.register(
+        r.register(
             "endpoints",
             "Known endpoints by group and state (exposed, protected, unreachable)",
-            m.endpoints.clone(),
+            endpoints.clone(),
         );
-        registry.register(
-            "events",
-            "Events raised, by group and kind",
-            m.events.clone(),
-        );
-        registry.register(
+        r.register("events", "Events raised, by group and kind", events.clone());
+        r.register(
             "alerts_delivered",
             "Alert deliveries accepted, by route",
-            m.delivered.clone(),
+            delivered.clone(),
         );
-        registry.register(
+        r.register(
             "alert_delivery_failures",
             "Alert delivery attempts that failed, by route",
-            m.failures.clone(),
+            failures.clone(),
         );
-        registry.register(
+        r.register(
             "outbox_alerts",
             "Alert deliveries in the outbox, by status (pending, delivered, failed)",
-            m.outbox.clone(),
+            outbox.clone(),
         );
-        registry.register(
+        r.register(
             "config_reloads",
             "Configuration reloads (SIGHUP), by result",
-            m.reloads.clone(),
+            reloads.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry,
+            cycles,
+            cycle_seconds,
+            last_cycle,
+            connections,
+            endpoints,
+            events,
+            delivered,
+            failures,
+            outbox,
+            reloads,
+            health: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A cycle of `kind` of `group` finished.

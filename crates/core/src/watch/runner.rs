@@ -158,7 +158,16 @@ pub async fn run(
         ));
     }
     if control.once {
-        let out = once(&shared, &settings).await;
+        let out = tokio::select! {
+            out = once(&shared, &settings) => out,
+            _ = async {
+                control.shutdown.cancelled().await;
+                tokio::time::sleep(GRACE).await;
+            } => {
+                tracing::warn!("the cycle did not finish within {GRACE:?} of the stop signal; abandoned");
+                outcome(&shared)
+            }
+        };
         server_cancel.cancel();
         return out;
     }
@@ -383,6 +392,7 @@ impl GroupRunner {
             inventory: (inventory && !g.no_inventory).then(|| InventoryOptions {
                 sample: g.sample as usize,
                 time_budget: g.inventory_timeout,
+                subjects_budget: Some((g.inventory_timeout / 2).min(Duration::from_secs(10))),
                 ..InventoryOptions::default()
             }),
             scan_id: None,
@@ -713,6 +723,10 @@ impl GroupRunner {
         self.inventory_running = batch.iter().map(|(a, _)| *a).collect();
         let scope = self.scope.clone();
         let opts = self.scan_opts(true, None);
+        let quick = self.scan_opts(false, None);
+        // The people counts have their own per-container budget; the whole inventory is bounded
+        // too, so an `exposed` alert never waits for a slow store longer than this.
+        let deadline = self.cfg.inventory_timeout * 2 + self.cfg.service_timeout;
         let addrs: Vec<SocketAddr> = batch.iter().map(|(a, _)| *a).collect();
         tracing::debug!(
             group = self.name(),
@@ -722,7 +736,22 @@ impl GroupRunner {
         set.spawn(async move {
             let mut opts = opts;
             opts.scan_id = Some(scan::new_scan_id());
-            let report = scan::run_endpoints(scope, addrs, opts, Arc::new(Quiet)).await;
+            let run = scan::run_endpoints(scope.clone(), addrs.clone(), opts, Arc::new(Quiet));
+            let report = match tokio::time::timeout(deadline, run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // Identification alone, to confirm what is readable now; the containers
+                    // and people come with the next inventory.
+                    let mut r = scan::run_endpoints(scope, addrs, quick, Arc::new(Quiet)).await;
+                    for s in &mut r.services {
+                        s.inventory_notes.push(format!(
+                            "inventory did not finish within {}",
+                            humantime::format_duration(deadline)
+                        ));
+                    }
+                    r
+                }
+            };
             InventoryDone { batch, report }
         });
     }
@@ -910,6 +939,7 @@ impl GroupRunner {
     async fn once(&mut self) {
         let now = now_ms();
         if self.known.is_empty() || self.sweep_due() {
+            tracing::info!(group = self.name(), endpoints = %self.scope.endpoint_count(), "sweep started");
             let t0 = std::time::Instant::now();
             let report = scan::run(
                 self.scope.clone(),

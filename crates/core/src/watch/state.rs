@@ -219,9 +219,17 @@ pub fn observe(
                 at_ms: now_ms,
             });
             let s = obs.expect("exposed means a service");
-            let due = st
-                .inventoried_ms
-                .is_none_or(|i| now_ms - i >= policy.inventory_interval_ms);
+            // An inventory that was cut short is tried again within the hour.
+            let cut_short = st
+                .service
+                .as_ref()
+                .is_some_and(|s| s.containers.is_empty() && !s.inventory_notes.is_empty());
+            let every = if cut_short {
+                policy.inventory_interval_ms.min(3_600_000)
+            } else {
+                policy.inventory_interval_ms
+            };
+            let due = st.inventoried_ms.is_none_or(|i| now_ms - i >= every);
             let moved = st.service.as_ref().is_some_and(|old| {
                 (&old.protocol, &old.product, &old.version) != (&s.protocol, &s.product, &s.version)
             });

@@ -208,3 +208,54 @@ def test_check_config(tmp_path):
         out = subprocess.run([str(wk.BINARY), "watch", "--check-config", str(bad)], capture_output=True, text=True,
                              env=wk.ENV)
         assert out.returncode == 2 and why in out.stderr, out.stderr
+
+
+def luhn_card(n: int) -> str:
+    """A Luhn-valid 16-digit card number (synthetic)."""
+    body = [int(c) for c in f"4{n:014d}"]
+    total = 0
+    for i, d in enumerate(reversed(body)):
+        if i % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return "".join(map(str, body)) + str((10 - total % 10) % 10)
+
+
+def test_changed_and_new_service_are_alerted(tmp_path, redis):
+    """An exposed store that starts holding card numbers raises `changed` at its next
+    inventory; a store that appears in the scope after the first sweep raises `new_service`."""
+    rx = wk.Receiver(wk.addr(24, 249), wk.free_port(wk.addr(24, 249)))
+    later = wk.addr(24, 3)
+    group = 'inventory_interval = "3s"'
+    cfg = wk.config([redis.endpoint, f"{later}:6379"], f'[route.hook]\nwebhook = "{rx.url}"\n', extra_group=group)
+    cfg = cfg.replace('sweep_interval = "1h"', 'sweep_interval = "3s"')
+    w = wk.Watcher(tmp_path, cfg)
+    newcomer = None
+    try:
+        wk.wait_for(lambda: w.known().get(redis.endpoint) == "protected", 30, "the first sweep")
+        redis.open()
+        wk.wait_for(lambda: rx.alerts("exposed"), 40, "exposed")
+        assert "financial.card" not in rx.alerts("exposed")[0]["categories"]
+        cards = "".join(f"SET payment:{i} '{{\"card_number\": \"{luhn_card(i)}\", \"holder\": \"Maria Bianchi{i}\"}}'\n"
+                        for i in range(100))
+        subprocess.run(["redis-cli", "-h", redis.address, "-p", str(redis.port)], input=cards, text=True, check=True,
+                       capture_output=True)
+        wk.wait_for(lambda: rx.alerts("changed"), 40, "changed")
+        [c] = rx.alerts("changed")
+        assert any("new categories" in d and "financial.card" in d for d in c["details"]), c["details"]
+        assert any("new container" in d for d in c["details"]), c["details"]
+        assert "financial.card" in c["categories"] and c["severity"] == "critical"
+        assert all(luhn_card(i) not in json.dumps(c) for i in range(100)), "no raw card number"
+
+        newcomer = wk.Redis(later)
+        wk.wait_for(lambda: rx.alerts("new_service"), 40, "new_service")
+        [n] = rx.alerts("new_service")
+        assert n["endpoint"] == newcomer.endpoint and n["access"] == "auth_required"
+        assert n["summary"].startswith("NEW SERVICE: Redis"), n["summary"]
+        assert [a["kind"] for a in rx.alerts()] == ["exposed", "changed", "new_service"]
+    finally:
+        wk.stop_pid(w.proc)
+        rx.down()
+        if newcomer:
+            newcomer.stop()

@@ -259,3 +259,25 @@ def test_changed_and_new_service_are_alerted(tmp_path, redis):
         rx.down()
         if newcomer:
             newcomer.stop()
+
+
+def test_https_webhook_checks_the_certificate_and_trusts_a_route_ca_file(tmp_path, redis):
+    host = wk.addr(24, 248)
+    (tmp_path / "tls").mkdir()
+    ca, chain, key = wk.make_ca(tmp_path / "tls", host)
+    rx = wk.Receiver(host, wk.free_port(host), tls=(chain, key))
+    routes = (f'[route.trusted]\nwebhook = "{rx.url}"\nca_file = "{ca}"\n'
+              f'[route.untrusted]\nwebhook = "{rx.url.replace("/hook", "/other")}"\n')
+    w = wk.Watcher(tmp_path, wk.config([redis.endpoint], routes))
+    try:
+        wk.wait_for(lambda: w.known().get(redis.endpoint) == "protected", 30, "the first sweep")
+        redis.open()
+        wk.wait_for(lambda: rx.alerts("exposed"), 40, "the alert over HTTPS")
+        assert {r["path"] for r in rx.requests} == {"/hook"}
+        # Without the CA the same server is refused: its certificate is not from a public root.
+        wk.wait_for(lambda: any(e.get("route") == "untrusted" and "certificate" in str(e.get("error", "")).lower()
+                                for e in w.logs()), 30, "the refused certificate in the log")
+        assert {r["path"] for r in rx.requests} == {"/hook"}
+    finally:
+        wk.stop_pid(w.proc)
+        rx.down()

@@ -279,9 +279,10 @@ class Receiver:
     closes its socket (connections refused), `up()` listens again on the same port; `delay`
     holds each answer back (the request is recorded first), `received` is set on each request."""
 
-    def __init__(self, address: str, port: int = 8080):
+    def __init__(self, address: str, port: int = 8080, tls: tuple[Path, Path] | None = None):
         lab.check_loopback(address)
         self.address, self.port = address, port
+        self.tls = tls  # (certificate chain, key): HTTPS
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.delay = 0.0
@@ -291,7 +292,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}/hook"
 
     def up(self) -> None:
         outer = self
@@ -320,6 +321,11 @@ class Receiver:
         http.server.ThreadingHTTPServer.allow_reuse_address = True
         self.server = http.server.ThreadingHTTPServer((self.address, self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def down(self) -> None:
@@ -412,3 +418,18 @@ def free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
+
+
+def make_ca(workdir: Path, ip: str) -> tuple[Path, Path, Path]:
+    """A throwaway certificate authority and a server certificate for `ip` signed by it:
+    (ca.pem, server chain, server key)."""
+    def ossl(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=workdir)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=leakscope test CA",
+         "-keyout", "ca.key", "-out", "ca.pem")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=alerts", "-keyout", "leaf.key", "-out", "leaf.csr")
+    (workdir / "leaf.ext").write_text(f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n"
+                                      "extendedKeyUsage=serverAuth\n")
+    ossl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+         "-out", "leaf.pem", "-extfile", "leaf.ext")
+    return workdir / "ca.pem", workdir / "leaf.pem", workdir / "leaf.key"

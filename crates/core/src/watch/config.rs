@@ -172,6 +172,10 @@ pub struct RouteConfig {
     /// had while open).
     #[serde(default)]
     pub min_severity: Option<Severity>,
+    /// PEM file of the certificate authorities to trust for this route's TLS (an internal CA),
+    /// in addition to the public roots (Mozilla's, built in).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Deadline of one delivery attempt.
     #[serde(default = "default_route_timeout", deserialize_with = "duration")]
     #[serde(serialize_with = "ser_duration")]
@@ -476,6 +480,7 @@ impl RouteConfig {
             command: None,
             events: None,
             min_severity: None,
+            ca_file: None,
             timeout: default_route_timeout(),
         }
     }
@@ -530,6 +535,18 @@ impl FromStr for WebhookUrl {
             host,
         })
     }
+}
+
+/// The certificates of a PEM file of certificate authorities (at least one).
+pub fn load_ca(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("ca_file {}: no certificate in it", path.display()));
+    }
+    Ok(certs)
 }
 
 /// True when `host` is a loopback address literal or `localhost`.
@@ -682,6 +699,12 @@ impl WatchConfig {
                     return Err(err("command: an empty argv".into()));
                 }
             }
+            if let Some(path) = &r.ca_file {
+                if r.command.is_some() {
+                    return Err(err("ca_file is for webhook and smtp routes".into()));
+                }
+                load_ca(path).map_err(err)?;
+            }
         }
         Ok(())
     }
@@ -810,7 +833,11 @@ command = ["/usr/local/bin/page", "--urgent"]
             .and_then(|b| b.split("```").next())
             .expect("docs/watch.md has a TOML example");
         let c = WatchConfig::from_toml(example).unwrap();
-        c.check(false).unwrap();
+        let mut checked = c.clone();
+        for r in checked.routes.values_mut() {
+            r.ca_file = None; // the example's CA file does not exist here
+        }
+        checked.check(false).unwrap();
         assert_eq!(
             c.tuning,
             Tuning::default(),
@@ -829,6 +856,7 @@ command = ["/usr/local/bin/page", "--urgent"]
         route.command = Some(vec![]);
         route.events = Some(vec![]);
         route.min_severity = Some(Severity::High);
+        route.ca_file = Some("x".into());
         let top = WatchConfig {
             db: Some("x".into()),
             metrics: Some("127.0.0.1:1".parse().unwrap()),

@@ -45,9 +45,20 @@ pub async fn deliver(
                 WebhookFormat::Json => payload.as_bytes().to_vec(),
                 WebhookFormat::Slack => alert.slack().to_string().into_bytes(),
             };
-            post(&url, body, &alert.idempotency_key, loopback_only).await
+            let tls = match &route.ca_file {
+                Some(path) => tls_with(path)?,
+                None => tls_config(),
+            };
+            post(&url, body, &alert.idempotency_key, loopback_only, tls).await
         } else if let Some(smtp) = &route.smtp {
-            mail(smtp, alert, loopback_only, route.timeout).await
+            mail(
+                smtp,
+                alert,
+                loopback_only,
+                route.timeout,
+                route.ca_file.as_deref(),
+            )
+            .await
         } else if let Some(argv) = &route.command {
             command(argv, alert, payload).await
         } else {
@@ -82,22 +93,36 @@ async fn resolve(host: &str, port: u16, loopback_only: bool) -> Result<Vec<Socke
     Ok(addrs)
 }
 
+fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn public_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+}
+
+/// TLS towards webhooks: certificates checked against the public roots (Mozilla's).
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots =
-                rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            Arc::new(
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports the default TLS versions")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
-        })
-        .clone()
+    CONFIG.get_or_init(|| client_config(public_roots())).clone()
+}
+
+/// The public roots plus the authorities of a route's `ca_file`.
+fn tls_with(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = public_roots();
+    for c in super::config::load_ca(ca_file)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+    }
+    Ok(client_config(roots))
 }
 
 /// POSTs `body` to a webhook; any 2xx answer is a delivery.
@@ -106,6 +131,7 @@ async fn post(
     body: Vec<u8>,
     key: &str,
     loopback_only: bool,
+    tls: Arc<rustls::ClientConfig>,
 ) -> Result<(), String> {
     let addrs = resolve(&url.host, url.port, loopback_only).await?;
     let mut last = String::new();
@@ -138,7 +164,7 @@ async fn post(
     let status = if url.https {
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("TLS name {}: {e}", url.host))?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
+        let tls = tokio_rustls::TlsConnector::from(tls)
             .connect(name, stream)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
@@ -195,9 +221,11 @@ async fn mail(
     alert: &Alert,
     loopback_only: bool,
     timeout: Duration,
+    ca_file: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
     let port = smtp.port.unwrap_or(match smtp.tls {
@@ -215,6 +243,18 @@ async fn mail(
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.server),
     };
     let mut builder = builder.port(port).timeout(Some(timeout));
+    if let (Some(path), false) = (ca_file, smtp.tls == SmtpTls::None) {
+        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| format!("ca_file: {e}"))?;
+        let params = TlsParameters::builder(smtp.server.clone())
+            .add_root_certificate(cert)
+            .build_rustls()
+            .map_err(|e| format!("TLS: {e}"))?;
+        builder = builder.tls(match smtp.tls {
+            SmtpTls::Tls => Tls::Wrapper(params),
+            _ => Tls::Required(params),
+        });
+    }
     if let (Some(user), Some(var)) = (&smtp.username, &smtp.password_env) {
         let password = std::env::var(var)
             .map_err(|_| format!("smtp: the password variable {var} is not set"))?;

@@ -195,13 +195,21 @@ def venv_python() -> Path:
     return CACHE / "venv" / "bin" / "python"
 
 
+# The lab's Python packages: pymongo (the FerretDB loader), pytest, aiosmtpd (a real SMTP server
+# for the watch alert tests) and kubernetes-validate (the Kubernetes schemas, offline, for the
+# deploy/ manifests test).
+VENV_PACKAGES = ["pymongo==4.10.1", "pytest", "aiosmtpd==1.4.6", "kubernetes-validate==1.37.0"]
+VENV_IMPORTS = "import pymongo, pytest, aiosmtpd, kubernetes_validate"
+
+
 def install_venv() -> None:
     py = venv_python()
-    if py.exists() and run([str(py), "-c", "import pymongo, pytest"], check=False, capture_output=True).returncode == 0:
+    if py.exists() and run([str(py), "-c", VENV_IMPORTS], check=False, capture_output=True).returncode == 0:
         return
-    log("creating Python venv with pymongo and pytest")
-    run([sys.executable, "-m", "venv", str(CACHE / "venv")])
-    run([str(py), "-m", "pip", "install", "-q", "pymongo==4.10.1", "pytest"])
+    log(f"installing the lab's Python venv: {' '.join(VENV_PACKAGES)}")
+    if not py.exists():
+        run([sys.executable, "-m", "venv", str(CACHE / "venv")])
+    run([str(py), "-m", "pip", "install", "-q", *VENV_PACKAGES])
 
 
 def labgen() -> Path:

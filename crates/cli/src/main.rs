@@ -23,6 +23,7 @@ use leakscope_core::store::{self, Store};
 use std::collections::HashSet;
 
 mod help;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +34,7 @@ mod help;
 protocol probes (not by port number), and decides whether it can be read without credentials.\n\n\
 Scan only what you own or are allowed to test: leakscope contacts exactly the targets you list, \
 minus exclusions, and never the cluster peers a server tells it about.",
-    after_help = "Examples:\n  leakscope scan 127.0.10.0/24\n  leakscope scan 10.0.3.0/24 --exclude 10.0.3.1 --format json -o scan.json\n  leakscope protocols"
+    after_help = "Examples:\n  leakscope scan 127.0.10.0/24\n  leakscope scan 10.0.3.0/24 --exclude 10.0.3.1 --format json -o scan.json\n  leakscope watch 10.0.3.0/24 --interval 30s --webhook https://hooks.example.com/leakscope\n  leakscope protocols"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +46,10 @@ enum Command {
     /// Find data stores in TARGETS, identify them and decide whether they are open.
     #[command(after_long_help = help::scan_after_help())]
     Scan(ScanArgs),
+    /// Keep checking TARGETS and alert (webhook, e-mail, command) within a minute of a store
+    /// turning readable, and again when it closes.
+    #[command(after_long_help = watch::WATCH_HELP)]
+    Watch(Box<watch::WatchArgs>),
     /// List the scans kept in the findings store, newest first.
     Scans(StoreArgs),
     /// Show a stored scan for people or programs: table, json, md, html or a GDPR Art. 33 draft.
@@ -55,7 +60,7 @@ enum Command {
     /// What changed between two stored scans: services newly open, closed, changed.
     #[command(after_help = "Example:\n  leakscope diff 6155c7 latest")]
     Diff(DiffArgs),
-    /// The exposure timeline of one endpoint across stored scans.
+    /// The exposure timeline of one endpoint: how long it was open, watch events, stored scans.
     #[command(after_help = "Example:\n  leakscope history 127.0.10.1:9200")]
     History(HistoryArgs),
     /// List the protocols leakscope identifies: ports, how each is judged, default credentials.
@@ -770,6 +775,7 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             stats.duration_ms = earlier_ms + report.stats.duration_ms;
             let finished = report.finished_at.clone().unwrap_or_default();
             st.finish(id, &finished, &stats)?;
+            st.scan_windows(id)?;
             // The stored scan is the union of every run of it (a resumed scan included).
             let (mut stored, _) = st.load(id)?;
             stored.stats = Stats {
@@ -840,47 +846,11 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
     })
 }
 
-/// CSV of exposed credentials: one line per fingerprint of a `credential.*` field of an exposed
-/// service. The owner matches fingerprints against their own tokens (same key) to revoke them.
+/// CSV of exposed credentials (see `leakscope_core::report::revocation`), written to a file
+/// created 0600 before the scan.
 fn write_revocation_list(report: &ScanReport, mut file: std::fs::File) -> Result<usize> {
-    let mut out = String::from("category,endpoint,container,field,fingerprint\n");
-    let mut n = 0;
-    let csv = |s: &str| {
-        // A cell a spreadsheet would take for a formula (a name chosen by a server) is
-        // quoted with a leading apostrophe, as OWASP advises for CSV files.
-        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            format!("'{s}")
-        } else {
-            s.to_string()
-        };
-        if s.contains([',', '"', '\n', '\'']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
-    };
-    for s in report.services.iter().filter(|s| summary::exposed(s)) {
-        let endpoint = format!("{}:{}", s.address, s.port);
-        for c in &s.containers {
-            for f in &c.fields {
-                let Some(cat) = f.categories.iter().find(|k| k.starts_with("credential.")) else {
-                    continue;
-                };
-                for fp in &f.fingerprints {
-                    out.push_str(&format!(
-                        "{},{},{},{},{}\n",
-                        cat,
-                        endpoint,
-                        csv(&c.name),
-                        csv(&f.path),
-                        fp
-                    ));
-                    n += 1;
-                }
-            }
-        }
-    }
-    file.write_all(out.as_bytes())?;
+    let (csv, n) = report::revocation::csv(&report.services);
+    file.write_all(csv.as_bytes())?;
     file.sync_all()?;
     Ok(n)
 }
@@ -1090,25 +1060,53 @@ fn diff_cmd(a: DiffArgs) -> Result<ExitCode> {
 fn history_cmd(a: HistoryArgs) -> Result<ExitCode> {
     let store = a.store.open_ro()?;
     let h = store.history(a.endpoint)?;
-    if h.is_empty() {
-        println!("{} was not probed by any stored scan", a.endpoint);
+    let windows = store.windows(a.endpoint)?;
+    let events = store.events(Some(a.endpoint), 50)?;
+    if h.is_empty() && windows.is_empty() && events.is_empty() {
+        println!("{} was not probed by any stored scan or watch", a.endpoint);
         return Ok(ExitCode::SUCCESS);
     }
-    let open: Vec<&store::Sighting> = h
-        .iter()
-        .filter(|x| x.service.as_ref().is_some_and(summary::exposed))
-        .collect();
-    match (open.first(), open.last()) {
-        (Some(f), Some(l)) => println!(
-            "{}: first seen open {} (scan {}), last seen open {} (scan {})",
-            a.endpoint, f.started_at, f.scan_id, l.started_at, l.scan_id
-        ),
-        _ => println!("{}: never seen open", a.endpoint),
+    if windows.is_empty() {
+        println!("{}: never seen open", a.endpoint);
     }
-    println!(
-        "{:<21} {:<17} {:<13} {:<20} SEVERITY",
-        "SCAN STARTED", "SCAN", "PROTOCOL", "ACCESS"
-    );
+    for w in &windows {
+        println!(
+            "{}: {} (seen by {})",
+            a.endpoint,
+            w.exposure().describe(),
+            w.source
+        );
+    }
+    if !events.is_empty() {
+        println!(
+            "\n{:<21} {:<17} {:<10} SUMMARY",
+            "EVENT AT", "EVENT", "GROUP"
+        );
+        for e in &events {
+            let summary = serde_json::from_str::<serde_json::Value>(&e.alert)
+                .ok()
+                .and_then(|v| v["summary"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            println!(
+                "{:<21} {:<17} {:<10} {}{}",
+                e.at,
+                e.kind,
+                e.group,
+                summary,
+                if e.baseline {
+                    " (baseline, not alerted)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !h.is_empty() {
+        println!(
+            "\n{:<21} {:<17} {:<13} {:<20} SEVERITY",
+            "SCAN STARTED", "SCAN", "PROTOCOL", "ACCESS"
+        );
+    }
     for x in &h {
         match &x.service {
             Some(s) => println!(
@@ -1151,6 +1149,13 @@ fn main() -> ExitCode {
             .build()
         {
             Ok(rt) => rt.block_on(scan(a)),
+            Err(e) => Err(e.into()),
+        },
+        Command::Watch(a) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(watch::run(*a)),
             Err(e) => Err(e.into()),
         },
     };

@@ -197,6 +197,7 @@ mod tests {
             auth_attempts: 0,
             containers: vec![],
             inventory_notes: vec![],
+            exposure: None,
         }
     }
 

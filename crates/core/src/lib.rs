@@ -8,7 +8,8 @@
 //! module per protocol plus the registry), [`identify`] (one endpoint), [`scan`] (the engine),
 //! [`inventory`] (what an exposed store holds, sampled), [`classify`] (which sensitive data the
 //! samples hold), [`rate`] (severity), [`model`] (the JSON contract; [`safe`] makes what a server sent safe
-//! as it enters it), [`report`] (output formats).
+//! as it enters it), [`report`] (output formats), [`store`] (the findings store), [`watch`]
+//! (continuous checking and alerts).
 //!
 //! ```
 //! use leakscope_core::probe::{default_ports, REGISTRY};
@@ -33,3 +34,4 @@ pub mod scan;
 pub mod scope;
 pub mod store;
 pub mod subjects;
+pub mod watch;

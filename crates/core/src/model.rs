@@ -121,6 +121,52 @@ pub struct Service {
     /// What the inventory could not finish (budgets, errors), in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory_notes: Vec<String>,
+    /// How long this service has been readable, from the findings store's exposure windows
+    /// (kept by `watch` and by stored scans); absent when the store has no window for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
+}
+
+/// The exposure window of a readable service: first and last observation open, and the first
+/// observation closed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// First observation readable without credentials (RFC 3339), by `watch` or a stored scan.
+    pub first_seen_open: String,
+    /// Latest observation readable (RFC 3339).
+    pub last_seen_open: String,
+    /// First observation no longer readable (RFC 3339); null while it is still open.
+    pub closed_at: Option<String>,
+    /// Seconds from `first_seen_open` to `closed_at`, or to `last_seen_open` while still open.
+    pub open_for_seconds: u64,
+}
+
+impl Exposure {
+    /// "open for 3h 12m (since …; closed at …)" — the phrase every report uses.
+    pub fn describe(&self) -> String {
+        let span = human_span(self.open_for_seconds);
+        match &self.closed_at {
+            Some(c) => format!(
+                "open for {span} (first seen open {}, closed at {c})",
+                self.first_seen_open
+            ),
+            None => format!(
+                "open for {span} (first seen open {}, still open at {})",
+                self.first_seen_open, self.last_seen_open
+            ),
+        }
+    }
+}
+
+/// A duration for people: `45s`, `12m 5s`, `3h 12m`, `22d 4h`.
+pub fn human_span(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
 }
 
 /// An index, collection, table, keyspace … and what it holds.
@@ -177,6 +223,9 @@ pub struct Stats {
     /// Credential attempts over the whole scan.
     #[serde(default)]
     pub auth_attempts: u64,
+    /// TCP connections opened over the whole scan (every probe's, TLS attempts included).
+    #[serde(default)]
+    pub connections: u64,
 }
 
 impl Stats {

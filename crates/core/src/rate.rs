@@ -82,6 +82,7 @@ mod tests {
                 })
                 .collect(),
             inventory_notes: Vec::new(),
+            exposure: None,
         }
     }
 

@@ -174,6 +174,7 @@ mod tests {
                 }],
             }],
             inventory_notes: vec!["index customer-anna@example.com: \u{7}failed".into()],
+            exposure: None,
         };
         service(&mut s);
         let json = serde_json::to_string(&s).unwrap();

@@ -322,6 +322,7 @@ async fn probe_endpoint(
         auth_attempts: ctx.auth_attempts(),
         containers: inv.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
         inventory_notes: inv.map(|i| i.1).unwrap_or_default(),
+        exposure: None,
     };
     service.severity = severity(&service);
     // Everything the server chose enters the model here, once: controls escaped, sensitive
@@ -354,6 +355,42 @@ fn scan_id_at(t: SystemTime) -> String {
 
 /// Runs a scan of `scope` and returns the report.
 pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observer>) -> ScanReport {
+    let skip = opts.skip.clone();
+    run_over(scope.clone(), None, opts, observer, move |s| {
+        Box::new(s.endpoints().filter(move |a| !skip.contains(a)))
+    })
+    .await
+}
+
+/// Runs a scan of exactly `endpoints` (those of them inside `scope`) and returns the report:
+/// how `watch` re-checks the services it knows without walking the whole scope. Host names,
+/// exclusions and limits are the scope's, as in [`run`].
+pub async fn run_endpoints(
+    scope: Arc<Scope>,
+    endpoints: Vec<SocketAddr>,
+    opts: ScanOptions,
+    observer: Arc<dyn Observer>,
+) -> ScanReport {
+    let inside: Vec<SocketAddr> = endpoints
+        .into_iter()
+        .filter(|a| scope.contains_socket(*a) && !opts.skip.contains(a))
+        .collect();
+    let addresses = inside.iter().map(|a| a.ip()).collect::<HashSet<_>>().len() as u64;
+    run_over(scope, Some(addresses), opts, observer, move |_| {
+        Box::new(inside.into_iter())
+    })
+    .await
+}
+
+type EndpointIter<'a> = Box<dyn Iterator<Item = SocketAddr> + Send + 'a>;
+
+async fn run_over(
+    scope: Arc<Scope>,
+    addresses: Option<u64>,
+    opts: ScanOptions,
+    observer: Arc<dyn Observer>,
+    endpoints: impl for<'a> FnOnce(&'a Scope) -> EndpointIter<'a>,
+) -> ScanReport {
     let started = SystemTime::now();
     let t0 = Instant::now();
     let probe_opts = Arc::new(opts.probe.clone());
@@ -370,8 +407,8 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
         .clone()
         .map(|o| (Arc::new(o), opts.fingerprinter.clone()));
 
-    let skip = opts.skip.clone();
-    let stream = futures::stream::iter(scope.endpoints().filter(move |a| !skip.contains(a)))
+    let walk = scope.clone();
+    let stream = futures::stream::iter(endpoints(&walk))
         .map(|addr| {
             let (scope, probe_opts, connector, slots, global, counters, observer) = (
                 scope.clone(),
@@ -426,13 +463,15 @@ pub async fn run(scope: Arc<Scope>, opts: ScanOptions, observer: Arc<dyn Observe
     });
     let finished = SystemTime::now();
     let stats = Stats {
-        addresses: u64::try_from(scope.address_count()).unwrap_or(u64::MAX),
+        addresses: addresses
+            .unwrap_or_else(|| u64::try_from(scope.address_count()).unwrap_or(u64::MAX)),
         ports_probed: counters.0.load(Ordering::Relaxed),
         services: services.len() as u64,
         duration_ms: t0.elapsed().as_millis() as u64,
         open_ports: counters.1.load(Ordering::Relaxed),
         connect_errors: counters.2.load(Ordering::Relaxed),
         auth_attempts: services.iter().map(|s| s.auth_attempts as u64).sum(),
+        connections: connector.connects.load(Ordering::Relaxed),
     };
     ScanReport {
         schema: SCAN_SCHEMA.to_string(),

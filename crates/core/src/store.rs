@@ -8,6 +8,10 @@
 //!
 //! Nothing raw is stored: a service is kept as its contract document, which carries only masked
 //! examples and keyed fingerprints.
+//!
+//! Version 2 adds what `leakscope watch` keeps (see `store/watch.rs`): the state of every endpoint
+//! it knows, exposure windows (also kept by stored scans), the events it raised and the alert
+//! outbox.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -21,7 +25,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::model::{ScanReport, Service, Stats, SCAN_SCHEMA};
 
 /// Migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_watch.sql")),
+];
+
+mod watch;
+pub use watch::{
+    rfc3339_ms, unix_ms, EndpointStatus, NewEvent, OutboxRow, OutboxStats, StoredEvent,
+    WatchCommit, WatchEndpoint, Window, WindowOp,
+};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -473,18 +486,17 @@ impl Store {
             // What an unfinished scan has done so far is its probed endpoints.
             stats.ports_probed = self.done(&id)?.len() as u64;
         }
-        Ok((
-            ScanReport {
-                schema: SCAN_SCHEMA.to_string(),
-                scan_id: id,
-                started_at,
-                // Only a scan that ran to its end has finished (the contract's null otherwise).
-                finished_at: finished_at.filter(|_| status == ScanStatus::Complete),
-                stats,
-                services,
-            },
-            status,
-        ))
+        let mut report = ScanReport {
+            schema: SCAN_SCHEMA.to_string(),
+            scan_id: id,
+            started_at,
+            // Only a scan that ran to its end has finished (the contract's null otherwise).
+            finished_at: finished_at.filter(|_| status == ScanStatus::Complete),
+            stats,
+            services,
+        };
+        self.attach_exposure(&mut report)?;
+        Ok((report, status))
     }
 
     /// Every scan that probed `addr`, oldest first, with what answered there (if anything).
@@ -685,6 +697,7 @@ mod tests {
             auth_attempts: 0,
             containers: vec![],
             inventory_notes: vec![],
+            exposure: None,
         }
     }
 

@@ -249,6 +249,13 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
             prod = esc(&product),
             acc = s.access.as_str()
         );
+        if let Some(x) = &s.exposure {
+            let _ = write!(
+                o,
+                r#"<li class="exposure"><strong>{}</strong></li>"#,
+                esc(&x.describe())
+            );
+        }
         for e in &s.evidence {
             let _ = write!(o, "<li>{}</li>", esc(e));
         }

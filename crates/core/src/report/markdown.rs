@@ -117,8 +117,20 @@ pub fn findings(report: &ScanReport) -> String {
             md_cell(&s.evidence.join("; "))
         );
     }
+    let open: Vec<_> = services.iter().filter(|s| s.exposure.is_some()).collect();
+    if !open.is_empty() {
+        let _ = writeln!(o, "\n## Exposure windows\n");
+        for s in open {
+            if let Some(x) = &s.exposure {
+                let _ = writeln!(o, "- {}: {}", endpoint(s), x.describe());
+            }
+        }
+    }
     for s in services.iter().filter(|s| !s.containers.is_empty()) {
         let _ = writeln!(o, "\n### {} ({})\n", endpoint(s), s.protocol);
+        if let Some(x) = &s.exposure {
+            let _ = writeln!(o, "{}.\n", x.describe());
+        }
         let _ = writeln!(
             o,
             "| container | kind | records | people ≈ | categories |\n|---|---|---|---|---|"
@@ -186,15 +198,14 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
     );
     for s in &exposed_services {
         let key = endpoint(s);
-        let window = windows
-            .get(&key)
-            .map(|w| {
-                format!(
-                    "first seen exposed {}, last seen exposed {}",
-                    w.first_seen_open, w.last_seen_open
-                )
-            })
-            .unwrap_or_else(|| format!("seen exposed in this scan ({})", report.started_at));
+        let window = match (&s.exposure, windows.get(&key)) {
+            (Some(x), _) => x.describe(),
+            (None, Some(w)) => format!(
+                "first seen exposed {}, last seen exposed {}",
+                w.first_seen_open, w.last_seen_open
+            ),
+            (None, None) => format!("seen exposed in this scan ({})", report.started_at),
+        };
         let product = product(s);
         let _ = writeln!(
             o,

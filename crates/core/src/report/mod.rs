@@ -3,6 +3,7 @@
 
 pub mod html;
 pub mod markdown;
+pub mod revocation;
 pub mod summary;
 
 use std::io::{self, Write};
@@ -171,6 +172,9 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
             paint(&summary::endpoint(s), s.severity, color),
             s.protocol
         )?;
+        if let Some(x) = &s.exposure {
+            writeln!(out, "  {}", paint(&x.describe(), s.severity, color))?;
+        }
         for e in &s.evidence {
             for line in wrap(e, 94) {
                 writeln!(out, "  - {line}")?;
@@ -267,6 +271,7 @@ mod tests {
             auth_attempts: 0,
             containers: vec![],
             inventory_notes: vec![],
+            exposure: None,
         }
     }
 

@@ -76,7 +76,7 @@ fn lab_targets(m: &Value) -> Vec<String> {
 }
 
 fn default_ports() -> Vec<u16> {
-    leakscope_core::probe::default_ports()
+    leakscope_core::protocols::default_ports()
 }
 
 fn by_endpoint(report: &Value) -> BTreeMap<(String, u64), Value> {

@@ -6,10 +6,10 @@
 //! Elasticsearch on any port is found. What stays unidentified is reported as `http` (it spoke
 //! HTTP) or `unknown`, with what was seen as evidence.
 
+use crate::driver::http::{self, Request, Response};
 use crate::model::Access;
 use crate::net::{looks_like_tls, Conn, NetError};
-use crate::probe::http::{self, Request, Response};
-use crate::probe::{candidates, preview, Finding, Handler, Outcome, ProbeCtx, Seen};
+use crate::protocols::{candidates, preview, Finding, Handler, Outcome, ProbeCtx, Seen};
 
 /// The result for one endpoint.
 #[derive(Debug, Clone, PartialEq)]

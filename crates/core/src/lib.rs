@@ -10,13 +10,14 @@
 //! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
 //!
 //! ```
-//! use leakscope_core::probe::{default_ports, REGISTRY};
+//! use leakscope_core::protocols::{default_ports, REGISTRY};
 //! assert!(REGISTRY.iter().any(|p| p.id == "redis"));
 //! assert!(default_ports().contains(&6379));
 //! ```
 
 pub mod classify;
 pub mod diff;
+pub mod driver;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -24,7 +25,7 @@ pub mod identify;
 pub mod inventory;
 pub mod model;
 pub mod net;
-pub mod probe;
+pub mod protocols;
 pub mod rate;
 pub mod report;
 pub mod scan;

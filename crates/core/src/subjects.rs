@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 
 use crate::inventory::{Holding, InventoryOptions};
 use crate::model::{Container, Field};
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 
 /// Identity categories that single out one person, best first.
 pub const PERSON_KEYS: &[&str] = &[
@@ -288,7 +288,7 @@ pub async fn estimate(
         ));
     }
     let mut notes = ask_store(ctx, finding, opts, budget, asks, containers).await;
-    let exists = crate::probe::protocol(finding.protocol).and_then(|p| p.keys_exist);
+    let exists = crate::protocols::protocol(finding.protocol).and_then(|p| p.keys_exist);
     notes.extend(by_key_ids(ctx, exists, holdings, containers).await);
     notes
 }
@@ -302,7 +302,7 @@ async fn ask_store(
     asks: Vec<(usize, SubjectsQuery<'_>)>,
     containers: &mut [Container],
 ) -> Vec<String> {
-    let counter = crate::probe::protocol(finding.protocol).and_then(|p| p.subjects);
+    let counter = crate::protocols::protocol(finding.protocol).and_then(|p| p.subjects);
     let (Some(counter), false) = (counter, asks.is_empty()) else {
         return Vec::new();
     };
@@ -787,9 +787,9 @@ mod key_id_tests {
             ),
             container(None, &["credential.oauth_token"], &[]),
         ];
-        let ctx = crate::probe::test_ctx(
+        let ctx = crate::protocols::test_ctx(
             "127.0.0.1:1".parse().unwrap(),
-            crate::probe::ProbeOptions::default(),
+            crate::protocols::ProbeOptions::default(),
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 
 pub mod flatten;
 pub mod keys;

@@ -6,10 +6,10 @@
 
 use futures::future::BoxFuture;
 
-use super::resp::{self, RespLimits, Value};
-use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use super::wire::{self as resp, RespLimits, Value};
 use crate::model::Access;
 use crate::net::{Conn, NetError};
+use crate::protocols::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "redis",
@@ -236,9 +236,9 @@ mod tests {
     use super::*;
 
     /// `INFO server` of Debian's redis-server 7.0.15, captured from the lab.
-    const INFO_SERVER: &[u8] = include_bytes!("../../fixtures/redis/info_server.resp");
+    const INFO_SERVER: &[u8] = include_bytes!("../../../fixtures/redis/info_server.resp");
     /// The same server with `requirepass`: two `-NOAUTH` replies (INFO, DBSIZE).
-    const NOAUTH: &[u8] = include_bytes!("../../fixtures/redis/noauth.resp");
+    const NOAUTH: &[u8] = include_bytes!("../../../fixtures/redis/noauth.resp");
 
     #[test]
     fn real_info_reply() {

@@ -17,10 +17,10 @@
 
 use futures::future::BoxFuture;
 
+pub mod count;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 pub mod inventory;
-pub mod subjects;
 
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
@@ -44,7 +44,7 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: Some(subjects::subjects),
+    subjects: Some(count::subjects),
     keys_exist: None,
 };
 
@@ -1084,7 +1084,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
 
     // Captured from Debian 12's MariaDB 10.11.19 (mariadbd on 127.0.23.x, fresh
     // mariadb-install-db) by a small Python socket client doing the exchange this probe does.
@@ -1634,7 +1634,7 @@ mod tests {
         let sources = [
             ("mod.rs", include_str!("mod.rs")),
             ("inventory.rs", include_str!("inventory.rs")),
-            ("subjects.rs", include_str!("subjects.rs")),
+            ("count.rs", include_str!("count.rs")),
         ];
         for (file, src) in sources {
             // Everything from the first test module on is test code (`mod tests`, or the
@@ -1950,7 +1950,7 @@ mod tests {
             banner_wait: Duration::from_millis(300),
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     async fn run(addr: SocketAddr, try_defaults: bool) -> Outcome {

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::inventory::{Failure, Session, INDEX_MAPPING, MAPPING_CAP};
 use crate::inventory::InventoryOptions;
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 /// A search with [`cardinality_body`]; `filter_path` keeps the reply to the aggregation, the
@@ -353,9 +353,9 @@ async fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::http;
     use crate::inventory::Holding;
-    use crate::probe::http;
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
 
     use super::super::inventory::tests::{json_reply, recording};
 
@@ -593,7 +593,7 @@ mod tests {
     #[tokio::test]
     async fn counts_with_one_search_and_explains_failures() {
         let (addr, log) = recording(cluster).await;
-        let ctx = crate::probe::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
         let mut f = Finding::new("elasticsearch");
         f.product = Some("OpenSearch".into());
         let hs = [

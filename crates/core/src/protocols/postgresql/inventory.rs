@@ -35,7 +35,7 @@ use super::{
 };
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::{Check, Conn, NetError};
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 
@@ -1170,7 +1170,7 @@ pub(super) mod tests {
     use super::*;
     use crate::model::Access;
     use crate::net::Limits;
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
 
     /// A whole inventory of a trust-auth PostgreSQL 15.18 seeded with the lab's main dataset
     /// (10 000 users), recorded with `record_inventory.py` through `leakscope scan --sample 5`:
@@ -1337,7 +1337,7 @@ pub(super) mod tests {
 
     /// Whether `sql` is an instance of `template`: literal text equal, `$IDENT` a quoted
     /// identifier, `$INT` digits, `$PCT` digits with a fraction, `$TEXT` a string literal.
-    pub(in crate::probe::postgresql) fn instance_of(mut sql: &str, template: &str) -> bool {
+    pub(in crate::protocols::postgresql) fn instance_of(mut sql: &str, template: &str) -> bool {
         let mut rest = template;
         loop {
             let Some(i) = rest.find('$') else {
@@ -1437,7 +1437,7 @@ pub(super) mod tests {
     ];
 
     /// Arguments of the right kinds for a template's placeholders.
-    pub(in crate::probe::postgresql) fn args_for(template: &str) -> Vec<Arg<'static>> {
+    pub(in crate::protocols::postgresql) fn args_for(template: &str) -> Vec<Arg<'static>> {
         let mut out = Vec::new();
         let mut rest = template;
         while let Some(i) = rest.find('$') {
@@ -1458,7 +1458,7 @@ pub(super) mod tests {
     }
 
     /// SQL words that write, lock, change settings beyond the transaction, or run code.
-    pub(in crate::probe::postgresql) const WRITE_WORDS: &[&str] = &[
+    pub(in crate::protocols::postgresql) const WRITE_WORDS: &[&str] = &[
         "INSERT",
         "UPDATE",
         "DELETE",
@@ -1842,7 +1842,7 @@ pub(super) mod tests {
     }
 
     /// One frontend message as a fake server reads it: (type, body), the startup untyped.
-    pub(in crate::probe::postgresql) async fn read_message(
+    pub(in crate::protocols::postgresql) async fn read_message(
         s: &mut TcpStream,
         typed: bool,
     ) -> Option<(u8, Vec<u8>)> {
@@ -1962,7 +1962,7 @@ pub(super) mod tests {
             frame_cap,
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     fn open_finding() -> Finding {

@@ -1,6 +1,6 @@
 //! Fuzzing hooks: the parsers of the private inventory and subjects modules, for `crate::fuzzing`.
 
-use super::{inventory, subjects};
+use super::{count, inventory};
 
 /// Runs every inventory parser of response bodies on `body`; returns how many answered.
 pub fn inventory_parsers(body: &[u8], index: &str) -> usize {
@@ -10,8 +10,8 @@ pub fn inventory_parsers(body: &[u8], index: &str) -> usize {
     answered += usize::from(inventory::parse_mapping(body, index).is_some());
     answered += usize::from(inventory::parse_count(body).is_some());
     answered += usize::from(inventory::parse_sample(body).is_some());
-    answered += usize::from(subjects::parse_cardinality(body).is_some());
-    answered += usize::from(subjects::resolve(body, index, "a[].b").is_ok());
-    answered += usize::from(subjects::is_cardinality_body(body));
+    answered += usize::from(count::parse_cardinality(body).is_some());
+    answered += usize::from(count::resolve(body, index, "a[].b").is_ok());
+    answered += usize::from(count::is_cardinality_body(body));
     answered
 }

@@ -39,14 +39,14 @@ pub const PROTOCOL: Protocol = Protocol {
              is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: Some(subjects::subjects),
+    subjects: Some(count::subjects),
     keys_exist: None,
 };
 
+pub mod count;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 pub mod inventory;
-pub mod subjects;
 
 /// Lists the databases that accept connections: catalog metadata, read-only.
 pub const LIST_DATABASES: &str = "SELECT datname FROM pg_database WHERE datallowconn";
@@ -67,11 +67,11 @@ pub const ALLOWED_QUERIES: &[&str] = &[
     inventory::SAMPLE_TABLESAMPLE,
     inventory::SAMPLE_RANDOM,
     inventory::SAMPLE_FIRST,
-    subjects::LOOKUP,
-    subjects::COUNT_VALUES,
-    subjects::COUNT_DISTINCT,
-    subjects::COUNT_DISTINCT_KEY,
-    subjects::COUNT_DISTINCT_HASHED,
+    count::LOOKUP,
+    count::COUNT_VALUES,
+    count::COUNT_DISTINCT,
+    count::COUNT_DISTINCT_KEY,
+    count::COUNT_DISTINCT_HASHED,
 ];
 
 /// A value for a template placeholder. Only these four kinds exist, so no caller can splice
@@ -1279,7 +1279,7 @@ mod tests {
 
     use super::*;
     use crate::net::Limits;
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
 
     // Captured from Debian's PostgreSQL 15.18 (lab instances on 127.0.22.x) with a raw socket
     // client sending the same StartupMessage as this probe.
@@ -1647,7 +1647,7 @@ mod tests {
             auth_interval: Duration::from_millis(1),
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     /// Serves every connection with `script` (given the connection's index).

@@ -55,7 +55,7 @@ use super::{
 };
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 
 /// What the manifest and the report call a MongoDB container.
 const KIND: &str = "collection";
@@ -1246,8 +1246,10 @@ pub(super) mod tests {
     use tokio::net::TcpListener;
 
     use crate::net::Limits;
-    use crate::probe::mongodb::{parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES};
-    use crate::probe::ProbeOptions;
+    use crate::protocols::mongodb::{
+        parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES,
+    };
+    use crate::protocols::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (SQLite backend) seeded with the lab dataset (500 users),
     // captured on a throwaway instance (127.0.21.1) with a Python socket script; the requestID
@@ -1279,7 +1281,7 @@ pub(super) mod tests {
     const CENSUS_TAIL_LAST: &[u8] =
         include_bytes!("../../../fixtures/mongodb/inv_census_tail_last.bin");
     /// From the probe's fixtures: FerretDB `hello` (1) and `buildInfo` (2).
-    pub(in crate::probe::mongodb) const OPEN_HELLO: &[u8] =
+    pub(in crate::protocols::mongodb) const OPEN_HELLO: &[u8] =
         include_bytes!("../../../fixtures/mongodb/open_hello.bin");
     const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_buildinfo.bin");
 
@@ -1645,7 +1647,7 @@ pub(super) mod tests {
         for src in [
             include_str!("inventory.rs"),
             include_str!("mod.rs"),
-            include_str!("subjects.rs"),
+            include_str!("count.rs"),
         ] {
             let code = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
             let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
@@ -1744,14 +1746,14 @@ pub(super) mod tests {
 
     /// One request as a scripted peer sees it.
     #[derive(Debug, Clone)]
-    pub(in crate::probe::mongodb) struct Request {
+    pub(in crate::protocols::mongodb) struct Request {
         id: i32,
         pub cmd: String,
         db: String,
         pub body: Document,
     }
 
-    pub(in crate::probe::mongodb) enum Answer {
+    pub(in crate::protocols::mongodb) enum Answer {
         /// A captured reply (its responseTo is rewritten to the request's id).
         Frame(&'static [u8]),
         /// A reply built here from the MongoDB documentation.
@@ -1792,7 +1794,7 @@ pub(super) mod tests {
     type Log = Arc<Mutex<Vec<Request>>>;
 
     /// Serves `script`'s answers on a loopback port and logs every request.
-    pub(in crate::probe::mongodb) async fn scripted(
+    pub(in crate::protocols::mongodb) async fn scripted(
         script: fn(&Request) -> Answer,
     ) -> (SocketAddr, Log) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1832,7 +1834,7 @@ pub(super) mod tests {
         (addr, log)
     }
 
-    pub(in crate::probe::mongodb) fn ctx(addr: SocketAddr) -> ProbeCtx {
+    pub(in crate::protocols::mongodb) fn ctx(addr: SocketAddr) -> ProbeCtx {
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
             limits: Limits {
@@ -1842,7 +1844,7 @@ pub(super) mod tests {
             },
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     fn opts(sample: usize, full: bool) -> InventoryOptions {
@@ -1854,7 +1856,7 @@ pub(super) mod tests {
         }
     }
 
-    pub(in crate::probe::mongodb) fn finding(product: &str) -> Finding {
+    pub(in crate::protocols::mongodb) fn finding(product: &str) -> Finding {
         let mut f = Finding::new("mongodb");
         f.product = Some(product.into());
         f.access = crate::model::Access::Open;

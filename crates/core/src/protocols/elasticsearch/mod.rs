@@ -15,13 +15,13 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+mod count;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 mod inventory;
-mod subjects;
 
-use super::http::{self, Request, Response};
 use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::http::{self, Request, Response};
 use crate::model::Access;
 use crate::net::NetError;
 
@@ -46,7 +46,7 @@ pub const PROTOCOL: Protocol = Protocol {
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
     handler: Handler::Http(probe),
     inventory: Some(inventory::inventory),
-    subjects: Some(subjects::subjects),
+    subjects: Some(count::subjects),
     keys_exist: None,
 };
 
@@ -70,14 +70,14 @@ pub const ALLOWED_REQUESTS: &[&str] = &[
     inventory::INDEX_MAPPING,
     inventory::INDEX_COUNT,
     inventory::INDEX_SAMPLE,
-    subjects::INDEX_CARDINALITY,
+    count::INDEX_CARDINALITY,
 ];
 
 /// The allowlisted requests that may carry a body: search, whose body is a query (a GET
 /// cannot be routed to a write whatever its body says; the body is built by this module).
-/// [`subjects::INDEX_CARDINALITY`] takes only the one body [`subjects::is_cardinality_body`]
+/// [`count::INDEX_CARDINALITY`] takes only the one body [`count::is_cardinality_body`]
 /// accepts: no documents, one `cardinality` aggregation.
-const BODY_ALLOWED: &[&str] = &[inventory::INDEX_SAMPLE, subjects::INDEX_CARDINALITY];
+const BODY_ALLOWED: &[&str] = &[inventory::INDEX_SAMPLE, count::INDEX_CARDINALITY];
 
 /// The placeholder for the index name in an allowlisted request.
 const INDEX_VAR: &str = "{index}";
@@ -139,8 +139,8 @@ async fn send(
 ) -> (Result<Response, NetError>, usize) {
     let allowed = ALLOWED_REQUESTS.contains(&request)
         && match body {
-            None => request != subjects::INDEX_CARDINALITY,
-            Some(b) if request == subjects::INDEX_CARDINALITY => subjects::is_cardinality_body(b),
+            None => request != count::INDEX_CARDINALITY,
+            Some(b) if request == count::INDEX_CARDINALITY => count::is_cardinality_body(b),
             Some(_) => BODY_ALLOWED.contains(&request),
         };
     let Some(path) = index_path(request, index).filter(|_| allowed) else {
@@ -661,7 +661,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::probe::{DirectConnector, ProbeOptions};
+    use crate::protocols::{DirectConnector, ProbeOptions};
     use crate::scope::{ScopeBuilder, TargetSpec};
 
     /// Captured from the lab's OpenSearch 2.19.6 (`lab/opensearch/run.sh`, no security plugin)
@@ -742,7 +742,7 @@ mod tests {
         for (file, src) in [
             ("mod.rs", include_str!("mod.rs")),
             ("inventory.rs", include_str!("inventory.rs")),
-            ("subjects.rs", include_str!("subjects.rs")),
+            ("count.rs", include_str!("count.rs")),
         ] {
             let code = src.split("#[cfg(test)]").next().unwrap();
             // `method: "X",` lines of struct literals (the PROTOCOL's `method` is prose).
@@ -865,12 +865,12 @@ mod tests {
         ));
         // The distinct-count search goes out only with a cardinality body (the body checks
         // themselves are in `subjects`): not bare, not with a query or a sample's body.
-        let card = subjects::INDEX_CARDINALITY;
-        let target = subjects::Target {
+        let card = count::INDEX_CARDINALITY;
+        let target = count::Target {
             field: "user_id.keyword".into(),
             nested: None,
         };
-        let good = subjects::cardinality_body(&target, std::time::Duration::from_secs(8), false);
+        let good = count::cardinality_body(&target, std::time::Duration::from_secs(8), false);
         for body in [
             None,
             Some(&b"{}"[..]),

@@ -6,11 +6,9 @@
 
 use futures::future::BoxFuture;
 
-use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
-#[cfg(feature = "fuzzing")]
-pub(crate) mod fuzz_hooks;
+use crate::protocols::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "memcached",
@@ -32,7 +30,7 @@ pub const ALLOWED_COMMANDS: &[&str] = &["version", "stats", "lru_crawler metadum
 
 const MAX_LINE: usize = 1024;
 
-fn check_line(buf: &[u8]) -> Check {
+pub(super) fn check_line(buf: &[u8]) -> Check {
     match buf.windows(2).position(|w| w == b"\r\n") {
         Some(i) => Check::Complete(i + 2),
         None if buf.len() > MAX_LINE => Check::Invalid("line too long".into()),
@@ -41,7 +39,7 @@ fn check_line(buf: &[u8]) -> Check {
 }
 
 /// A `stats` reply ends with `END\r\n`; errors are one line.
-fn check_stats(buf: &[u8]) -> Check {
+pub(super) fn check_stats(buf: &[u8]) -> Check {
     if buf.starts_with(b"STAT ") {
         if let Some(i) = buf.windows(7).position(|w| w == b"\r\nEND\r\n") {
             return Check::Complete(i + 7);
@@ -138,13 +136,15 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
             }
             Ok(reply) if is_refusal(&reply) => {
                 f.access = Access::AuthRequired;
-                f.evidence
-                    .push(format!("`stats` refused: {}", super::preview(&reply)));
+                f.evidence.push(format!(
+                    "`stats` refused: {}",
+                    crate::protocols::preview(&reply)
+                ));
             }
             // Neither the statistics nor a refusal (a honeypot's `OK`, junk): nothing proven.
             Ok(reply) => f.evidence.push(format!(
                 "`stats` gave neither statistics nor a refusal: {}",
-                super::preview(&reply)
+                crate::protocols::preview(&reply)
             )),
             Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
         }
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
 
     /// `version` then `stats` of Debian's memcached 1.6.18, captured from the lab.
-    const REAL: &[u8] = include_bytes!("../../fixtures/memcached/version_stats.txt");
+    const REAL: &[u8] = include_bytes!("../../../fixtures/memcached/version_stats.txt");
 
     #[test]
     fn real_version_and_stats() {
@@ -217,7 +217,7 @@ pub fn parse_metadump_line(line: &str) -> Option<(String, u64)> {
 
 /// Checker for a `get` reply: `VALUE <key> <flags> <bytes>\r\n<data>\r\n` … `END\r\n`. Each
 /// announced length is checked against `cap` before its data is awaited.
-fn check_values(buf: &[u8], cap: usize) -> Check {
+pub(super) fn check_values(buf: &[u8], cap: usize) -> Check {
     let mut pos = 0;
     loop {
         let Some(eol) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
@@ -232,7 +232,10 @@ fn check_values(buf: &[u8], cap: usize) -> Check {
             return Check::Complete(pos + eol + 2);
         }
         let Some(rest) = line.strip_prefix(b"VALUE ") else {
-            return Check::Invalid(format!("unexpected reply {}", super::preview(line)));
+            return Check::Invalid(format!(
+                "unexpected reply {}",
+                crate::protocols::preview(line)
+            ));
         };
         let n: Option<usize> = std::str::from_utf8(rest)
             .ok()
@@ -253,7 +256,7 @@ fn check_values(buf: &[u8], cap: usize) -> Check {
 }
 
 /// Values of a checked `get` reply, in order.
-fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub(super) fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while let Some(eol) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
@@ -275,7 +278,7 @@ fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn check_line_lf(buf: &[u8]) -> Check {
+pub(super) fn check_line_lf(buf: &[u8]) -> Check {
     match buf.iter().position(|&b| b == b'\n') {
         Some(i) => Check::Complete(i + 1),
         None if buf.len() > MAX_LINE => Check::Invalid("line too long".into()),

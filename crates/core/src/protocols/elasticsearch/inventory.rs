@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use super::{cat_number, send, Credential, Response};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 
 /// Every index with the figures of `_cat/indices`; `expand_wildcards=all` includes hidden and
 /// closed indices, `bytes=b` prints sizes as plain numbers.
@@ -616,9 +616,9 @@ pub(super) mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::driver::http;
     use crate::inventory::paths_seen;
-    use crate::probe::http;
-    use crate::probe::{DirectConnector, ProbeOptions};
+    use crate::protocols::{DirectConnector, ProbeOptions};
     use crate::scope::{ScopeBuilder, TargetSpec};
 
     /// Captured from a throwaway OpenSearch 2.19.6 (`lab/opensearch/run.sh` on 127.0.20.1)
@@ -833,11 +833,11 @@ pub(super) mod tests {
 
     // --- the whole inventory against a scripted server that records every request ---
 
-    pub(in crate::probe::elasticsearch) type Route = fn(&str, &str, &str) -> Vec<u8>;
+    pub(in crate::protocols::elasticsearch) type Route = fn(&str, &str, &str) -> Vec<u8>;
 
     /// Serves each connection from `route(path, head, body)` and records `head` + body. An
     /// empty answer holds the connection open without a byte (a tarpit).
-    pub(in crate::probe::elasticsearch) async fn recording(
+    pub(in crate::protocols::elasticsearch) async fn recording(
         route: Route,
     ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -899,7 +899,7 @@ pub(super) mod tests {
         )
     }
 
-    pub(in crate::probe::elasticsearch) fn json_reply(body: &str) -> Vec<u8> {
+    pub(in crate::protocols::elasticsearch) fn json_reply(body: &str) -> Vec<u8> {
         format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

@@ -28,10 +28,10 @@ use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
+mod count;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 mod inventory;
-mod subjects;
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "mongodb",
@@ -43,7 +43,7 @@ pub const PROTOCOL: Protocol = Protocol {
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
     handler: Handler::Raw(probe),
     inventory: Some(inventory::inventory),
-    subjects: Some(subjects::subjects),
+    subjects: Some(count::subjects),
     keys_exist: None,
 };
 
@@ -978,7 +978,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use crate::net::Limits;
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
     // throwaway Python socket script; requestIDs of the requests are given per test.
@@ -1249,7 +1249,7 @@ mod tests {
             match check_reply(bytes, CAP, 1) {
                 // Short answers read as a huge length: refused as too large, equally final.
                 Check::Invalid(_) | Check::TooLarge(_) => {}
-                other => panic!("{:?} gave {other:?}", crate::probe::preview(bytes)),
+                other => panic!("{:?} gave {other:?}", crate::protocols::preview(bytes)),
             }
         }
     }
@@ -1433,7 +1433,7 @@ mod tests {
             },
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     async fn run_probe(addr: SocketAddr) -> Outcome {

@@ -3,21 +3,21 @@
 use crate::net::Check;
 
 pub fn check_line(buf: &[u8]) -> Check {
-    super::check_line(buf)
+    super::inventory::check_line(buf)
 }
 
 pub fn check_stats(buf: &[u8]) -> Check {
-    super::check_stats(buf)
+    super::inventory::check_stats(buf)
 }
 
 pub fn check_line_lf(buf: &[u8]) -> Check {
-    super::check_line_lf(buf)
+    super::inventory::check_line_lf(buf)
 }
 
 pub fn check_values(buf: &[u8], cap: usize) -> Check {
-    super::check_values(buf, cap)
+    super::inventory::check_values(buf, cap)
 }
 
 pub fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
-    super::parse_values(buf)
+    super::inventory::parse_values(buf)
 }

@@ -41,7 +41,7 @@ use super::{
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
 };
 use crate::inventory::InventoryOptions;
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 /// How much later than the server's own limit we stop waiting, so that its error arrives
@@ -554,9 +554,9 @@ mod tests {
 
     use super::*;
     use crate::inventory::Holding;
-    use crate::probe::mysql::tests::{matches_template, packets};
-    use crate::probe::mysql::{QueryReply, ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
-    use crate::probe::ProbeOptions;
+    use crate::protocols::mysql::tests::{matches_template, packets};
+    use crate::protocols::mysql::{QueryReply, ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
+    use crate::protocols::ProbeOptions;
 
     // Answers of the lab's MariaDB 10.11.19 (`mariadb-root-nopass`, 10 000 users), recorded
     // with `fixtures/mysql/capture_inventory.py 127.0.12.2 'NAME.bin=SQL' …` inside a
@@ -799,7 +799,7 @@ mod tests {
         fields: &[&str],
         per_container: Duration,
     ) -> Vec<Result<Subjects, String>> {
-        let ctx = crate::probe::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
         let queries: Vec<SubjectsQuery> = holdings
             .iter()
             .zip(fields)
@@ -975,7 +975,7 @@ mod tests {
     async fn without_a_usable_credential_nothing_is_sent() {
         let (addr, got) = fake_mariadb(None).await;
         let h = [holding("smarthome.users", 1, false, &[])];
-        let ctx = crate::probe::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
         let q = [SubjectsQuery {
             holding: &h[0],
             field: "user_id".into(),

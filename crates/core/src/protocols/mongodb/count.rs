@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::{clean, command_error, field, handshake, number, CallError, Session, Wire};
 use crate::inventory::{flatten_json, Holding, InventoryOptions};
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 use crate::subjects::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
 
 /// Longest key path sent.

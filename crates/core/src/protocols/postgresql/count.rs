@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use super::inventory::{cell, usable, Answer, Fail, Pg, Run, COUNT_ROWS};
 use super::Arg;
 use crate::inventory::{Holding, InventoryOptions};
-use crate::probe::{Finding, ProbeCtx};
+use crate::protocols::{Finding, ProbeCtx};
 use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 // ---------------------------------------------------------------------------------------------
@@ -589,7 +589,7 @@ mod tests {
     use super::super::{messages_for_tests, quote_literal, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
     use crate::model::Access;
-    use crate::probe::ProbeOptions;
+    use crate::protocols::ProbeOptions;
     use crate::subjects::from_value_sample;
 
     /// The lab's trust-auth PostgreSQL 15.18 (10 000 users) answering this module, recorded
@@ -910,7 +910,7 @@ mod tests {
         asks: &[(Holding, &str)],
         per_container: Duration,
     ) -> Vec<Result<Subjects, String>> {
-        let ctx = crate::probe::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
         let mut f = Finding::new("postgresql");
         f.access = Access::Open;
         let queries: Vec<SubjectsQuery> = asks

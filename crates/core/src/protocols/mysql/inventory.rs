@@ -56,7 +56,7 @@ use super::{
 use crate::inventory::flatten::flatten_row;
 use crate::inventory::{Holding, Inventory, InventoryOptions, Record};
 use crate::net::{Conn, NetError};
-use crate::probe::{Finding, ProbeCtx, ProbeOptions};
+use crate::protocols::{Finding, ProbeCtx, ProbeOptions};
 
 /// InnoDB tables estimated at most this many rows are counted exactly even without `--full`:
 /// an index walk of a million rows takes the server a fraction of a second, and an owner told
@@ -877,8 +877,8 @@ pub(super) mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    use crate::probe::mysql::tests::{matches_template, packets};
-    use crate::probe::mysql::{ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
+    use crate::protocols::mysql::tests::{matches_template, packets};
+    use crate::protocols::mysql::{ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
 
     // Captured from Debian 12's MariaDB 10.11.19 (a throwaway mariadbd on 127.0.23.1 holding
     // databases `shop`, `big` and `odd db`) by a small Python socket client sending the
@@ -1099,7 +1099,7 @@ pub(super) mod tests {
 
     // ---- end to end against a fake MariaDB that answers with the captured replies ----
 
-    pub(in crate::probe::mysql) type Received = Arc<Mutex<Vec<String>>>;
+    pub(in crate::protocols::mysql) type Received = Arc<Mutex<Vec<String>>>;
 
     /// The captured answer for a statement, by its shape.
     fn answer(sql: &str) -> &'static [u8] {
@@ -1133,7 +1133,7 @@ pub(super) mod tests {
     /// A fake MariaDB 10.11: greets, accepts the login, then answers each COM_QUERY with
     /// `answer(sql)` (captured replies by the statement's shape; statements containing `stall`
     /// get no answer), recording the SQL. Shared by the inventory's and the counter's tests.
-    pub(in crate::probe::mysql) async fn fake_mariadb_answering(
+    pub(in crate::protocols::mysql) async fn fake_mariadb_answering(
         answer: fn(&str) -> &'static [u8],
         stall: Option<&'static str>,
     ) -> (SocketAddr, Received) {
@@ -1184,7 +1184,7 @@ pub(super) mod tests {
             try_defaults: true,
             ..ProbeOptions::default()
         };
-        crate::probe::test_ctx(addr, opts)
+        crate::protocols::test_ctx(addr, opts)
     }
 
     fn finding() -> Finding {

@@ -21,13 +21,11 @@ use crate::net::{Conn, Limits, NetError};
 use crate::scope::Scope;
 
 pub mod elasticsearch;
-pub mod http;
 pub mod memcached;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;
 pub mod redis;
-pub mod resp;
 
 /// A well-known credential tried only with `--try-defaults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,7 @@ pub enum Handler {
     /// Gets a fresh, unused connection; a server-first handler reads the greeting itself.
     Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
     /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
-    Http(for<'a> fn(&'a ProbeCtx, &'a http::Response) -> BoxFuture<'a, Outcome>),
+    Http(for<'a> fn(&'a ProbeCtx, &'a crate::driver::http::Response) -> BoxFuture<'a, Outcome>),
 }
 
 /// One row of the registry.

@@ -1,0 +1,3 @@
+//! What every protocol is built on.
+
+pub mod http;

@@ -1,0 +1,6 @@
+//! Redis.
+
+mod inventory;
+pub mod wire;
+
+pub use inventory::*;

@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use leakscope_core::driver::ProbeOptions;
 use leakscope_core::inventory::InventoryOptions;
 use leakscope_core::model::{ScanReport, Service, Severity, Stats};
 use leakscope_core::net::Limits;
-use leakscope_core::protocols::{self, ProbeOptions};
+use leakscope_core::protocols;
 use leakscope_core::report::{self, html, markdown, summary, Format};
 use leakscope_core::scan::{self, Observer, ScanOptions};
 use leakscope_core::scope::{PortList, Scope, ScopeBuilder, ScopeFile, TargetSpec};

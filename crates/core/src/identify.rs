@@ -7,9 +7,10 @@
 //! HTTP) or `unknown`, with what was seen as evidence.
 
 use crate::driver::http::{self, Request, Response};
+use crate::driver::{preview, Finding, Handler, Outcome, ProbeCtx, Seen};
 use crate::model::Access;
 use crate::net::{looks_like_tls, Conn, NetError};
-use crate::protocols::{candidates, preview, Finding, Handler, Outcome, ProbeCtx, Seen};
+use crate::protocols::candidates;
 
 /// The result for one endpoint.
 #[derive(Debug, Clone, PartialEq)]

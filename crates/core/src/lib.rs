@@ -4,10 +4,14 @@
 //! whether they can be read without credentials. The binary (`crates/cli`) only parses arguments,
 //! shows progress and writes output; everything a scan does lives here.
 //!
-//! Layers, bottom up: [`scope`] (what may be contacted), [`net`] (bounded I/O), [`probe`] (one
-//! module per protocol plus the registry), [`identify`] (one endpoint), [`scan`] (the engine),
-//! [`inventory`] (what an exposed store holds, sampled), [`classify`] (which sensitive data the
-//! samples hold), [`rate`] (severity), [`model`] (the JSON contract), [`report`] (output formats).
+//! Layers, bottom up (a module uses only those before it):
+//! [`scope`] (what may be contacted) and [`net`] (bounded I/O); [`model`] (the JSON contract);
+//! [`inventory`] (what an exposed store holds: containers, flattened samples); [`classify`]
+//! (which sensitive data the samples hold); [`driver`] (the protocol contract every protocol is
+//! built on); [`protocols`] (one folder per protocol, and the registry); [`identify`] (one
+//! endpoint); [`subjects`] (how many people a container exposes); [`scan`] (the engine); then
+//! [`rate`] (severity), [`diff`], [`store`] and [`report`] (output formats), which read only the
+//! model.
 //!
 //! ```
 //! use leakscope_core::protocols::{default_ports, REGISTRY};

@@ -35,8 +35,8 @@ pub fn fingerprinter() -> (Arc<Fingerprinter>, Option<String>) {
         }
     }
 }
+use crate::driver::{Connector, ProbeCtx, ProbeOptions};
 use crate::net::{Conn, Limits, NetError};
-use crate::protocols::{Connector, ProbeCtx, ProbeOptions};
 use crate::rate::severity;
 use crate::scope::Scope;
 
@@ -179,7 +179,7 @@ enum EndpointResult {
 /// Runs the protocol's inventory within its time budget.
 async fn take_inventory(
     ctx: &ProbeCtx,
-    finding: &crate::protocols::Finding,
+    finding: &crate::driver::Finding,
     opts: &InventoryOptions,
 ) -> Option<Inventory> {
     let inventory = crate::protocols::protocol(finding.protocol)?.inventory?;
@@ -262,7 +262,7 @@ async fn probe_endpoint(
     let identified = match tokio::time::timeout(service_timeout, identify(&ctx, first)).await {
         Ok(id) => id,
         Err(_) => {
-            let mut f = crate::protocols::Finding::new("unknown");
+            let mut f = crate::driver::Finding::new("unknown");
             f.evidence.push(format!(
                 "port open, but no protocol was identified within the {}s service deadline",
                 service_timeout.as_secs()
@@ -290,7 +290,7 @@ async fn probe_endpoint(
                             &ictx,
                             &finding,
                             iopts,
-                            crate::subjects::SubjectsBudget::for_options(iopts),
+                            crate::driver::SubjectsBudget::for_options(iopts),
                             &inv.holdings,
                             &mut found,
                         )

@@ -26,9 +26,9 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::inventory::{Failure, Session, INDEX_MAPPING, MAPPING_CAP};
+use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::InventoryOptions;
-use crate::protocols::{Finding, ProbeCtx};
-use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 /// A search with [`cardinality_body`]; `filter_path` keeps the reply to the aggregation, the
 /// timeout flag and the shard tally.
@@ -253,7 +253,7 @@ pub fn parse_cardinality(body: &[u8]) -> Option<Count> {
     })
 }
 
-/// The protocol's [`crate::subjects::SubjectsFn`].
+/// The protocol's [`crate::driver::SubjectsFn`].
 pub fn subjects<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -354,8 +354,8 @@ async fn count(
 mod tests {
     use super::*;
     use crate::driver::http;
+    use crate::driver::ProbeOptions;
     use crate::inventory::Holding;
-    use crate::protocols::ProbeOptions;
 
     use super::super::inventory::tests::{json_reply, recording};
 
@@ -593,7 +593,7 @@ mod tests {
     #[tokio::test]
     async fn counts_with_one_search_and_explains_failures() {
         let (addr, log) = recording(cluster).await;
-        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let mut f = Finding::new("elasticsearch");
         f.product = Some("OpenSearch".into());
         let hs = [

@@ -34,9 +34,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{cat_number, send, Credential, Response};
+use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
-use crate::protocols::{Finding, ProbeCtx};
 
 /// Every index with the figures of `_cat/indices`; `expand_wildcards=all` includes hidden and
 /// closed indices, `bytes=b` prints sizes as plain numbers.
@@ -508,7 +508,7 @@ async fn take_index(
     t
 }
 
-/// The protocol's [`crate::inventory::InventoryFn`].
+/// The protocol's [`crate::driver::InventoryFn`].
 pub fn inventory<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -617,8 +617,8 @@ pub(super) mod tests {
 
     use super::*;
     use crate::driver::http;
+    use crate::driver::{DirectConnector, ProbeOptions};
     use crate::inventory::paths_seen;
-    use crate::protocols::{DirectConnector, ProbeOptions};
     use crate::scope::{ScopeBuilder, TargetSpec};
 
     /// Captured from a throwaway OpenSearch 2.19.6 (`lab/opensearch/run.sh` on 127.0.20.1)

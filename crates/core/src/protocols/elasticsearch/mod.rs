@@ -20,8 +20,8 @@ mod count;
 pub(crate) mod fuzz_hooks;
 mod inventory;
 
-use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::driver::http::{self, Request, Response};
+use crate::driver::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::NetError;
 
@@ -439,7 +439,7 @@ async fn read_indices(ctx: &ProbeCtx, auth: Option<&Credential>) -> Read {
                 )),
                 None => Read::Inconclusive(format!(
                     "GET /_cat/indices answered 200 {who} but not with an index list: {:?}",
-                    super::preview(&r.body)
+                    crate::driver::preview(&r.body)
                 )),
             };
         }
@@ -661,7 +661,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::protocols::{DirectConnector, ProbeOptions};
+    use crate::driver::{DirectConnector, ProbeOptions};
     use crate::scope::{ScopeBuilder, TargetSpec};
 
     /// Captured from the lab's OpenSearch 2.19.6 (`lab/opensearch/run.sh`, no security plugin)

@@ -6,9 +6,9 @@
 
 use futures::future::BoxFuture;
 
+use crate::driver::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
-use crate::protocols::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "memcached",
@@ -138,13 +138,13 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
                 f.access = Access::AuthRequired;
                 f.evidence.push(format!(
                     "`stats` refused: {}",
-                    crate::protocols::preview(&reply)
+                    crate::driver::preview(&reply)
                 ));
             }
             // Neither the statistics nor a refusal (a honeypot's `OK`, junk): nothing proven.
             Ok(reply) => f.evidence.push(format!(
                 "`stats` gave neither statistics nor a refusal: {}",
-                crate::protocols::preview(&reply)
+                crate::driver::preview(&reply)
             )),
             Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
         }
@@ -232,10 +232,7 @@ pub(super) fn check_values(buf: &[u8], cap: usize) -> Check {
             return Check::Complete(pos + eol + 2);
         }
         let Some(rest) = line.strip_prefix(b"VALUE ") else {
-            return Check::Invalid(format!(
-                "unexpected reply {}",
-                crate::protocols::preview(line)
-            ));
+            return Check::Invalid(format!("unexpected reply {}", crate::driver::preview(line)));
         };
         let n: Option<usize> = std::str::from_utf8(rest)
             .ok()
@@ -446,12 +443,12 @@ async fn call_get(conn: &mut Conn, keys: &[&str], cap: usize) -> Result<Vec<u8>,
 
 /// Memcached has no distinct count, so this streams the key dump on one connection and reads
 /// the matching keys' values in `get` batches on a second, counting the person key's values
-/// in a [`crate::subjects::DistinctCounter`] until the dump ends or the budget does.
+/// in a [`crate::driver::DistinctCounter`] until the dump ends or the budget does.
 async fn count_pattern(
     ctx: &ProbeCtx,
-    q: &crate::subjects::SubjectsQuery<'_>,
+    q: &crate::driver::SubjectsQuery<'_>,
     deadline: tokio::time::Instant,
-) -> Result<crate::subjects::Subjects, String> {
+) -> Result<crate::driver::Subjects, String> {
     use crate::inventory::keys::pattern;
     let name = &q.holding.name;
     if !name.ends_with('*') || name == crate::inventory::keys::OVERFLOW {
@@ -462,7 +459,7 @@ async fn count_pattern(
     send_allowed(&mut dump, "lru_crawler metadump all")
         .await
         .map_err(|e| e.to_string())?;
-    let mut counter = crate::subjects::DistinctCounter::default();
+    let mut counter = crate::driver::DistinctCounter::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
     let mut batch: Vec<String> = Vec::with_capacity(GET_BATCH);
     let cap = ctx.opts.frame_cap;
@@ -499,7 +496,7 @@ async fn count_pattern(
             for (_, data) in values {
                 keys_read += 1;
                 let text = String::from_utf8_lossy(&data).into_owned();
-                match crate::subjects::value_at(text, &q.field, cap) {
+                match crate::driver::value_at(text, &q.field, cap) {
                     Some(v) => counter.add(v.as_bytes()),
                     None => missing += 1,
                 }
@@ -516,14 +513,14 @@ async fn count_pattern(
     ))
 }
 
-/// The registered [`crate::subjects::SubjectsFn`].
+/// The registered [`crate::driver::SubjectsFn`].
 fn subjects<'a>(
     ctx: &'a ProbeCtx,
     _finding: &'a Finding,
     _opts: &'a crate::inventory::InventoryOptions,
-    budget: crate::subjects::SubjectsBudget,
-    queries: &'a [crate::subjects::SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<crate::subjects::Subjects, String>>> {
+    budget: crate::driver::SubjectsBudget,
+    queries: &'a [crate::driver::SubjectsQuery<'a>],
+) -> BoxFuture<'a, Vec<Result<crate::driver::Subjects, String>>> {
     Box::pin(async move {
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {

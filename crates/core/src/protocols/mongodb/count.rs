@@ -36,9 +36,9 @@ use tokio::time::Instant;
 
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::{clean, command_error, field, handshake, number, CallError, Session, Wire};
+use crate::driver::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, InventoryOptions};
-use crate::protocols::{Finding, ProbeCtx};
-use crate::subjects::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
 
 /// Longest key path sent.
 const MAX_PATH: usize = 1024;
@@ -223,7 +223,7 @@ fn namespace(h: &Holding) -> Option<(&str, &str)> {
         .filter(|(d, c)| !d.is_empty() && !c.is_empty())
 }
 
-/// The protocol's [`crate::subjects::SubjectsFn`].
+/// The protocol's [`crate::driver::SubjectsFn`].
 pub fn subjects<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,

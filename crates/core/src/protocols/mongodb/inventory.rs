@@ -53,9 +53,9 @@ use tokio::time::Instant;
 use super::{
     clean, command_error, field, handshake, number, CallError, CommandError, Session, Wire,
 };
+use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
-use crate::protocols::{Finding, ProbeCtx};
 
 /// What the manifest and the report call a MongoDB container.
 const KIND: &str = "collection";
@@ -421,7 +421,7 @@ pub fn kill_cursors_args(id: i64) -> bson::Document {
     doc! { "cursors": [Bson::Int64(id)] }
 }
 
-/// The protocol's [`crate::inventory::InventoryFn`].
+/// The protocol's [`crate::driver::InventoryFn`].
 pub fn inventory<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -1245,11 +1245,11 @@ pub(super) mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use crate::driver::ProbeOptions;
     use crate::net::Limits;
     use crate::protocols::mongodb::{
         parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES,
     };
-    use crate::protocols::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (SQLite backend) seeded with the lab dataset (500 users),
     // captured on a throwaway instance (127.0.21.1) with a Python socket script; the requestID
@@ -1844,7 +1844,7 @@ pub(super) mod tests {
             },
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     fn opts(sample: usize, full: bool) -> InventoryOptions {

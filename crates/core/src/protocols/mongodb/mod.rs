@@ -24,7 +24,7 @@ use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{doc, Bson, Document};
 use futures::future::BoxFuture;
 
-use super::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -977,8 +977,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use crate::driver::ProbeOptions;
     use crate::net::Limits;
-    use crate::protocols::ProbeOptions;
 
     // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
     // throwaway Python socket script; requestIDs of the requests are given per test.
@@ -1249,7 +1249,7 @@ mod tests {
             match check_reply(bytes, CAP, 1) {
                 // Short answers read as a huge length: refused as too large, equally final.
                 Check::Invalid(_) | Check::TooLarge(_) => {}
-                other => panic!("{:?} gave {other:?}", crate::protocols::preview(bytes)),
+                other => panic!("{:?} gave {other:?}", crate::driver::preview(bytes)),
             }
         }
     }
@@ -1433,7 +1433,7 @@ mod tests {
             },
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     async fn run_probe(addr: SocketAddr) -> Outcome {

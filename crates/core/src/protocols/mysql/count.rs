@@ -28,7 +28,7 @@
 //! Only plain columns are counted: a person key inside a JSON text column (`prefs.email`)
 //! would need a JSON path literal in SQL, and no index or statistic describes it.
 
-use crate::subjects::{secs, value_modulus, value_sample};
+use crate::driver::{secs, value_modulus, value_sample};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -40,9 +40,9 @@ use super::{
     COUNT_DISTINCT_HASHED_MYSQL, COUNT_DISTINCT_MARIADB, COUNT_DISTINCT_MYSQL, COUNT_VALUES,
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
 };
+use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::InventoryOptions;
-use crate::protocols::{Finding, ProbeCtx};
-use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 /// How much later than the server's own limit we stop waiting, so that its error arrives
 /// first (MariaDB's limit is whole seconds, rounded up).
@@ -475,7 +475,7 @@ pub const EXACT_ROWS: f64 = 1_000_000.0;
 /// is tried instead, which is cheap for so few distinct values.
 pub const PRECISE_SAMPLE: u64 = 2_000;
 
-/// The registered [`crate::subjects::SubjectsFn`].
+/// The registered [`crate::driver::SubjectsFn`].
 pub fn subjects<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -553,10 +553,10 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
+    use crate::driver::ProbeOptions;
     use crate::inventory::Holding;
     use crate::protocols::mysql::tests::{matches_template, packets};
     use crate::protocols::mysql::{QueryReply, ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
-    use crate::protocols::ProbeOptions;
 
     // Answers of the lab's MariaDB 10.11.19 (`mariadb-root-nopass`, 10 000 users), recorded
     // with `fixtures/mysql/capture_inventory.py 127.0.12.2 'NAME.bin=SQL' …` inside a
@@ -799,7 +799,7 @@ mod tests {
         fields: &[&str],
         per_container: Duration,
     ) -> Vec<Result<Subjects, String>> {
-        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let queries: Vec<SubjectsQuery> = holdings
             .iter()
             .zip(fields)
@@ -975,7 +975,7 @@ mod tests {
     async fn without_a_usable_credential_nothing_is_sent() {
         let (addr, got) = fake_mariadb(None).await;
         let h = [holding("smarthome.users", 1, false, &[])];
-        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let q = [SubjectsQuery {
             holding: &h[0],
             field: "user_id".into(),

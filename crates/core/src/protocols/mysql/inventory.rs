@@ -53,10 +53,10 @@ use super::{
     LIST_TABLES, SAMPLE_AT_OFFSET, SAMPLE_FROM_KEY, SAMPLE_RANDOM, SET_EXECUTION_TIME,
     SET_READ_ONLY, SET_STATEMENT_TIME, START_READ_ONLY,
 };
+use crate::driver::{Finding, ProbeCtx, ProbeOptions};
 use crate::inventory::flatten::flatten_row;
 use crate::inventory::{Holding, Inventory, InventoryOptions, Record};
 use crate::net::{Conn, NetError};
-use crate::protocols::{Finding, ProbeCtx, ProbeOptions};
 
 /// InnoDB tables estimated at most this many rows are counted exactly even without `--full`:
 /// an index walk of a million rows takes the server a fraction of a second, and an owner told
@@ -1184,7 +1184,7 @@ pub(super) mod tests {
             try_defaults: true,
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     fn finding() -> Finding {

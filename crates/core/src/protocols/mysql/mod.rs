@@ -12,7 +12,7 @@
 //! [`ALLOWED_QUERIES`] can be sent.
 //!
 //! [`inventory`] lists, counts and samples the tables of a server the probe logged into, on its
-//! own session and under the same allowlist; [`subjects`] counts the distinct people of a table
+//! own session and under the same allowlist; [`count`] counts the distinct people of a table
 //! the same way.
 
 use futures::future::BoxFuture;
@@ -22,7 +22,7 @@ pub mod count;
 pub(crate) mod fuzz_hooks;
 pub mod inventory;
 
-use super::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -115,7 +115,7 @@ pub const SAMPLE_RANDOM: &str = "SELECT * FROM {id}.{id} ORDER BY RAND() LIMIT {
 /// A run of rows at an offset of the table's scan order: the server steps over `offset` rows.
 pub const SAMPLE_AT_OFFSET: &str = "SELECT * FROM {id}.{id} LIMIT {int}, {int}";
 
-// The distinct-people counts of [`subjects`]. The time limit rides on the statement itself, so
+// The distinct-people counts of [`count`]. The time limit rides on the statement itself, so
 // each table gets its own budget whatever the session's limit is.
 
 /// A table's indexes (the data of `information_schema.STATISTICS`: NON_UNIQUE, SEQ_IN_INDEX,
@@ -635,7 +635,7 @@ pub fn parse_auth_reply(payload: &[u8]) -> Result<AuthReply, String> {
         },
         _ => Err(format!(
             "unexpected packet during authentication: {}",
-            super::preview(payload)
+            crate::driver::preview(payload)
         )),
     }
 }
@@ -766,7 +766,10 @@ impl ResultReader {
                             self.stage = Stage::Columns(n);
                             Ok(None)
                         }
-                        _ => Err(format!("not a result set: {}", super::preview(payload))),
+                        _ => Err(format!(
+                            "not a result set: {}",
+                            crate::driver::preview(payload)
+                        )),
                     }
                 }
             },
@@ -1084,7 +1087,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    use crate::protocols::ProbeOptions;
+    use crate::driver::ProbeOptions;
 
     // Captured from Debian 12's MariaDB 10.11.19 (mariadbd on 127.0.23.x, fresh
     // mariadb-install-db) by a small Python socket client doing the exchange this probe does.
@@ -1950,7 +1953,7 @@ mod tests {
             banner_wait: Duration::from_millis(300),
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     async fn run(addr: SocketAddr, try_defaults: bool) -> Outcome {

@@ -29,7 +29,7 @@
 //! (exact, or nothing: no index or statistics describe it); deeper paths and array elements
 //! (`devices[].owner`) are refused with a reason rather than guessed.
 
-use crate::subjects::{secs, value_modulus, value_sample};
+use crate::driver::{secs, value_modulus, value_sample};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -37,9 +37,9 @@ use tokio::time::Instant;
 
 use super::inventory::{cell, usable, Answer, Fail, Pg, Run, COUNT_ROWS};
 use super::Arg;
+use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::{Holding, InventoryOptions};
-use crate::protocols::{Finding, ProbeCtx};
-use crate::subjects::{Subjects, SubjectsBudget, SubjectsQuery};
 
 // ---------------------------------------------------------------------------------------------
 // The statements (all in `super::ALLOWED_QUERIES`)
@@ -74,7 +74,7 @@ pub const COUNT_DISTINCT_KEY: &str = "SELECT count(DISTINCT $IDENT ->> $TEXT) FR
 
 /// Distinct values among those whose hash has its low bits (`$INT` = modulus − 1) all zero: a
 /// sample of the values, not of the rows, so every row of a sampled value is in it and the
-/// count times the modulus estimates the whole (see [`crate::subjects::from_value_sample`]). The distinct set
+/// count times the modulus estimates the whole (see [`crate::driver::from_value_sample`]). The distinct set
 /// is a modulus-th of the full count's, which is what makes it fast on big tables.
 pub const COUNT_DISTINCT_HASHED: &str =
     "SELECT count(DISTINCT $IDENT) FROM $IDENT.$IDENT WHERE hashtext($IDENT::text) & $INT = 0";
@@ -481,7 +481,7 @@ fn database(h: &Holding) -> Option<&str> {
     h.name.split_once('.').map(|(db, _)| db)
 }
 
-/// The registered [`crate::subjects::SubjectsFn`].
+/// The registered [`crate::driver::SubjectsFn`].
 pub fn subjects<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -588,9 +588,9 @@ mod tests {
     use super::super::inventory::tests::{args_for, instance_of, WRITE_WORDS};
     use super::super::{messages_for_tests, quote_literal, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
+    use crate::driver::from_value_sample;
+    use crate::driver::ProbeOptions;
     use crate::model::Access;
-    use crate::protocols::ProbeOptions;
-    use crate::subjects::from_value_sample;
 
     /// The lab's trust-auth PostgreSQL 15.18 (10 000 users) answering this module, recorded
     /// with `fixtures/postgresql/record_inventory.py` in front of it during
@@ -910,7 +910,7 @@ mod tests {
         asks: &[(Holding, &str)],
         per_container: Duration,
     ) -> Vec<Result<Subjects, String>> {
-        let ctx = crate::protocols::test_ctx(addr, ProbeOptions::default());
+        let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let mut f = Finding::new("postgresql");
         f.access = Access::Open;
         let queries: Vec<SubjectsQuery> = asks

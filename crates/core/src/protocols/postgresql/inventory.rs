@@ -33,9 +33,9 @@ use super::{
     fresh, login, parse_error, send_query, Arg, Credential, Login, LoginError, Msg, PgError,
     Reader, QUERY_TYPES, TERMINATE,
 };
+use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::{Check, Conn, NetError};
-use crate::protocols::{Finding, ProbeCtx};
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 
@@ -1123,7 +1123,7 @@ fn holding(rel: &Relation, schema: Vec<(String, String)>) -> Holding {
     }
 }
 
-/// The registered [`crate::inventory::InventoryFn`].
+/// The registered [`crate::driver::InventoryFn`].
 pub fn inventory<'a>(
     ctx: &'a ProbeCtx,
     finding: &'a Finding,
@@ -1168,9 +1168,9 @@ pub(super) mod tests {
 
     use super::super::{frontend, messages_for_tests, render, ALLOWED_QUERIES};
     use super::*;
+    use crate::driver::ProbeOptions;
     use crate::model::Access;
     use crate::net::Limits;
-    use crate::protocols::ProbeOptions;
 
     /// A whole inventory of a trust-auth PostgreSQL 15.18 seeded with the lab's main dataset
     /// (10 000 users), recorded with `record_inventory.py` through `leakscope scan --sample 5`:
@@ -1962,7 +1962,7 @@ pub(super) mod tests {
             frame_cap,
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     fn open_finding() -> Finding {

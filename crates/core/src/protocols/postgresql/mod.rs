@@ -12,7 +12,7 @@
 //! caps and deadlines, and a driver sends statements of its own that no allowlist covers.
 //!
 //! Every statement sent, by the probe, the [`inventory`] and the distinct-people count
-//! ([`subjects`]), is one of the constant templates in [`ALLOWED_QUERIES`]; [`render`] fills their
+//! ([`count`]), is one of the constant templates in [`ALLOWED_QUERIES`]; [`render`] fills their
 //! placeholders with typed values only (quoted identifiers, integers, a percentage, quoted string
 //! literals), and `send_query` is the one function that puts SQL on the wire.
 
@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{preview, Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{preview, Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -1278,8 +1278,8 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::driver::ProbeOptions;
     use crate::net::Limits;
-    use crate::protocols::ProbeOptions;
 
     // Captured from Debian's PostgreSQL 15.18 (lab instances on 127.0.22.x) with a raw socket
     // client sending the same StartupMessage as this probe.
@@ -1647,7 +1647,7 @@ mod tests {
             auth_interval: Duration::from_millis(1),
             ..ProbeOptions::default()
         };
-        crate::protocols::test_ctx(addr, opts)
+        crate::driver::test_ctx(addr, opts)
     }
 
     /// Serves every connection with `script` (given the connection's index).

@@ -7,9 +7,9 @@
 use futures::future::BoxFuture;
 
 use super::wire::{self as resp, RespLimits, Value};
+use crate::driver::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Conn, NetError};
-use crate::protocols::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: "redis",
@@ -578,7 +578,7 @@ fn glob_literal(prefix: &str) -> String {
 fn person_value(kind: &str, reply: &Value, field: &str, cap: usize) -> Option<String> {
     match kind {
         "hash" => reply.text(),
-        "string" => crate::subjects::value_at(reply.text()?, field, cap),
+        "string" => crate::driver::value_at(reply.text()?, field, cap),
         _ => None,
     }
 }
@@ -598,19 +598,19 @@ fn read_person(kind: &str, key: &str, field: &str) -> Vec<String> {
 
 /// Redis has no distinct count of values, so this reads the person key of every key of the
 /// pattern (SCAN MATCH, then pipelined `TYPE` and `HGET`/`GETRANGE` in batches) into a
-/// [`crate::subjects::DistinctCounter`], within the budget.
+/// [`crate::driver::DistinctCounter`], within the budget.
 async fn count_pattern(
     conn: &mut Conn,
     ctx: &ProbeCtx,
-    q: &crate::subjects::SubjectsQuery<'_>,
+    q: &crate::driver::SubjectsQuery<'_>,
     deadline: tokio::time::Instant,
-) -> Result<crate::subjects::Subjects, String> {
+) -> Result<crate::driver::Subjects, String> {
     use crate::inventory::keys::pattern;
     let (db, prefix) =
         split_container(&q.holding.name).ok_or_else(|| "not a key pattern".to_string())?;
     let want = format!("{prefix}*");
     select(conn, ctx, db).await?;
-    let mut counter = crate::subjects::DistinctCounter::default();
+    let mut counter = crate::driver::DistinctCounter::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
     let mut uniform: Option<String> = None;
     let mut cursor = "0".to_string();
@@ -723,7 +723,7 @@ async fn select(conn: &mut Conn, ctx: &ProbeCtx, db: u32) -> Result<(), String> 
 /// Keys per `EXISTS` (it takes many and answers how many exist).
 const EXISTS_BATCH: usize = 500;
 
-/// The registered [`crate::subjects::KeysExistFn`]: `SELECT` the container's database, then
+/// The registered [`crate::driver::KeysExistFn`]: `SELECT` the container's database, then
 /// `EXISTS k1 k2 …` (read-only; it answers a count, not the values).
 fn keys_exist<'a>(
     ctx: &'a ProbeCtx,
@@ -748,14 +748,14 @@ fn keys_exist<'a>(
     })
 }
 
-/// The registered [`crate::subjects::SubjectsFn`].
+/// The registered [`crate::driver::SubjectsFn`].
 fn subjects<'a>(
     ctx: &'a ProbeCtx,
     _finding: &'a Finding,
     _opts: &'a crate::inventory::InventoryOptions,
-    budget: crate::subjects::SubjectsBudget,
-    queries: &'a [crate::subjects::SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<crate::subjects::Subjects, String>>> {
+    budget: crate::driver::SubjectsBudget,
+    queries: &'a [crate::driver::SubjectsQuery<'a>],
+) -> BoxFuture<'a, Vec<Result<crate::driver::Subjects, String>>> {
     Box::pin(async move {
         let mut out = Vec::with_capacity(queries.len());
         let mut conn: Option<Conn> = None;

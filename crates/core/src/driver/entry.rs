@@ -1,0 +1,68 @@
+//! The registry entry: what a protocol tells the rest of leakscope about itself, and the hooks
+//! through which a scan reaches its code.
+
+use futures::future::BoxFuture;
+
+use crate::net::Conn;
+
+use super::{Finding, Outcome, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery};
+use crate::inventory::{Inventory, InventoryOptions};
+
+/// A well-known credential tried only with `--try-defaults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Where this default comes from, for the docs.
+    pub why: &'static str,
+}
+
+/// How a protocol is reached: raw bytes on a fresh connection, or an answer to `GET /`.
+pub enum Handler {
+    /// Gets a fresh, unused connection; a server-first handler reads the greeting itself.
+    Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
+    /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
+    Http(for<'a> fn(&'a ProbeCtx, &'a crate::driver::http::Response) -> BoxFuture<'a, Outcome>),
+}
+
+/// One row of the registry.
+pub struct Protocol {
+    /// Stable id used in the JSON contract.
+    pub id: &'static str,
+    /// Human name for help and reports.
+    pub name: &'static str,
+    pub default_ports: &'static [u16],
+    /// The server sends a greeting before the client says anything (MySQL).
+    pub server_speaks_first: bool,
+    pub default_credentials: &'static [Credential],
+    /// What the probe asks and how it decides, in one line (used by `--help` and docs).
+    pub method: &'static str,
+    pub handler: Handler,
+    /// Lists and samples what an `open`/`default_credentials` service holds; None until the
+    /// protocol has one.
+    pub inventory: Option<crate::driver::InventoryFn>,
+    /// Counts distinct people per container with the store's own read-only distinct count
+    /// (see [`crate::subjects`]); None where the store offers none.
+    pub subjects: Option<crate::driver::SubjectsFn>,
+    /// Whether given keys exist, for counting people by the ids in key names (see
+    /// [`crate::subjects`], method 4); None where the store has no keys or no cheap check.
+    pub keys_exist: Option<crate::driver::KeysExistFn>,
+}
+
+/// A protocol's inventory: lists, counts and samples what `finding` says is readable.
+pub type InventoryFn =
+    for<'a> fn(&'a ProbeCtx, &'a Finding, &'a InventoryOptions) -> BoxFuture<'a, Inventory>;
+
+/// A protocol's distinct counter: one answer per query, in order; `Err` says why not (a note).
+pub type SubjectsFn = for<'a> fn(
+    &'a ProbeCtx,
+    &'a Finding,
+    &'a InventoryOptions,
+    SubjectsBudget,
+    &'a [SubjectsQuery<'a>],
+) -> BoxFuture<'a, Vec<Result<Subjects, String>>>;
+
+/// How many of `keys` exist in the key-pattern container named `container` (`db0:user:*`):
+/// a read-only existence check, one round trip where the store allows.
+pub type KeysExistFn =
+    for<'a> fn(&'a ProbeCtx, &'a str, &'a [String]) -> BoxFuture<'a, Result<u64, String>>;

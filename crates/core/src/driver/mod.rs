@@ -14,6 +14,7 @@ mod context;
 mod count;
 mod entry;
 pub mod http;
+pub mod sql;
 
 #[cfg(test)]
 pub(crate) use context::test_ctx;

@@ -303,7 +303,7 @@ async fn count(
     );
     let mut found = None;
     for (db, table) in splits(&h.name) {
-        let args = [Arg::Id(db), Arg::Id(table)];
+        let args = [Arg::Ident(db), Arg::Ident(table)];
         match within(s, total, slot_end, slot, SHOW_INDEX, &args).await? {
             Got::Answer(set) => {
                 found = Some((db, table, set));
@@ -330,7 +330,7 @@ async fn count(
     let run = |distinct: bool| {
         let (template, time) = count_template(limit, distinct, ms);
         let mut args: Vec<Arg> = time.map(Arg::Int).into_iter().collect();
-        args.extend([Arg::Id(col), Arg::Id(db), Arg::Id(table)]);
+        args.extend([Arg::Ident(col), Arg::Ident(db), Arg::Ident(table)]);
         (template, args)
     };
     let skipped = || {
@@ -392,10 +392,10 @@ async fn count(
         };
         let args = [
             Arg::Int(i128::from(time)),
-            Arg::Id(col),
-            Arg::Id(db),
-            Arg::Id(table),
-            Arg::Id(col),
+            Arg::Ident(col),
+            Arg::Ident(db),
+            Arg::Ident(table),
+            Arg::Ident(col),
             Arg::Int(i128::from(m)),
         ];
         match within(s, total, slot_end, slot, template, &args).await? {
@@ -425,7 +425,7 @@ async fn count(
     } else {
         let (template, time) = count_template(limit, true, ms);
         let mut args: Vec<Arg> = time.map(Arg::Int).into_iter().collect();
-        args.extend([Arg::Id(col), Arg::Id(db), Arg::Id(table)]);
+        args.extend([Arg::Ident(col), Arg::Ident(db), Arg::Ident(table)]);
         within(s, total, slot_end, slot, template, &args).await?
     };
     Ok(match got {

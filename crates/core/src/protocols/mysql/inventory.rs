@@ -485,8 +485,8 @@ async fn sample_table(
                 budget,
                 SAMPLE_AT_OFFSET,
                 &[
-                    Arg::Id(db),
-                    Arg::Id(name),
+                    Arg::Ident(db),
+                    Arg::Ident(name),
                     Arg::Int(i128::from(SMALL_TABLE)),
                     Arg::Int(1),
                 ],
@@ -502,7 +502,7 @@ async fn sample_table(
             .query(
                 budget,
                 SAMPLE_RANDOM,
-                &[Arg::Id(db), Arg::Id(name), Arg::Int(want as i128)],
+                &[Arg::Ident(db), Arg::Ident(name), Arg::Int(want as i128)],
                 want,
             )
             .await?;
@@ -522,7 +522,7 @@ async fn sample_table(
             .query(
                 budget,
                 SAMPLE_AT_OFFSET,
-                &[Arg::Id(db), Arg::Id(name), o, k],
+                &[Arg::Ident(db), Arg::Ident(name), o, k],
                 n as usize,
             )
             .await?;
@@ -541,7 +541,7 @@ async fn sample_table(
                     .query(
                         budget,
                         SAMPLE_AT_OFFSET,
-                        &[Arg::Id(db), Arg::Id(name), o, k],
+                        &[Arg::Ident(db), Arg::Ident(name), o, k],
                         take as usize,
                     )
                     .await?;
@@ -568,7 +568,12 @@ async fn sample_by_key(
         .query(
             budget,
             KEY_RANGE,
-            &[Arg::Id(key), Arg::Id(key), Arg::Id(db), Arg::Id(name)],
+            &[
+                Arg::Ident(key),
+                Arg::Ident(key),
+                Arg::Ident(db),
+                Arg::Ident(name),
+            ],
             1,
         )
         .await?;
@@ -597,11 +602,11 @@ async fn sample_by_key(
                 budget,
                 SAMPLE_FROM_KEY,
                 &[
-                    Arg::Id(db),
-                    Arg::Id(name),
-                    Arg::Id(key),
+                    Arg::Ident(db),
+                    Arg::Ident(name),
+                    Arg::Ident(key),
                     Arg::Int(from),
-                    Arg::Id(key),
+                    Arg::Ident(key),
                     Arg::Int(take as i128),
                 ],
                 take,
@@ -653,7 +658,7 @@ async fn count_table(
     t: &mut Table,
     notes: &mut Vec<String>,
 ) -> Result<(), Failure> {
-    let args = [Arg::Id(&t.schema), Arg::Id(&t.name)];
+    let args = [Arg::Ident(&t.schema), Arg::Ident(&t.name)];
     match s.query(budget, COUNT_ROWS, &args, 1).await {
         Ok(set) => {
             if let Some(n) = set.rows.first().and_then(|r| parse_u64(r.first()?)) {

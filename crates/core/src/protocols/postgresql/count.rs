@@ -411,7 +411,7 @@ async fn count(
             table[0],
             table[1],
             Arg::Ident(col),
-            Arg::Int(m - 1),
+            Arg::Int(i128::from(m - 1)),
         ];
         match within(pg, slot_end, slot, COUNT_DISTINCT_HASHED, &args).await? {
             Got::Answer(a) => match number(&a) {
@@ -586,7 +586,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::super::inventory::tests::{args_for, instance_of, WRITE_WORDS};
-    use super::super::{messages_for_tests, quote_literal, render, ALLOWED_QUERIES, QUERY_TYPES};
+    use super::super::{messages_for_tests, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
     use crate::driver::from_value_sample;
     use crate::driver::ProbeOptions;
@@ -659,6 +659,7 @@ mod tests {
 
     #[test]
     fn text_values_are_literals_and_never_sql() {
+        let quote_literal = |t| crate::driver::sql::Dialect::PostgreSql.quote_text(t);
         assert_eq!(quote_literal("users").unwrap(), "'users'");
         assert_eq!(quote_literal("it's").unwrap(), "'it''s'");
         // A backslash: the E'' form, whose meaning does not depend on

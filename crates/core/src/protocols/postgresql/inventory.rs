@@ -441,9 +441,12 @@ impl Pg {
         statement_ms: u64,
     ) -> Result<Answer, Fail> {
         self.send(BEGIN_READ_ONLY, &[]).await?;
-        self.send(SET_STATEMENT_TIMEOUT, &[Arg::Int(statement_ms.max(1))])
-            .await?;
-        self.send(SET_LOCK_TIMEOUT, &[Arg::Int(LOCK_TIMEOUT_MS)])
+        self.send(
+            SET_STATEMENT_TIMEOUT,
+            &[Arg::Int(i128::from(statement_ms.max(1)))],
+        )
+        .await?;
+        self.send(SET_LOCK_TIMEOUT, &[Arg::Int(i128::from(LOCK_TIMEOUT_MS))])
             .await?;
         let begin = self.answer(0).await?;
         let settings = [self.answer(0).await?, self.answer(0).await?];
@@ -958,12 +961,12 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         // `left()` takes an int4.
-        let chars = |n: usize| Arg::Int(n.min(i32::MAX as usize) as u64);
+        let chars = |n: usize| Arg::Int(n.min(i32::MAX as usize) as i128);
         let keep = [
             chars(JSON_TEXT_CHARS.max(self.opts.value_cap)),
             chars(self.opts.value_cap),
         ];
-        let n = Arg::Int(want as u64);
+        let n = Arg::Int(want as i128);
         let mut plan: Vec<(&str, Vec<Arg>)> = Vec::new();
         if rel.small() {
             plan.push((SAMPLE_RANDOM, [&keep[..], &table[..], &[n][..]].concat()));
@@ -1537,7 +1540,7 @@ pub(super) mod tests {
 
     #[test]
     fn identifiers_are_quoted_and_never_sql() {
-        use super::super::quote_ident;
+        let quote_ident = |n| crate::driver::sql::Dialect::PostgreSql.quote_ident(n);
         assert_eq!(quote_ident("users").unwrap(), "\"users\"");
         assert_eq!(quote_ident("We\"ird").unwrap(), "\"We\"\"ird\"");
         assert_eq!(quote_ident(""), None);

@@ -20,6 +20,8 @@ use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+pub use crate::driver::sql::Arg;
+use crate::driver::sql::{Allowlist, Dialect};
 use crate::driver::{preview, Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
@@ -74,100 +76,17 @@ pub const ALLOWED_QUERIES: &[&str] = &[
     count::COUNT_DISTINCT_HASHED,
 ];
 
-/// A value for a template placeholder. Only these four kinds exist, so no caller can splice
-/// arbitrary text into SQL.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Arg<'a> {
-    /// `$IDENT`: an identifier, always double-quoted with inner quotes doubled
-    /// (`quote_ident` semantics), so any name is one identifier and never SQL.
-    Ident(&'a str),
-    /// `$INT`: a non-negative integer.
-    Int(u64),
-    /// `$PCT`: a percentage in (0, 100], for `TABLESAMPLE SYSTEM`.
-    Percent(f64),
-    /// `$TEXT`: a string constant (a catalogue name compared as a value), always a quoted
-    /// literal (`quote_literal` semantics), so any text is one value and never SQL.
-    Text(&'a str),
-}
+/// Every statement this module may send, in PostgreSQL's dialect (see [`crate::driver::sql`]).
+pub const SQL: Allowlist = Allowlist {
+    dialect: Dialect::PostgreSql,
+    templates: ALLOWED_QUERIES,
+};
 
-/// `"name"` with inner `"` doubled; None for names that cannot be identifiers (empty, NUL).
-pub fn quote_ident(name: &str) -> Option<String> {
-    if name.is_empty() || name.contains('\0') {
-        return None;
-    }
-    Some(format!("\"{}\"", name.replace('"', "\"\"")))
-}
-
-/// `'text'` with inner `'` doubled; when the text holds a backslash, `E'…'` with backslashes
-/// doubled as well, so the value is the same whatever `standard_conforming_strings` says (as
-/// PostgreSQL's own `quote_literal` does). None for text with NUL, which no literal can hold.
-pub fn quote_literal(text: &str) -> Option<String> {
-    if text.contains('\0') {
-        return None;
-    }
-    let quoted = text.replace('\'', "''");
-    Some(if text.contains('\\') {
-        format!("E'{}'", quoted.replace('\\', "\\\\"))
-    } else {
-        format!("'{quoted}'")
-    })
-}
-
-/// Builds the SQL text of an allowlisted template. The template is scanned once, left to right:
-/// each `$IDENT`, `$INT`, `$PCT` or `$TEXT` takes the next argument, which must be of that kind, and the
-/// rendered values are never scanned again, so a name containing `$INT` stays a name.
+/// Builds the SQL text of an allowlisted template: quoted identifiers (`$IDENT`), integers
+/// (`$INT`), a percentage (`$PCT`), quoted string literals (`$TEXT`); anything else is refused
+/// (see [`Allowlist::render`]).
 pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
-    if !ALLOWED_QUERIES.contains(&template) {
-        return Err(format!("refusing to send non-allowlisted SQL {template:?}"));
-    }
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut args = args.iter();
-    let mut rest = template;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let (token, value) = if let Some(r) = rest.strip_prefix("$IDENT") {
-            rest = r;
-            match args.next() {
-                Some(Arg::Ident(name)) => ("$IDENT", quote_ident(name)),
-                other => return Err(format!("$IDENT needs an identifier, got {other:?}")),
-            }
-        } else if let Some(r) = rest.strip_prefix("$INT") {
-            rest = r;
-            match args.next() {
-                Some(Arg::Int(n)) => ("$INT", Some(n.to_string())),
-                other => return Err(format!("$INT needs an integer, got {other:?}")),
-            }
-        } else if let Some(r) = rest.strip_prefix("$TEXT") {
-            rest = r;
-            match args.next() {
-                Some(Arg::Text(text)) => ("$TEXT", quote_literal(text)),
-                other => return Err(format!("$TEXT needs a text value, got {other:?}")),
-            }
-        } else if let Some(r) = rest.strip_prefix("$PCT") {
-            rest = r;
-            match args.next() {
-                Some(&Arg::Percent(p)) if p.is_finite() && p > 0.0 && p <= 100.0 => {
-                    ("$PCT", Some(format!("{p:.6}")))
-                }
-                other => {
-                    return Err(format!(
-                        "$PCT needs a percentage in (0, 100], got {other:?}"
-                    ))
-                }
-            }
-        } else {
-            return Err("unknown placeholder in template".into());
-        };
-        out.push_str(
-            &value.ok_or_else(|| format!("{token}: not a valid value (empty name, or NUL)"))?,
-        );
-    }
-    out.push_str(rest);
-    if args.next().is_some() {
-        return Err("more arguments than placeholders".into());
-    }
-    Ok(out)
+    SQL.render(template, args)
 }
 
 /// Sends one simple Query built by [`render`]: the only function that sends SQL.

@@ -56,7 +56,7 @@ pub mod postgresql {
     };
     pub use crate::protocols::postgresql::{
         check_message, parse_auth, parse_error, parse_server_first, recognise, verify_server_final,
-        Msg, Session,
+        Msg, Startup,
     };
 }
 

@@ -36,3 +36,5 @@ pub mod scan;
 pub mod scope;
 pub mod store;
 pub mod subjects;
+#[cfg(test)]
+mod testkit;

@@ -20,7 +20,6 @@
 //! Where none applies the estimate stays empty rather than guessed.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::driver::{Finding, KeysExistFn, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::{Holding, InventoryOptions};
@@ -242,10 +241,7 @@ async fn ask_store(
         return Vec::new();
     };
     let queries: Vec<SubjectsQuery<'_>> = asks.iter().map(|(_, q)| q.clone()).collect();
-    let total = budget
-        .per_container
-        .saturating_mul(queries.len() as u32)
-        .saturating_add(Duration::from_secs(5));
+    let total = budget.total(queries.len());
     let answers =
         match tokio::time::timeout(total, counter(ctx, finding, opts, budget, &queries)).await {
             Ok(a) => a,

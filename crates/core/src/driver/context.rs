@@ -162,6 +162,11 @@ impl ProbeCtx {
         }
     }
 
+    /// A copy of this context (same endpoint, options and scope), for a session of its own.
+    pub fn copy(&self) -> ProbeCtx {
+        self.with_tls_flag(self.tls)
+    }
+
     /// A copy of this context for the same endpoint over TLS.
     pub fn with_tls(&self) -> ProbeCtx {
         self.with_tls_flag(true)

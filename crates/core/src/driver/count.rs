@@ -7,6 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::Budget;
 use crate::inventory::{Holding, InventoryOptions};
 
 /// One container whose distinct people the store is asked to count.
@@ -43,6 +46,14 @@ impl Default for SubjectsBudget {
 }
 
 impl SubjectsBudget {
+    /// Time the engine gives the counts of `queries` containers: each its share, plus 5 s for
+    /// logins and the slowest answer.
+    pub fn total(&self, queries: usize) -> Duration {
+        self.per_container
+            .saturating_mul(u32::try_from(queries).unwrap_or(u32::MAX))
+            .saturating_add(Duration::from_secs(5))
+    }
+
     /// The user's `--subjects-timeout`; else ten seconds per container, and with `--full` (an
     /// exact census was asked for) the inventory's own time budget per container.
     pub fn for_options(opts: &InventoryOptions) -> SubjectsBudget {
@@ -211,6 +222,64 @@ impl DistinctCounter {
         };
         (e.round() as u64, false)
     }
+}
+
+/// How much later than a SQL server's own statement time limit a count stops waiting, so that
+/// the server's cancellation arrives first and the session stays in step (MariaDB's limit is
+/// whole seconds, rounded up).
+pub const GRACE: Duration = Duration::from_millis(1500);
+
+/// One container's share of the people counts, for stores that can be told to stop a
+/// statement themselves (`statement_timeout`, `max_statement_time`): the server is told to stop
+/// at [`Slot::end`]; the client waits until [`Slot::wait_until`], a [`GRACE`] later.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub end: Instant,
+    /// The container's share of time, for the words of a note.
+    pub share: Duration,
+    limit: Instant,
+}
+
+impl Slot {
+    /// A slot of `share` starting now, ending early enough that its grace still fits in the
+    /// counts' `budget`.
+    pub fn new(share: Duration, budget: &Budget) -> Slot {
+        let latest = budget
+            .deadline()
+            .checked_sub(GRACE)
+            .unwrap_or_else(Instant::now);
+        Slot {
+            end: (Instant::now() + share).min(latest),
+            share,
+            limit: budget.deadline(),
+        }
+    }
+
+    /// Milliseconds left until the server should stop (0: no time to start a statement).
+    pub fn millis_left(&self) -> u64 {
+        self.end
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64
+    }
+
+    /// When the client stops waiting for a statement of this slot.
+    pub fn wait_until(&self) -> Instant {
+        (self.end + GRACE).min(self.limit)
+    }
+
+    /// Why a statement of this slot has no answer: `exceeded the 10 s budget`.
+    pub fn exceeded(&self) -> String {
+        format!("exceeded the {} budget", secs(self.share))
+    }
+}
+
+/// How one statement of a count ended, short of a broken session: its answer `A`, out of time
+/// (why, in words), or refused with the store's error `E`.
+#[derive(Debug)]
+pub enum Got<A, E> {
+    Answer(A),
+    OutOfTime(String),
+    Refused(E),
 }
 
 #[cfg(test)]

@@ -10,11 +10,18 @@
 //! The driver sits above `net`, `scope`, `model` and `inventory`'s data types, and below every
 //! protocol; nothing here names a protocol.
 
+mod budget;
 mod context;
 mod count;
 mod entry;
+mod failure;
 pub mod http;
+mod session;
 pub mod sql;
+
+pub use budget::{margin, Budget, Spent};
+pub use failure::Failure;
+pub use session::{Session, Wait};
 
 #[cfg(test)]
 pub(crate) use context::test_ctx;
@@ -22,7 +29,7 @@ pub use context::{
     preview, Connector, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
 };
 pub use count::{
-    from_value_sample, secs, value_at, value_modulus, value_sample, DistinctCounter, Subjects,
-    SubjectsBudget, SubjectsQuery,
+    from_value_sample, secs, value_at, value_modulus, value_sample, DistinctCounter, Got, Slot,
+    Subjects, SubjectsBudget, SubjectsQuery, GRACE,
 };
 pub use entry::{Credential, Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};

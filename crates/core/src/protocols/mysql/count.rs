@@ -28,28 +28,23 @@
 //! Only plain columns are counted: a person key inside a JSON text column (`prefs.email`)
 //! would need a JSON path literal in SQL, and no index or statistic describes it.
 
-use crate::driver::{secs, value_modulus, value_sample};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::time::Instant;
 
-use super::inventory::{Budget, Failure, Session};
+use super::inventory::{Failure, Session};
 use super::{
     product_version, Arg, ResultSet, ServerError, COUNT_DISTINCT, COUNT_DISTINCT_HASHED_MARIADB,
     COUNT_DISTINCT_HASHED_MYSQL, COUNT_DISTINCT_MARIADB, COUNT_DISTINCT_MYSQL, COUNT_VALUES,
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
 };
-use crate::driver::{Finding, ProbeCtx};
-use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::{
+    self, value_modulus, value_sample, Budget, Finding, ProbeCtx, Slot, Subjects, SubjectsBudget,
+    SubjectsQuery,
+};
 use crate::inventory::InventoryOptions;
 
-/// How much later than the server's own limit we stop waiting, so that its error arrives
-/// first (MariaDB's limit is whole seconds, rounded up).
-const GRACE: Duration = Duration::from_millis(1500);
-/// How long before the engine's timeout for all counts (`n × per_container + 5 s`) this module
-/// stops, so that the answers it has are returned rather than dropped with the future.
-const MARGIN: Duration = Duration::from_secs(1);
 /// Servers without a statement time limit count only tables estimated at most this big.
 const UNLIMITED_ROWS: u64 = 1_000_000;
 /// Index columns read from one table's listing (MySQL allows 64 indexes of 16 columns).
@@ -225,40 +220,29 @@ fn splits(name: &str) -> Vec<(&str, &str)> {
 }
 
 /// How one statement ended, short of a broken connection.
-enum Got {
-    Answer(ResultSet),
-    OutOfTime(String),
-    Refused(ServerError),
-}
+type Got = driver::Got<ResultSet, ServerError>;
 
-/// Runs one statement with our deadline a little after `slot_end`; the bytes read are charged
-/// to `total`.
+/// Runs one statement of `slot`, with our deadline a little after the server's.
 async fn within(
     s: &mut Session,
-    total: &mut Budget,
-    slot_end: Instant,
-    slot: Duration,
+    slot: &Slot,
     template: &'static str,
     args: &[Arg<'_>],
 ) -> Result<Got, Failure> {
-    let mut b = Budget {
-        deadline: (slot_end + GRACE).min(total.deadline),
-        bytes_left: total.bytes_left,
-    };
     // A count answers one row; an index listing one row per index column.
     let rows = if template == SHOW_INDEX {
         MAX_INDEX_ROWS
     } else {
         1
     };
-    let r = s.query(&mut b, template, args, rows).await;
-    total.bytes_left = b.bytes_left;
+    s.set_deadline(Some(slot.wait_until()));
+    let r = s.query(template, args, rows).await;
+    s.set_deadline(None);
     match r {
         Ok(set) => Ok(Got::Answer(set)),
-        Err(Failure::Server(e)) if OUT_OF_TIME.contains(&e.code) => Ok(Got::OutOfTime(format!(
-            "exceeded the {} budget ({e})",
-            secs(slot)
-        ))),
+        Err(Failure::Server(e)) if OUT_OF_TIME.contains(&e.code) => {
+            Ok(Got::OutOfTime(format!("{} ({e})", slot.exceeded())))
+        }
         Err(Failure::Server(e)) => Ok(Got::Refused(e)),
         Err(e) => Err(e),
     }
@@ -277,10 +261,10 @@ fn number(set: &ResultSet) -> Result<u64, String> {
 /// why this table has no count.
 async fn count(
     s: &mut Session,
-    total: &mut Budget,
+    total: &Budget,
     limit: TimeLimit,
     q: &SubjectsQuery<'_>,
-    slot: Duration,
+    share: Duration,
 ) -> Result<Result<Subjects, String>, Failure> {
     let h = q.holding;
     // The inventory lists views with neither rows nor bytes; counting one would run its
@@ -295,16 +279,11 @@ async fn count(
         Ok(c) => c,
         Err(why) => return Ok(Err(why)),
     };
-    let slot_end = (Instant::now() + slot).min(
-        total
-            .deadline
-            .checked_sub(GRACE)
-            .unwrap_or_else(Instant::now),
-    );
+    let slot = Slot::new(share, total);
     let mut found = None;
     for (db, table) in splits(&h.name) {
         let args = [Arg::Ident(db), Arg::Ident(table)];
-        match within(s, total, slot_end, slot, SHOW_INDEX, &args).await? {
+        match within(s, &slot, SHOW_INDEX, &args).await? {
             Got::Answer(set) => {
                 found = Some((db, table, set));
                 break;
@@ -324,9 +303,7 @@ async fn count(
 
     // What a count costs where the server cannot stop it: only small tables are counted.
     let unaffordable = limit == TimeLimit::None && h.records.is_none_or(|r| r > UNLIMITED_ROWS);
-    let ms = slot_end
-        .saturating_duration_since(Instant::now())
-        .as_millis() as u64;
+    let ms = slot.millis_left();
     let run = |distinct: bool| {
         let (template, time) = count_template(limit, distinct, ms);
         let mut args: Vec<Arg> = time.map(Arg::Int).into_iter().collect();
@@ -335,7 +312,7 @@ async fn count(
     };
     let skipped = || {
         if ms == 0 {
-            format!("exceeded the {} budget", secs(slot))
+            slot.exceeded()
         } else {
             format!(
                 "was not run: this server has no statement time limit and the table may hold \
@@ -358,7 +335,7 @@ async fn count(
             Got::OutOfTime(skipped())
         } else {
             let (template, args) = run(false);
-            within(s, total, slot_end, slot, template, &args).await?
+            within(s, &slot, template, &args).await?
         };
         return Ok(match got {
             Got::Answer(set) => number(&set).map(|n| Subjects {
@@ -398,7 +375,7 @@ async fn count(
             Arg::Ident(col),
             Arg::Int(i128::from(m)),
         ];
-        match within(s, total, slot_end, slot, template, &args).await? {
+        match within(s, &slot, template, &args).await? {
             Got::Answer(set) => match number(&set) {
                 Ok(k) if k >= PRECISE_SAMPLE => {
                     return Ok(Ok(value_sample(
@@ -417,16 +394,14 @@ async fn count(
             Got::Refused(_) => {}
         }
     }
-    let ms = slot_end
-        .saturating_duration_since(Instant::now())
-        .as_millis() as u64;
+    let ms = slot.millis_left();
     let got = if unaffordable || ms == 0 {
         Got::OutOfTime(skipped())
     } else {
         let (template, time) = count_template(limit, true, ms);
         let mut args: Vec<Arg> = time.map(Arg::Int).into_iter().collect();
         args.extend([Arg::Ident(col), Arg::Ident(db), Arg::Ident(table)]);
-        within(s, total, slot_end, slot, template, &args).await?
+        within(s, &slot, template, &args).await?
     };
     Ok(match got {
         Got::Answer(set) => number(&set).map(|n| Subjects {
@@ -489,17 +464,7 @@ pub fn subjects<'a>(
             Some(c) if c.password.is_empty() => c.user,
             _ => return all("no credential this client can log in with".into()),
         };
-        let mut total = Budget {
-            deadline: Instant::now()
-                + budget
-                    .per_container
-                    .saturating_mul(queries.len() as u32)
-                    .saturating_add(Duration::from_secs(5))
-                    .saturating_sub(MARGIN),
-            bytes_left: opts.byte_budget,
-        };
-        // A count may take its whole budget before the first byte of its answer.
-        let ictx = ctx.with_read_timeout_at_least(budget.per_container + GRACE * 2);
+        let total = Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget));
         let maria = finding.product.as_deref() == Some("MariaDB");
         let mut notes = Vec::new();
         let mut session: Option<Session> = None;
@@ -511,11 +476,14 @@ pub fn subjects<'a>(
                 out.push(Err(why.clone()));
                 continue;
             }
-            if let Some(what) = total.exhausted() {
-                out.push(Err(format!("the {what} of the counts was spent")));
+            if let Some(spent) = total.spent() {
+                out.push(Err(format!(
+                    "the {} of the counts was spent",
+                    spent.budget()
+                )));
                 continue;
             }
-            if session.as_ref().is_some_and(|s| s.broken) {
+            if session.as_ref().is_some_and(|s| s.broken()) {
                 if reopened >= MAX_REOPEN {
                     out.push(Err("the connection broke too often".into()));
                     continue;
@@ -525,7 +493,7 @@ pub fn subjects<'a>(
             }
             let s = match &mut session {
                 Some(s) => s,
-                None => match Session::open(&ictx, user, maria, &mut total, &mut notes).await {
+                None => match Session::open(ctx, user, maria, &total, &mut notes).await {
                     Ok(s) => session.insert(s),
                     Err(e) => {
                         let why = format!("login failed: {e}");
@@ -536,7 +504,7 @@ pub fn subjects<'a>(
                 },
             };
             let limit = time_limit(&s.server_version);
-            match count(s, &mut total, limit, q, budget.per_container).await {
+            match count(s, &total, limit, q, budget.per_container).await {
                 Ok(answer) => out.push(answer),
                 Err(e) => out.push(Err(e.to_string())),
             }
@@ -561,42 +529,34 @@ mod tests {
     // Answers of the lab's MariaDB 10.11.19 (`mariadb-root-nopass`, 10 000 users), recorded
     // with `fixtures/mysql/capture_inventory.py 127.0.12.2 'NAME.bin=SQL' …` inside a
     // read-only transaction; the statements are in each constant's comment.
-    const SET_OK: &[u8] = include_bytes!("../../../fixtures/mysql/inv_set_ok.bin");
+    const SET_OK: &[u8] = fixture!("mysql/inv_set_ok.bin");
     /// SHOW INDEX FROM `smarthome`.`users`: PRIMARY (user_id).
-    const INDEX_USERS: &[u8] = include_bytes!("../../../fixtures/mysql/subj_show_index_users.bin");
+    const INDEX_USERS: &[u8] = fixture!("mysql/subj_show_index_users.bin");
     /// SHOW INDEX FROM `smarthome`.`devices`: PRIMARY (device_id), nothing on user_id.
-    const INDEX_DEVICES: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_show_index_devices.bin");
+    const INDEX_DEVICES: &[u8] = fixture!("mysql/subj_show_index_devices.bin");
     /// SHOW INDEX FROM `smarthome`.`orders`: PRIMARY (order_id).
-    const INDEX_ORDERS: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_show_index_orders.bin");
+    const INDEX_ORDERS: &[u8] = fixture!("mysql/subj_show_index_orders.bin");
     /// SHOW INDEX FROM `mysql`.`help_relation` (Aria, never analysed): PRIMARY
     /// (help_keyword_id, help_topic_id) and help_topic_id, cardinality NULL at seq 1.
-    const INDEX_RELATION: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_show_index_help_relation.bin");
+    const INDEX_RELATION: &[u8] = fixture!("mysql/subj_show_index_help_relation.bin");
     /// SHOW INDEX FROM `mysql`.`help_topic`: PRIMARY (help_topic_id), UNIQUE name.
-    const INDEX_TOPIC: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_show_index_help_topic.bin");
+    const INDEX_TOPIC: &[u8] = fixture!("mysql/subj_show_index_help_topic.bin");
     /// SHOW INDEX FROM `mysql`.`innodb_table_stats` (InnoDB): PRIMARY (database_name,
     /// table_name), cardinality 6 at seq 1 (the table holds 3 distinct database names).
-    const INDEX_TABLE_STATS: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_show_index_table_stats.bin");
+    const INDEX_TABLE_STATS: &[u8] = fixture!("mysql/subj_show_index_table_stats.bin");
     /// SHOW INDEX FROM `smarthome`.`nope`: ERR 1146.
-    const NO_TABLE: &[u8] = include_bytes!("../../../fixtures/mysql/subj_no_such_table.bin");
+    const NO_TABLE: &[u8] = fixture!("mysql/subj_no_such_table.bin");
     /// SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(`user_id`) FROM `smarthome`.`users`
-    const COUNT_USERS: &[u8] = include_bytes!("../../../fixtures/mysql/subj_count_values.bin");
+    const COUNT_USERS: &[u8] = fixture!("mysql/subj_count_values.bin");
     /// … COUNT(DISTINCT `user_id`) FROM `smarthome`.`devices`: 10 000.
-    const DISTINCT_DEVICES: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_count_distinct.bin");
+    const DISTINCT_DEVICES: &[u8] = fixture!("mysql/subj_count_distinct.bin");
     /// … COUNT(DISTINCT `user_id`) FROM `smarthome`.`devices` WHERE CRC32(`user_id`) % 128 = 0
     /// on the 2.4 M-user lab's MariaDB (127.1.12.2): 18 627.
-    const HASHED_BIG: &[u8] = include_bytes!("../../../fixtures/mysql/subj_count_hashed_big.bin");
+    const HASHED_BIG: &[u8] = fixture!("mysql/subj_count_hashed_big.bin");
     /// The same of `orders` on the 10 000-user lab: 60 values.
-    const HASHED_SMALL: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_count_hashed_small.bin");
+    const HASHED_SMALL: &[u8] = fixture!("mysql/subj_count_hashed_small.bin");
     /// The same with max_statement_time = 0.001: ERR 1969 after the column definitions.
-    const TIMED_OUT: &[u8] =
-        include_bytes!("../../../fixtures/mysql/subj_count_distinct_timeout.bin");
+    const TIMED_OUT: &[u8] = fixture!("mysql/subj_count_distinct_timeout.bin");
 
     fn rows(bytes: &[u8]) -> ResultSet {
         let mut r = ResultReader::with_rows(1 << 20, 1000);
@@ -737,7 +697,8 @@ mod tests {
 
     // ---- end to end against a fake MariaDB that answers with the recorded replies ----
 
-    use super::super::inventory::tests::Received;
+    use super::super::inventory::tests::sql_sent;
+    use crate::testkit::{fixture, FakeServer};
 
     fn answer(sql: &str) -> &'static [u8] {
         if sql.starts_with("SET SESSION") || sql.starts_with("START ") {
@@ -767,7 +728,7 @@ mod tests {
         }
     }
 
-    async fn fake_mariadb(stall: Option<&'static str>) -> (SocketAddr, Received) {
+    async fn fake_mariadb(stall: Option<&'static str>) -> FakeServer {
         super::super::inventory::tests::fake_mariadb_answering(answer, stall).await
     }
 
@@ -822,7 +783,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_method_against_recorded_answers() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let uid = [("user_id", "char(36)")];
         let holdings = [
             // InnoDB's TABLE_ROWS (9532) is an estimate: the unique key is counted.
@@ -919,18 +881,20 @@ mod tests {
             ok(9).method
         );
 
-        let sent = got.lock().unwrap().clone();
+        let sent = sql_sent(&server);
         for sql in &sent {
             assert!(
                 ALLOWED_QUERIES.iter().any(|t| matches_template(sql, t)),
                 "not allowlisted: {sql}"
             );
         }
+        // The session's limit: what is left of the counts' 105 s (ten tables, 10 s each, plus
+        // 5 s) less the driver's margin of 2 s, in whole seconds.
         assert_eq!(
             sent[..3],
             [
                 "SET SESSION TRANSACTION READ ONLY",
-                "SET SESSION max_statement_time = 103",
+                "SET SESSION max_statement_time = 102",
                 "START TRANSACTION READ ONLY"
             ]
         );
@@ -949,7 +913,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_costs_one_slot_and_the_next_table_gets_a_new_session() {
-        let (addr, got) = fake_mariadb(Some("FROM `smarthome`.`devices`")).await;
+        let server = fake_mariadb(Some("FROM `smarthome`.`devices`")).await;
+        let addr = server.addr();
         let uid = [("user_id", "char(36)")];
         let holdings = [
             holding("smarthome.devices", 15179, false, &uid),
@@ -967,13 +932,14 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
         assert!(out[0].is_err(), "{out:?}");
         assert_eq!(out[1].as_ref().unwrap().count, 10000);
-        let sent = got.lock().unwrap().clone();
+        let sent = sql_sent(&server);
         assert_eq!(sent.iter().filter(|s| s.starts_with("START")).count(), 2);
     }
 
     #[tokio::test]
     async fn without_a_usable_credential_nothing_is_sent() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let h = [holding("smarthome.users", 1, false, &[])];
         let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let q = [SubjectsQuery {
@@ -992,6 +958,6 @@ mod tests {
         )
         .await;
         assert!(out[0].is_err());
-        assert!(got.lock().unwrap().is_empty());
+        assert!(sql_sent(&server).is_empty());
     }
 }

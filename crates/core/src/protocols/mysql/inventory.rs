@@ -42,21 +42,20 @@
 //! noted and the next one goes on, on a fresh connection when the old one is out of step.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{
     exchange, frame, login, parse_greeting, product_version, read_packet, Arg, Greeting, Login,
-    QueryReply, ReadBounds, ResultSet, COM_QUIT, COUNT_ROWS, COUNT_TABLES, KEY_RANGE, LIST_COLUMNS,
+    QueryReply, ResultSet, COM_QUIT, COUNT_ROWS, COUNT_TABLES, KEY_RANGE, LIST_COLUMNS,
     LIST_TABLES, SAMPLE_AT_OFFSET, SAMPLE_FROM_KEY, SAMPLE_RANDOM, SET_EXECUTION_TIME,
     SET_READ_ONLY, SET_STATEMENT_TIME, START_READ_ONLY,
 };
-use crate::driver::{Finding, ProbeCtx, ProbeOptions};
+use crate::driver::{self, Budget, Finding, ProbeCtx, Wait};
 use crate::inventory::flatten::flatten_row;
 use crate::inventory::{Holding, Inventory, InventoryOptions, Record};
-use crate::net::{Conn, NetError};
+use crate::net::Conn;
 
 /// InnoDB tables estimated at most this many rows are counted exactly even without `--full`:
 /// an index walk of a million rows takes the server a fraction of a second, and an owner told
@@ -101,59 +100,17 @@ struct Table {
     key_columns: usize,
 }
 
-/// Time and bytes left for the whole inventory (or for one statement of the distinct counts
-/// in [`super::subjects`]).
-pub(super) struct Budget {
-    /// Ours ends a little before the engine's, so the partial result is returned, not dropped.
-    pub(super) deadline: Instant,
-    pub(super) bytes_left: usize,
-}
-
-impl Budget {
-    pub(super) fn time_left(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-    pub(super) fn exhausted(&self) -> Option<&'static str> {
-        if self.time_left().is_zero() {
-            Some("time budget")
-        } else if self.bytes_left == 0 {
-            Some("byte budget")
-        } else {
-            None
-        }
-    }
-}
-
-/// A logged-in, read-only session.
+/// A logged-in, read-only session on the budget of its inventory (or of the people counts in
+/// [`super::count`]).
 pub(super) struct Session {
-    conn: Conn,
-    frame_cap: usize,
-    /// The connection is out of step (an answer left unread, an I/O error): reopen before use.
-    pub(super) broken: bool,
+    s: driver::Session,
     /// As the handshake gave it (`5.5.5-10.11.19-MariaDB-0+deb12u1`, `8.0.36`).
     pub(super) server_version: String,
 }
 
-/// How a statement failed.
-#[derive(Debug)]
-pub(super) enum Failure {
-    /// The server refused it (the session is still usable).
-    Server(super::ServerError),
-    /// The connection failed or is out of step.
-    Net(NetError),
-    /// No budget left to start it.
-    Budget(&'static str),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Server(e) => write!(f, "{e}"),
-            Failure::Net(e) => write!(f, "{e}"),
-            Failure::Budget(what) => write!(f, "{what} exhausted"),
-        }
-    }
-}
+/// How a statement failed: the server refused it (an ERR packet; the session is still
+/// usable), the connection failed or is out of step, or the budget ran out.
+pub(super) type Failure = driver::Failure<super::ServerError>;
 
 impl Session {
     /// Connects, logs in as `user` (empty password) and makes the session read-only with a
@@ -162,7 +119,7 @@ impl Session {
         ctx: &ProbeCtx,
         user: &str,
         maria_hint: bool,
-        budget: &mut Budget,
+        budget: &Arc<Budget>,
         notes: &mut Vec<String>,
     ) -> Result<Session, String> {
         let left = budget.time_left();
@@ -172,12 +129,12 @@ impl Session {
             Ok(r) => r?,
         };
         let mut s = Session {
-            conn,
-            frame_cap: ctx.opts.frame_cap,
-            broken: false,
+            s: driver::Session::with_conn(ctx, conn, budget.clone()),
             server_version,
         };
-        match s.simple(budget, SET_READ_ONLY, &[]).await {
+        // A count's answer comes after the whole count: reads wait until the deadline.
+        s.s.set_wait(Wait::Deadline);
+        match s.simple(SET_READ_ONLY, &[]).await {
             Ok(()) => {}
             Err(Failure::Server(e)) => notes.push(format!(
                 "the server refused a read-only session ({e}); the SQL allowlist still keeps the inventory to reads"
@@ -191,14 +148,14 @@ impl Session {
         } else {
             (SET_EXECUTION_TIME, i128::from(secs) * 1000)
         };
-        match s.simple(budget, template, &[Arg::Int(value)]).await {
+        match s.simple(template, &[Arg::Int(value)]).await {
             Ok(()) => {}
             Err(Failure::Server(e)) => notes.push(format!(
                 "no server-side statement time limit ({e}); statements are bounded by the client deadline only"
             )),
             Err(e) => return Err(format!("setting the statement time limit: {e}")),
         }
-        match s.simple(budget, START_READ_ONLY, &[]).await {
+        match s.simple(START_READ_ONLY, &[]).await {
             Ok(()) => {}
             Err(Failure::Server(e)) => notes.push(format!(
                 "the server refused START TRANSACTION READ ONLY ({e}); the SQL allowlist still keeps the inventory to reads"
@@ -227,72 +184,52 @@ impl Session {
         }
     }
 
-    /// Runs one allowlisted statement within the budget; counts the bytes read.
+    /// The connection is out of step (an answer left unread, an I/O error): reopen before use.
+    pub(super) fn broken(&self) -> bool {
+        self.s.is_broken()
+    }
+
+    /// Until when the next statements may run, in place of the budget's deadline (one count's
+    /// slot); None returns to the budget's.
+    pub(super) fn set_deadline(&mut self, until: Option<Instant>) {
+        self.s.set_deadline(until);
+    }
+
+    /// Runs one allowlisted statement within the budget.
     pub(super) async fn query(
         &mut self,
-        budget: &mut Budget,
         template: &'static str,
         args: &[Arg<'_>],
         max_rows: usize,
     ) -> Result<ResultSet, Failure> {
-        if let Some(what) = budget.exhausted() {
-            return Err(Failure::Budget(what));
+        if let Some(spent) = self.s.spent() {
+            return Err(Failure::Budget(spent));
         }
-        if self.broken {
-            return Err(Failure::Net(NetError::Invalid(
-                "connection out of step".into(),
-            )));
-        }
-        let bounds = ReadBounds {
-            frame_cap: self.frame_cap,
-            budget: budget.bytes_left,
-            max_rows,
-            timeout: budget.time_left(),
-        };
-        let before = self.conn.received;
-        let reply = exchange(&mut self.conn, template, args, bounds).await;
-        let read = self.conn.received.saturating_sub(before);
-        budget.bytes_left = budget.bytes_left.saturating_sub(read);
-        match reply {
+        match exchange(&mut self.s, template, args, max_rows).await {
             Ok(QueryReply::Rows(set)) => {
                 if set.truncated {
                     // The rest of the answer is still on the wire.
-                    self.broken = true;
+                    self.s.mark_broken();
                     if set.rows.len() < max_rows {
-                        budget.bytes_left = 0;
+                        self.s.budget().exhaust_bytes();
                     }
                 }
                 Ok(set)
             }
             Ok(QueryReply::Ok) => Ok(ResultSet::default()),
             Ok(QueryReply::Err(e)) => Err(Failure::Server(e)),
-            Err(e) => {
-                self.broken = true;
-                if matches!(e, NetError::Timeout(_))
-                    && budget.time_left() < Duration::from_millis(50)
-                {
-                    return Err(Failure::Budget("time budget"));
-                }
-                Err(Failure::Net(e))
-            }
+            Err(e) => Err(e),
         }
     }
 
     /// A statement answered by OK (SET, START TRANSACTION).
-    async fn simple(
-        &mut self,
-        budget: &mut Budget,
-        template: &'static str,
-        args: &[Arg<'_>],
-    ) -> Result<(), Failure> {
-        self.query(budget, template, args, 0).await.map(drop)
+    async fn simple(&mut self, template: &'static str, args: &[Arg<'_>]) -> Result<(), Failure> {
+        self.query(template, args, 0).await.map(drop)
     }
 
     pub(super) async fn quit(mut self) {
         // Ends the read-only transaction (rolled back: it changed nothing) and the session.
-        if !self.broken {
-            let _ = self.conn.send(&frame(0, &[COM_QUIT])).await;
-        }
+        self.s.goodbye(&frame(0, &[COM_QUIT])).await;
     }
 }
 
@@ -467,7 +404,6 @@ fn key_points(min: i128, max: i128, chunks: usize, rng: &mut Rng) -> Vec<i128> {
 /// Samples one table into `out` (what was read before a failure is kept).
 async fn sample_table(
     s: &mut Session,
-    budget: &mut Budget,
     t: &Table,
     opts: &InventoryOptions,
     rng: &mut Rng,
@@ -482,7 +418,6 @@ async fn sample_table(
         // rows, a bounded cost.
         let past = s
             .query(
-                budget,
                 SAMPLE_AT_OFFSET,
                 &[
                     Arg::Ident(db),
@@ -500,7 +435,6 @@ async fn sample_table(
     if rows.is_some_and(|n| n <= SMALL_TABLE) {
         let set = s
             .query(
-                budget,
                 SAMPLE_RANDOM,
                 &[Arg::Ident(db), Arg::Ident(name), Arg::Int(want as i128)],
                 want,
@@ -510,7 +444,7 @@ async fn sample_table(
         return Ok(());
     }
     if let Some(key) = &t.int_key {
-        return sample_by_key(s, budget, (db, name, key), opts, rng, out).await;
+        return sample_by_key(s, (db, name, key), opts, rng, out).await;
     }
     // Unknown size: the runs stay within the span; a short run ends them.
     let at = |off: u64, n: u64| [Arg::Int(i128::from(off)), Arg::Int(i128::from(n))];
@@ -520,7 +454,6 @@ async fn sample_table(
         let [o, k] = at(off, n);
         let set = s
             .query(
-                budget,
                 SAMPLE_AT_OFFSET,
                 &[Arg::Ident(db), Arg::Ident(name), o, k],
                 n as usize,
@@ -539,7 +472,6 @@ async fn sample_table(
                 let [o, k] = at(from, take);
                 let set = s
                     .query(
-                        budget,
                         SAMPLE_AT_OFFSET,
                         &[Arg::Ident(db), Arg::Ident(name), o, k],
                         take as usize,
@@ -557,7 +489,6 @@ async fn sample_table(
 /// Runs of rows from random points of a numeric primary key's range.
 async fn sample_by_key(
     s: &mut Session,
-    budget: &mut Budget,
     (db, name, key): (&str, &str, &str),
     opts: &InventoryOptions,
     rng: &mut Rng,
@@ -566,7 +497,6 @@ async fn sample_by_key(
     let want = opts.sample;
     let range = s
         .query(
-            budget,
             KEY_RANGE,
             &[
                 Arg::Ident(key),
@@ -599,7 +529,6 @@ async fn sample_by_key(
         }
         let set = s
             .query(
-                budget,
                 SAMPLE_FROM_KEY,
                 &[
                     Arg::Ident(db),
@@ -654,12 +583,11 @@ fn wants_count(h: &Holding, full: bool) -> bool {
 /// The exact row count of one table (cheap, or asked for by `--full`).
 async fn count_table(
     s: &mut Session,
-    budget: &mut Budget,
     t: &mut Table,
     notes: &mut Vec<String>,
 ) -> Result<(), Failure> {
     let args = [Arg::Ident(&t.schema), Arg::Ident(&t.name)];
-    match s.query(budget, COUNT_ROWS, &args, 1).await {
+    match s.query(COUNT_ROWS, &args, 1).await {
         Ok(set) => {
             if let Some(n) = set.rows.first().and_then(|r| parse_u64(r.first()?)) {
                 t.holding.records = Some(n);
@@ -694,26 +622,10 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
         return inv;
     }
     // Our deadline comes before the engine's, so that what was read is returned, not dropped.
-    let margin = (opts.time_budget / 10).min(Duration::from_secs(2));
-    let mut budget = Budget {
-        deadline: Instant::now() + opts.time_budget.saturating_sub(margin),
-        bytes_left: opts.byte_budget,
-    };
-    // Frames of a long count arrive late: the per-frame read deadline is the inventory's.
-    let ictx = {
-        let mut popts: ProbeOptions = (*ctx.opts).clone();
-        popts.limits.read_timeout = opts.time_budget;
-        ProbeCtx::new(
-            ctx.addr,
-            Some(ctx.host.clone()),
-            ctx.tls,
-            Arc::new(popts),
-            ctx.scope.clone(),
-            ctx.connector.clone(),
-        )
-    };
+    let budget = Arc::new(Budget::for_inventory(opts));
+    let ictx = ctx;
     let maria = finding.product.as_deref() == Some("MariaDB");
-    let mut s = match Session::open(&ictx, cred.user, maria, &mut budget, &mut inv.notes).await {
+    let mut s = match Session::open(ictx, cred.user, maria, &budget, &mut inv.notes).await {
         Ok(s) => s,
         Err(e) => {
             inv.notes.push(format!("inventory login failed: {e}"));
@@ -722,7 +634,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
     };
 
     // 1. The catalogue: counts first (names only), then the listing.
-    let counts = match s.query(&mut budget, COUNT_TABLES, &[], 1).await {
+    let counts = match s.query(COUNT_TABLES, &[], 1).await {
         Ok(set) => parse_table_counts(&set),
         Err(e) => {
             inv.notes.push(format!("counting tables failed: {e}"));
@@ -732,7 +644,7 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
     let limit = opts.max_containers;
     let mut listing_cut = false;
     let mut tables = match s
-        .query(&mut budget, LIST_TABLES, &[Arg::Int(limit as i128)], limit)
+        .query(LIST_TABLES, &[Arg::Int(limit as i128)], limit)
         .await
     {
         Ok(set) => {
@@ -775,7 +687,6 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
     // 2. Column names and types of the user tables.
     match s
         .query(
-            &mut budget,
             LIST_COLUMNS,
             &[Arg::Int(MAX_COLUMN_ROWS as i128)],
             MAX_COLUMN_ROWS,
@@ -811,18 +722,18 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
     );
     let mut stopped: Option<(usize, &'static str)> = None;
     for (done, &(step, i)) in work.iter().enumerate() {
-        if let Some(what) = budget.exhausted() {
-            stopped = Some((done, what));
+        if let Some(spent) = budget.spent() {
+            stopped = Some((done, spent.budget()));
             break;
         }
-        if s.broken {
+        if s.broken() {
             // The last table left the connection out of step; the next gets a fresh one.
             if reopened >= MAX_REOPEN {
                 stopped = Some((done, "reconnect limit"));
                 break;
             }
             reopened += 1;
-            match Session::open(&ictx, cred.user, maria, &mut budget, &mut inv.notes).await {
+            match Session::open(ictx, cred.user, maria, &budget, &mut inv.notes).await {
                 Ok(fresh) => s = fresh,
                 Err(e) => {
                     inv.notes.push(format!("reconnecting failed: {e}"));
@@ -839,18 +750,18 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
                 let r = if empty {
                     Ok(())
                 } else {
-                    sample_table(&mut s, &mut budget, t, opts, &mut rng, &mut sample).await
+                    sample_table(&mut s, t, opts, &mut rng, &mut sample).await
                 };
                 // What was read before a failure is kept.
                 t.holding.sample = sample;
                 r
             }
-            Step::Count => count_table(&mut s, &mut budget, t, &mut inv.notes).await,
+            Step::Count => count_table(&mut s, t, &mut inv.notes).await,
         };
         match r {
             Ok(()) => {}
-            Err(Failure::Budget(what)) => {
-                stopped = Some((done, what));
+            Err(Failure::Budget(spent)) => {
+                stopped = Some((done, spent.budget()));
                 break;
             }
             Err(e) => inv
@@ -877,10 +788,10 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
 pub(super) mod tests {
     use super::*;
     use std::net::SocketAddr;
-    use std::sync::Mutex;
+    use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use crate::driver::ProbeOptions;
+    use crate::testkit::{fixture, frames, FakeServer, Message, Reply};
 
     use crate::protocols::mysql::tests::{matches_template, packets};
     use crate::protocols::mysql::{ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
@@ -888,29 +799,29 @@ pub(super) mod tests {
     // Captured from Debian 12's MariaDB 10.11.19 (a throwaway mariadbd on 127.0.23.1 holding
     // databases `shop`, `big` and `odd db`) by a small Python socket client sending the
     // statements below, as the inventory renders them, inside a read-only transaction.
-    const GREETING: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_greeting.bin");
-    const LOGIN_OK: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_login_ok.bin");
+    const GREETING: &[u8] = fixture!("mysql/mariadb_greeting.bin");
+    const LOGIN_OK: &[u8] = fixture!("mysql/mariadb_login_ok.bin");
     /// OK to `SET SESSION TRANSACTION READ ONLY`.
-    const SET_OK: &[u8] = include_bytes!("../../../fixtures/mysql/inv_set_ok.bin");
-    const COUNTS: &[u8] = include_bytes!("../../../fixtures/mysql/inv_count_tables.bin");
-    const TABLES: &[u8] = include_bytes!("../../../fixtures/mysql/inv_list_tables.bin");
-    const COLUMNS: &[u8] = include_bytes!("../../../fixtures/mysql/inv_list_columns.bin");
+    const SET_OK: &[u8] = fixture!("mysql/inv_set_ok.bin");
+    const COUNTS: &[u8] = fixture!("mysql/inv_count_tables.bin");
+    const TABLES: &[u8] = fixture!("mysql/inv_list_tables.bin");
+    const COLUMNS: &[u8] = fixture!("mysql/inv_list_columns.bin");
     /// `SELECT COUNT(*) FROM `shop`.`customers``.
-    const COUNT: &[u8] = include_bytes!("../../../fixtures/mysql/inv_count_rows.bin");
+    const COUNT: &[u8] = fixture!("mysql/inv_count_rows.bin");
     /// `SELECT MIN(`id`), MAX(`id`) FROM `shop`.`customers``.
-    const RANGE: &[u8] = include_bytes!("../../../fixtures/mysql/inv_key_range.bin");
+    const RANGE: &[u8] = fixture!("mysql/inv_key_range.bin");
     /// `... WHERE `id` >= 41000 ORDER BY `id` LIMIT 3` (a JSON text column).
-    const FROM_KEY: &[u8] = include_bytes!("../../../fixtures/mysql/inv_sample_from_key.bin");
+    const FROM_KEY: &[u8] = fixture!("mysql/inv_sample_from_key.bin");
     /// `SELECT * FROM `odd db`.`we``ird` ORDER BY RAND() LIMIT 200` (a NULL, odd names).
-    const RANDOM: &[u8] = include_bytes!("../../../fixtures/mysql/inv_sample_random_weird.bin");
+    const RANDOM: &[u8] = fixture!("mysql/inv_sample_random_weird.bin");
     /// `SELECT * FROM `shop`.`events` LIMIT 1200, 2`.
-    const AT_OFFSET: &[u8] = include_bytes!("../../../fixtures/mysql/inv_sample_at_offset.bin");
+    const AT_OFFSET: &[u8] = fixture!("mysql/inv_sample_at_offset.bin");
     /// `SELECT * FROM `shop`.`legacy` LIMIT 10000, 1`: past the end, no rows.
-    const PAST_END: &[u8] = include_bytes!("../../../fixtures/mysql/inv_sample_past_end.bin");
+    const PAST_END: &[u8] = fixture!("mysql/inv_sample_past_end.bin");
     /// An INSERT inside the read-only transaction: ERR 1792.
-    const WRITE_REFUSED: &[u8] = include_bytes!("../../../fixtures/mysql/inv_write_refused.bin");
+    const WRITE_REFUSED: &[u8] = fixture!("mysql/inv_write_refused.bin");
     /// A count cut by `max_statement_time`: ERR 1969 after the column definitions.
-    const TIMED_OUT: &[u8] = include_bytes!("../../../fixtures/mysql/inv_statement_timeout.bin");
+    const TIMED_OUT: &[u8] = fixture!("mysql/inv_statement_timeout.bin");
 
     fn read(bytes: &[u8]) -> QueryReply {
         let mut r = ResultReader::with_rows(1 << 20, 1000);
@@ -1104,8 +1015,6 @@ pub(super) mod tests {
 
     // ---- end to end against a fake MariaDB that answers with the captured replies ----
 
-    pub(in crate::protocols::mysql) type Received = Arc<Mutex<Vec<String>>>;
-
     /// The captured answer for a statement, by its shape.
     fn answer(sql: &str) -> &'static [u8] {
         if sql.starts_with("SET ") || sql.starts_with("START ") {
@@ -1131,57 +1040,42 @@ pub(super) mod tests {
         }
     }
 
-    async fn fake_mariadb(stall: Option<&'static str>) -> (SocketAddr, Received) {
+    async fn fake_mariadb(stall: Option<&'static str>) -> FakeServer {
         fake_mariadb_answering(answer, stall).await
     }
 
     /// A fake MariaDB 10.11: greets, accepts the login, then answers each COM_QUERY with
     /// `answer(sql)` (captured replies by the statement's shape; statements containing `stall`
-    /// get no answer), recording the SQL. Shared by the inventory's and the counter's tests.
+    /// get no answer). Shared by the inventory's and the counter's tests.
     pub(in crate::protocols::mysql) async fn fake_mariadb_answering(
         answer: fn(&str) -> &'static [u8],
         stall: Option<&'static str>,
-    ) -> (SocketAddr, Received) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let got: Received = Arc::default();
-        let rec = got.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let rec = rec.clone();
-                tokio::spawn(async move {
-                    s.write_all(GREETING).await.unwrap();
-                    let mut logged_in = false;
-                    loop {
-                        let mut h = [0u8; 4];
-                        if s.read_exact(&mut h).await.is_err() {
-                            return;
-                        }
-                        let n = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-                        let mut body = vec![0; n];
-                        if s.read_exact(&mut body).await.is_err() {
-                            return;
-                        }
-                        if !logged_in {
-                            logged_in = true;
-                            s.write_all(LOGIN_OK).await.unwrap();
-                            continue;
-                        }
-                        if body.first() != Some(&0x03) {
-                            return; // COM_QUIT
-                        }
-                        let sql = String::from_utf8(body[1..].to_vec()).unwrap();
-                        rec.lock().unwrap().push(sql.clone());
-                        if stall.is_some_and(|st| sql.contains(st)) {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        }
-                        let _ = s.write_all(answer(&sql)).await;
-                    }
-                });
-            }
-        });
-        (addr, got)
+    ) -> FakeServer {
+        FakeServer::start(
+            vec![Reply::Send(GREETING.to_vec())],
+            frames::mysql_packet,
+            move |m| match query_text(m) {
+                _ if m.index == 0 => Reply::Send(LOGIN_OK.to_vec()),
+                None => Reply::Close, // COM_QUIT
+                Some(sql) if stall.is_some_and(|st| sql.contains(st)) => {
+                    Reply::Stall(Duration::from_secs(30))
+                }
+                Some(sql) => Reply::Send(answer(&sql).to_vec()),
+            },
+        )
+        .await
+    }
+
+    /// The SQL of a COM_QUERY packet.
+    fn query_text(m: &Message) -> Option<String> {
+        let body = m.bytes.get(4..)?;
+        (m.index > 0 && body.first() == Some(&0x03))
+            .then(|| String::from_utf8_lossy(&body[1..]).into_owned())
+    }
+
+    /// Every statement the fake server received, in order.
+    pub(in crate::protocols::mysql) fn sql_sent(server: &FakeServer) -> Vec<String> {
+        server.messages().iter().filter_map(query_text).collect()
     }
 
     fn ctx(addr: SocketAddr) -> ProbeCtx {
@@ -1212,7 +1106,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn replayed_inventory_lists_counts_and_samples() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let opts = InventoryOptions {
             full: true,
             time_budget: Duration::from_secs(10),
@@ -1243,7 +1138,7 @@ pub(super) mod tests {
             inv.notes
         );
 
-        let sent = got.lock().unwrap().clone();
+        let sent = sql_sent(&server);
         assert_allowlisted(&sent);
         assert_eq!(
             sent[..3],
@@ -1269,7 +1164,8 @@ pub(super) mod tests {
     async fn listing_survives_a_stalled_table_and_the_budget() {
         // The count of one table never answers: the listing, the other tables before it, and a
         // note come back before the engine's deadline.
-        let (addr, got) = fake_mariadb(Some("COUNT(*) FROM `shop`.`customers`")).await;
+        let server = fake_mariadb(Some("COUNT(*) FROM `shop`.`customers`")).await;
+        let addr = server.addr();
         let opts = InventoryOptions {
             full: true,
             time_budget: Duration::from_secs(2),
@@ -1296,7 +1192,7 @@ pub(super) mod tests {
             "{:?}",
             inv.notes
         );
-        assert_allowlisted(&got.lock().unwrap());
+        assert_allowlisted(&sql_sent(&server));
     }
 
     #[test]
@@ -1317,14 +1213,15 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn default_mode_counts_small_innodb_tables() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let inv = inventory(&ctx(addr), &finding(), &InventoryOptions::default()).await;
         let h = |n: &str| inv.holdings.iter().find(|h| h.name == n).unwrap();
         // The catalogue said 49813; the count (the fake answers 50000) replaces it.
         let c = h("shop.customers");
         assert_eq!((c.records, c.records_exact), (Some(50000), true));
         assert_eq!(h("shop.legacy").records, Some(3));
-        let sent = got.lock().unwrap().clone();
+        let sent = sql_sent(&server);
         assert_allowlisted(&sent);
         assert!(sent.contains(&"SELECT COUNT(*) FROM `shop`.`customers`".to_string()));
         assert!(!sent.contains(&"SELECT COUNT(*) FROM `shop`.`legacy`".to_string()));
@@ -1332,7 +1229,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn byte_budget_keeps_what_was_read() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         // Enough for the login, the counts, the listing and the columns, not for every sample.
         let opts = InventoryOptions {
             byte_budget: 10_000,
@@ -1355,12 +1253,13 @@ pub(super) mod tests {
             .unwrap()
             .schema
             .is_empty());
-        assert_allowlisted(&got.lock().unwrap());
+        assert_allowlisted(&sql_sent(&server));
     }
 
     #[tokio::test]
     async fn max_containers_and_sample_zero() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let opts = InventoryOptions {
             sample: 0,
             max_containers: 5,
@@ -1377,19 +1276,20 @@ pub(super) mod tests {
             inv.notes
         );
         assert!(inv.holdings.iter().all(|h| h.sample.is_empty()));
-        let sent = got.lock().unwrap().clone();
+        let sent = sql_sent(&server);
         assert!(sent.iter().any(|s| s.ends_with("LIMIT 5")));
         assert!(!sent.iter().any(|s| s.starts_with("SELECT *")));
     }
 
     #[tokio::test]
     async fn without_a_usable_credential_nothing_is_sent() {
-        let (addr, got) = fake_mariadb(None).await;
+        let server = fake_mariadb(None).await;
+        let addr = server.addr();
         let mut f = finding();
         f.credential = None;
         let inv = inventory(&ctx(addr), &f, &InventoryOptions::default()).await;
         assert!(inv.holdings.is_empty());
         assert!(!inv.notes.is_empty());
-        assert!(got.lock().unwrap().is_empty());
+        assert!(sql_sent(&server).is_empty());
     }
 }

@@ -15,7 +15,10 @@
 //! own session and under the same allowlist; [`count`] counts the distinct people of a table
 //! the same way.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
+use tokio::time::Instant;
 
 pub mod count;
 #[cfg(feature = "fuzzing")]
@@ -24,7 +27,9 @@ pub mod inventory;
 
 pub use crate::driver::sql::Arg;
 use crate::driver::sql::{Allowlist, Dialect};
-use crate::driver::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{
+    Budget, Credential, Failure, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen, Session,
+};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -871,58 +876,64 @@ pub fn com_query(sql: &str) -> Result<Vec<u8>, NetError> {
     com_query_with(sql, &[])
 }
 
-/// Runs one allowlisted query and reads its answer within one read deadline.
-async fn query(ctx: &ProbeCtx, conn: &mut Conn, sql: &str) -> Result<QueryReply, NetError> {
-    let bounds = ReadBounds {
-        frame_cap: ctx.opts.frame_cap,
-        budget: ctx.opts.frame_cap,
-        max_rows: MAX_ROWS,
-        timeout: ctx.opts.limits.read_timeout,
-    };
-    exchange(conn, sql, &[], bounds).await
+/// Runs one allowlisted query of the probe and reads its answer within one read deadline.
+async fn query(s: &mut Session, sql: &str) -> Result<QueryReply, Failure<ServerError>> {
+    s.set_deadline(Some(Instant::now() + s.ctx().opts.limits.read_timeout));
+    exchange(s, sql, &[], MAX_ROWS).await
 }
 
-/// Bounds of reading one answer.
-#[derive(Debug, Clone, Copy)]
-struct ReadBounds {
-    /// Largest packet accepted.
-    frame_cap: usize,
-    /// Bytes of the answer read before it is cut (`truncated`).
-    budget: usize,
-    max_rows: usize,
-    /// For the whole answer.
-    timeout: std::time::Duration,
-}
-
-/// Sends one allowlisted statement and reads its answer: the one way SQL leaves this module.
+/// Sends one allowlisted statement and reads its answer (at most `max_rows` rows, and what the
+/// budget has left in bytes): the one way SQL leaves this module.
 async fn exchange(
-    conn: &mut Conn,
+    s: &mut Session,
     template: &str,
     args: &[Arg<'_>],
-    bounds: ReadBounds,
-) -> Result<QueryReply, NetError> {
+    max_rows: usize,
+) -> Result<QueryReply, Failure<ServerError>> {
     let packet = com_query_with(template, args)?;
-    let read = async {
-        conn.send(&packet).await?;
-        let mut seq = 1u8;
-        let mut reader = ResultReader::with_rows(bounds.budget, bounds.max_rows);
-        loop {
-            let payload = read_next(conn, bounds.frame_cap, &mut seq).await?;
-            if let Some(reply) = reader.feed(&payload).map_err(NetError::Invalid)? {
-                return Ok(reply);
+    let cap = s.ctx().opts.frame_cap;
+    let mut reader = ResultReader::with_rows(s.budget().bytes_left(), max_rows);
+    s.send(&packet).await?;
+    let mut seq = 1u8;
+    loop {
+        let (got, payload) = read_packet_on(s, cap).await?;
+        if got != seq {
+            s.mark_broken();
+            return Err(Failure::unexpected(format!(
+                "packet sequence {got}, expected {seq}"
+            )));
+        }
+        seq = seq.wrapping_add(1);
+        match reader.feed(&payload) {
+            Ok(Some(reply)) => return Ok(reply),
+            Ok(None) => {}
+            Err(why) => {
+                s.mark_broken();
+                return Err(Failure::Net(NetError::Invalid(why)));
             }
         }
-    };
-    match tokio::time::timeout(bounds.timeout, read).await {
-        Ok(r) => r,
-        Err(_) => Err(NetError::Timeout("result set")),
     }
 }
 
+/// Reads one packet on a session: (sequence id, payload).
+async fn read_packet_on(
+    s: &mut Session,
+    cap: usize,
+) -> Result<(u8, Vec<u8>), Failure<ServerError>> {
+    let mut frame = s
+        .read_frame(cap.saturating_add(4), |b| check_packet(b, cap))
+        .await?;
+    let Some(&seq) = frame.get(3) else {
+        s.mark_broken();
+        return Err(Failure::unexpected("short packet"));
+    };
+    Ok((seq, frame.split_off(4)))
+}
+
 /// Logs in with the default credential and, when that works, reads the database list.
-async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Finding) {
+async fn try_default(ctx: &ProbeCtx, mut conn: Conn, hs: &Handshake, f: &mut Finding) {
     let who = format!("login as {} with an empty password", ROOT_EMPTY.user);
-    match login(ctx, conn, hs, ROOT_EMPTY.user).await {
+    match login(ctx, &mut conn, hs, ROOT_EMPTY.user).await {
         Ok(Login::Accepted) => {}
         Ok(Login::Refused(e)) if matches!(e.code, 1045 | 1698) => {
             f.evidence
@@ -943,7 +954,8 @@ async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Fi
         }
     }
     // Logged in; only a protocol-valid result set counts as a read.
-    match query(ctx, conn, "SHOW DATABASES").await {
+    let mut s = Session::with_conn(ctx, conn, Arc::new(Budget::bytes_only(ctx.opts.frame_cap)));
+    match query(&mut s, "SHOW DATABASES").await {
         Ok(QueryReply::Rows(set)) => {
             f.access = Access::DefaultCredentials;
             f.credential = Some(ROOT_EMPTY);
@@ -959,7 +971,7 @@ async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Fi
             }
             // The greeting's version is configurable in proxies (ProxySQL, MaxScale); the
             // server's own answer wins.
-            if let Ok(QueryReply::Rows(v)) = query(ctx, conn, "SELECT VERSION()").await {
+            if let Ok(QueryReply::Rows(v)) = query(&mut s, "SELECT VERSION()").await {
                 if let Some(Some(real)) = v.rows.first().and_then(|r| r.first()) {
                     let (product, version) = product_version(real);
                     let differs = version != f.version || f.product.as_deref() != Some(product);
@@ -974,7 +986,7 @@ async fn try_default(ctx: &ProbeCtx, conn: &mut Conn, hs: &Handshake, f: &mut Fi
                     }
                 }
             }
-            let _ = conn.send(&frame(0, &[COM_QUIT])).await;
+            s.goodbye(&frame(0, &[COM_QUIT])).await;
         }
         Ok(QueryReply::Err(e)) => {
             f.access = Access::Unknown;
@@ -1027,7 +1039,7 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
         };
         let mut f = handshake_finding(&hs);
         if ctx.begin_auth_attempt().await {
-            try_default(ctx, &mut conn, &hs, &mut f).await;
+            try_default(ctx, conn, &hs, &mut f).await;
         } else {
             f.evidence.push(
                 "no login attempted (the empty root password is tried only with --try-defaults)"
@@ -1042,39 +1054,30 @@ fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
     use crate::driver::ProbeOptions;
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
 
     // Captured from Debian 12's MariaDB 10.11.19 (mariadbd on 127.0.23.x, fresh
     // mariadb-install-db) by a small Python socket client doing the exchange this probe does.
     /// Initial handshake.
-    const GREETING: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_greeting.bin");
+    const GREETING: &[u8] = fixture!("mysql/mariadb_greeting.bin");
     /// Greeting of a server with no account matching the client's address (ERR 1130).
-    const HOST_NOT_ALLOWED: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_host_not_allowed.bin");
+    const HOST_NOT_ALLOWED: &[u8] = fixture!("mysql/mariadb_host_not_allowed.bin");
     /// OK to root with an empty password (`'root'@'%' IDENTIFIED BY ''`).
-    const LOGIN_OK: &[u8] = include_bytes!("../../../fixtures/mysql/mariadb_login_ok.bin");
+    const LOGIN_OK: &[u8] = fixture!("mysql/mariadb_login_ok.bin");
     /// `SHOW DATABASES` on that server (crm, information_schema, mysql, performance_schema,
     /// shop, sys).
-    const SHOW_DATABASES: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_show_databases.bin");
-    const SELECT_VERSION: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_select_version.bin");
+    const SHOW_DATABASES: &[u8] = fixture!("mysql/mariadb_show_databases.bin");
+    const SELECT_VERSION: &[u8] = fixture!("mysql/mariadb_select_version.bin");
     /// ERR 1045 to an empty password when root has a password.
-    const ACCESS_DENIED: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_access_denied.bin");
+    const ACCESS_DENIED: &[u8] = fixture!("mysql/mariadb_access_denied.bin");
     /// AuthSwitchRequest for an account `IDENTIFIED VIA ed25519`.
-    const SWITCH_ED25519: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_switch_ed25519.bin");
+    const SWITCH_ED25519: &[u8] = fixture!("mysql/mariadb_switch_ed25519.bin");
     /// AuthSwitchRequest to mysql_native_password (the client had named caching_sha2_password),
     /// then OK after an empty answer.
-    const SWITCH_NATIVE_OK: &[u8] =
-        include_bytes!("../../../fixtures/mysql/mariadb_switch_native_ok.bin");
+    const SWITCH_NATIVE_OK: &[u8] = fixture!("mysql/mariadb_switch_native_ok.bin");
 
     /// Splits captured bytes into (sequence id, payload) packets.
     pub(super) fn packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
@@ -1791,8 +1794,8 @@ mod tests {
             b"+OK\r\n",
             b"\x15\x03\x03\x00\x02\x02\x28",
             b"E\x00\x00\x00\x10SFATAL\x00\x00",
-            include_bytes!("../../../fixtures/redis/noauth.resp"),
-            include_bytes!("../../../fixtures/memcached/version_stats.txt"),
+            fixture!("redis/noauth.resp"),
+            fixture!("memcached/version_stats.txt"),
         ];
         for bytes in others {
             match check_packet(bytes, 1 << 20) {
@@ -1876,36 +1879,29 @@ mod tests {
 
     // ---- end to end against scripted servers on 127.0.0.1 ----
 
-    type Received = Arc<Mutex<Vec<Vec<u8>>>>;
-
     /// A server that sends `greeting`, then answers each client packet with the next reply
-    /// (raw bytes), recording what the client sent.
-    async fn scripted(greeting: Vec<u8>, replies: Vec<Vec<u8>>) -> (SocketAddr, Received) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let got: Received = Arc::default();
-        let rec = got.clone();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            s.write_all(&greeting).await.unwrap();
-            let mut replies = replies.into_iter();
-            loop {
-                let mut h = [0u8; 4];
-                if s.read_exact(&mut h).await.is_err() {
-                    break;
-                }
-                let mut body = vec![0; u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize];
-                if s.read_exact(&mut body).await.is_err() {
-                    break;
-                }
-                rec.lock().unwrap().push(body);
-                match replies.next() {
-                    Some(r) => s.write_all(&r).await.unwrap(),
-                    None => break,
-                }
-            }
-        });
-        (addr, got)
+    /// (raw bytes) and closes when they run out.
+    async fn scripted(greeting: Vec<u8>, replies: Vec<Vec<u8>>) -> FakeServer {
+        FakeServer::start(
+            vec![Reply::Send(greeting)],
+            frames::mysql_packet,
+            move |m| {
+                replies
+                    .get(m.index)
+                    .cloned()
+                    .map_or(Reply::Close, Reply::Send)
+            },
+        )
+        .await
+    }
+
+    /// The payloads the client sent (packet headers off).
+    fn sent(server: &FakeServer) -> Vec<Vec<u8>> {
+        server
+            .messages()
+            .iter()
+            .map(|m| m.bytes[4..].to_vec())
+            .collect()
     }
 
     fn ctx(addr: SocketAddr, try_defaults: bool) -> ProbeCtx {
@@ -1932,7 +1928,7 @@ mod tests {
 
     #[tokio::test]
     async fn replayed_mariadb_with_empty_root_password() {
-        let (addr, got) = scripted(
+        let server = scripted(
             GREETING.to_vec(),
             vec![
                 LOGIN_OK.to_vec(),
@@ -1941,6 +1937,7 @@ mod tests {
             ],
         )
         .await;
+        let addr = server.addr();
         let f = found(run(addr, true).await);
         assert_eq!(f.access, Access::DefaultCredentials);
         assert_eq!(f.product.as_deref(), Some("MariaDB"));
@@ -1952,7 +1949,7 @@ mod tests {
             "{f:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let sent = got.lock().unwrap().clone();
+        let sent = sent(&server);
         assert_eq!(sent.len(), 4);
         assert_eq!(sent[1], b"\x03SHOW DATABASES");
         assert_eq!(sent[2], b"\x03SELECT VERSION()");
@@ -1961,10 +1958,11 @@ mod tests {
 
     #[tokio::test]
     async fn without_try_defaults_nothing_is_sent() {
-        let (addr, got) = scripted(GREETING.to_vec(), vec![LOGIN_OK.to_vec()]).await;
+        let server = scripted(GREETING.to_vec(), vec![LOGIN_OK.to_vec()]).await;
+        let addr = server.addr();
         let f = found(run(addr, false).await);
         assert_eq!(f.access, Access::AuthRequired);
-        assert!(got.lock().unwrap().is_empty());
+        assert!(sent(&server).is_empty());
     }
 
     #[tokio::test]
@@ -1973,12 +1971,14 @@ mod tests {
             (ACCESS_DENIED, "default credential refused"),
             (SWITCH_ED25519, "client_ed25519"),
         ] {
-            let (addr, _) = scripted(GREETING.to_vec(), vec![reply.to_vec()]).await;
+            let server = scripted(GREETING.to_vec(), vec![reply.to_vec()]).await;
+            let addr = server.addr();
             let f = found(run(addr, true).await);
             assert_eq!(f.access, Access::AuthRequired);
             assert!(f.evidence.iter().any(|e| e.contains(needle)), "{f:?}");
         }
-        let (addr, _) = scripted(HOST_NOT_ALLOWED.to_vec(), vec![]).await;
+        let server = scripted(HOST_NOT_ALLOWED.to_vec(), vec![]).await;
+        let addr = server.addr();
         assert_eq!(found(run(addr, true).await).access, Access::AuthRequired);
     }
 
@@ -1986,7 +1986,7 @@ mod tests {
     async fn mysql8_fast_auth_then_read() {
         let mut auth = frame(2, &[0x01, 0x03]);
         auth.extend(frame(3, &ok_packet()));
-        let (addr, got) = scripted(
+        let server = scripted(
             mysql8_greeting(),
             vec![
                 auth,
@@ -1995,6 +1995,7 @@ mod tests {
             ],
         )
         .await;
+        let addr = server.addr();
         let f = found(run(addr, true).await);
         assert_eq!(f.access, Access::DefaultCredentials, "{f:?}");
         assert_eq!(f.product.as_deref(), Some("MySQL"));
@@ -2004,9 +2005,10 @@ mod tests {
                 .any(|e| e.contains("returned 3 databases")),
             "{f:?}"
         );
-        assert!(got.lock().unwrap()[0].ends_with(b"caching_sha2_password\0"));
+        assert!(sent(&server)[0].ends_with(b"caching_sha2_password\0"));
 
-        let (addr, _) = scripted(mysql8_greeting(), vec![frame(2, &[0x01, 0x04])]).await;
+        let server = scripted(mysql8_greeting(), vec![frame(2, &[0x01, 0x04])]).await;
+        let addr = server.addr();
         let f = found(run(addr, true).await);
         assert_eq!(f.access, Access::AuthRequired);
         assert!(
@@ -2022,7 +2024,7 @@ mod tests {
         let mut p = vec![10];
         p.extend_from_slice(b"5.5.30\0");
         p.extend_from_slice(&greeting[8..]);
-        let (addr, _) = scripted(
+        let server = scripted(
             frame(0, &p),
             vec![
                 frame(2, &ok_packet()),
@@ -2031,6 +2033,7 @@ mod tests {
             ],
         )
         .await;
+        let addr = server.addr();
         let f = found(run(addr, true).await);
         assert_eq!(f.access, Access::DefaultCredentials);
         assert_eq!(f.product.as_deref(), Some("MariaDB"));
@@ -2044,7 +2047,8 @@ mod tests {
     #[tokio::test]
     async fn honeypot_ok_to_everything_is_not_default_credentials() {
         let ok = |seq| frame(seq, &ok_packet());
-        let (addr, _) = scripted(GREETING.to_vec(), vec![ok(2), ok(1), ok(1), ok(1)]).await;
+        let server = scripted(GREETING.to_vec(), vec![ok(2), ok(1), ok(1), ok(1)]).await;
+        let addr = server.addr();
         let f = found(run(addr, true).await);
         assert_eq!(f.access, Access::Unknown, "{f:?}");
     }
@@ -2054,7 +2058,8 @@ mod tests {
         // Announces a 16 MB packet and would stream it: refused from the header.
         let mut huge = vec![0xff, 0xff, 0xff, 0x00];
         huge.extend(std::iter::repeat_n(b'x', 64 * 1024));
-        let (addr, _) = scripted(huge, vec![]).await;
+        let server = scripted(huge, vec![]).await;
+        let addr = server.addr();
         let c = ctx(addr, true);
         let conn = c.connect().await.unwrap();
         let t = std::time::Instant::now();
@@ -2064,13 +2069,10 @@ mod tests {
         ));
         assert!(t.elapsed() < Duration::from_secs(1));
 
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (s, _) = l.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            drop(s);
-        });
-        assert_eq!(run(addr, true).await, Outcome::NotMe(Seen::Silence));
+        let silent = FakeServer::opening(vec![Reply::Stall(Duration::from_secs(2))]).await;
+        assert_eq!(
+            run(silent.addr(), true).await,
+            Outcome::NotMe(Seen::Silence)
+        );
     }
 }

@@ -29,16 +29,16 @@
 //! (exact, or nothing: no index or statistics describe it); deeper paths and array elements
 //! (`devices[].owner`) are refused with a reason rather than guessed.
 
-use crate::driver::{secs, value_modulus, value_sample};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::time::Instant;
 
 use super::inventory::{cell, usable, Answer, Fail, Pg, Run, COUNT_ROWS};
 use super::Arg;
-use crate::driver::{Finding, ProbeCtx};
-use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::{
+    self, value_modulus, value_sample, Budget, Failure, Finding, ProbeCtx, Slot, Subjects,
+    SubjectsBudget, SubjectsQuery,
+};
 use crate::inventory::{Holding, InventoryOptions};
 
 // ---------------------------------------------------------------------------------------------
@@ -82,12 +82,6 @@ pub const COUNT_DISTINCT_HASHED: &str =
 // ---------------------------------------------------------------------------------------------
 // Tunables
 
-/// How much later than the server's `statement_timeout` we stop waiting: its cancellation
-/// (57014) must arrive first for the session to stay usable and the fallback to be taken.
-const GRACE: Duration = Duration::from_millis(1500);
-/// How long before the engine's own timeout for all counts (`n × per_container + 5 s`) this
-/// module stops, so that the answers it has are returned rather than dropped with the future.
-const MARGIN: Duration = Duration::from_secs(1);
 /// Tables estimated above this many rows are first counted on a sample of their values
 /// ([`COUNT_DISTINCT_HASHED`]): an exact count of millions of distinct values sorts them all,
 /// which the lab's 3.8 M-row table does in about the whole default budget.
@@ -246,41 +240,22 @@ pub fn from_n_distinct(n_distinct: f64, rows: Option<f64>) -> Option<u64> {
 }
 
 /// How one statement ended, short of a broken connection.
-enum Got {
-    Answer(Answer),
-    /// Cancelled by the server (statement or lock timeout), or no time was left to start it.
-    OutOfTime(String),
-    Refused(super::PgError),
-}
+type Got = driver::Got<Answer, super::PgError>;
 
-/// Runs one statement with the server told to stop at `slot_end`.
-async fn within(
-    pg: &mut Pg,
-    slot_end: Instant,
-    budget: Duration,
-    template: &str,
-    args: &[Arg<'_>],
-) -> Result<Got, Fail> {
-    let ms = slot_end
-        .saturating_duration_since(Instant::now())
-        .as_millis() as u64;
+/// Runs one statement of `slot`, with the server told to stop at its end.
+async fn within(pg: &mut Pg, slot: &Slot, template: &str, args: &[Arg<'_>]) -> Result<Got, Fail> {
+    let ms = slot.millis_left();
     if ms == 0 {
-        return Ok(Got::OutOfTime(format!(
-            "exceeded the {} budget",
-            secs(budget)
-        )));
+        return Ok(Got::OutOfTime(slot.exceeded()));
     }
-    pg.deadline = slot_end + GRACE;
+    pg.set_deadline(slot.wait_until());
     match pg.read_only_within(template, args, 2, ms).await {
         Ok(a) => Ok(Got::Answer(a)),
-        Err(Fail::Server(e)) if e.code == QUERY_CANCELED => Ok(Got::OutOfTime(format!(
-            "exceeded the {} budget",
-            secs(budget)
-        ))),
-        Err(Fail::Server(e)) if e.code == LOCK_NOT_AVAILABLE => {
+        Err(Failure::Server(e)) if e.code == QUERY_CANCELED => Ok(Got::OutOfTime(slot.exceeded())),
+        Err(Failure::Server(e)) if e.code == LOCK_NOT_AVAILABLE => {
             Ok(Got::OutOfTime("waited too long for a lock".into()))
         }
-        Err(Fail::Server(e)) => Ok(Got::Refused(e)),
+        Err(Failure::Server(e)) => Ok(Got::Refused(e)),
         Err(e) => Err(e),
     }
 }
@@ -298,7 +273,7 @@ fn number(a: &Answer) -> Result<u64, String> {
 /// one a reason this table has no count.
 async fn count(
     pg: &mut Pg,
-    run_deadline: Instant,
+    run: &Budget,
     q: &SubjectsQuery<'_>,
     budget: SubjectsBudget,
 ) -> Result<Result<Subjects, String>, Fail> {
@@ -313,12 +288,10 @@ async fn count(
         Ok(t) => t,
         Err(why) => return Ok(Err(why)),
     };
-    let slot = budget.per_container;
-    let latest = run_deadline.checked_sub(GRACE).unwrap_or_else(Instant::now);
-    let slot_end = (Instant::now() + slot).min(latest);
+    let slot = Slot::new(budget.per_container, run);
 
     let lookup = [Arg::Text(target.column()), Arg::Text(relation)];
-    let facts = match within(pg, slot_end, slot, LOOKUP, &lookup).await? {
+    let facts = match within(pg, &slot, LOOKUP, &lookup).await? {
         Got::Answer(a) => match parse_facts(&a) {
             Ok(f) => f,
             Err(why) => return Ok(Err(why)),
@@ -340,7 +313,7 @@ async fn count(
         Target::Column(c) => c.as_str(),
         Target::JsonKey { column, key } => {
             let args = [Arg::Ident(column), Arg::Text(key), table[0], table[1]];
-            let got = within(pg, slot_end, slot, COUNT_DISTINCT_KEY, &args).await?;
+            let got = within(pg, &slot, COUNT_DISTINCT_KEY, &args).await?;
             let counted = format!("count(DISTINCT {column} ->> '{key}')");
             return Ok(match got {
                 Got::Answer(a) => number(&a).map(|n| Subjects {
@@ -374,7 +347,7 @@ async fn count(
                 vec![Arg::Ident(col), table[0], table[1]],
             )
         };
-        return Ok(match within(pg, slot_end, slot, template, &args).await? {
+        return Ok(match within(pg, &slot, template, &args).await? {
             Got::Answer(a) => number(&a).map(|n| Subjects {
                 count: n,
                 method: format!("{one_per_row}; the table's exact {what}"),
@@ -413,7 +386,7 @@ async fn count(
             Arg::Ident(col),
             Arg::Int(i128::from(m - 1)),
         ];
-        match within(pg, slot_end, slot, COUNT_DISTINCT_HASHED, &args).await? {
+        match within(pg, &slot, COUNT_DISTINCT_HASHED, &args).await? {
             Got::Answer(a) => match number(&a) {
                 Ok(k) if k >= PRECISE_SAMPLE => {
                     return Ok(Ok(value_sample(
@@ -433,7 +406,7 @@ async fn count(
         }
     }
     let args = [Arg::Ident(col), table[0], table[1]];
-    let got = within(pg, slot_end, slot, COUNT_DISTINCT, &args).await?;
+    let got = within(pg, &slot, COUNT_DISTINCT, &args).await?;
     Ok(match got {
         Got::Answer(a) => number(&a).map(|n| Subjects {
             count: n,
@@ -490,18 +463,12 @@ pub fn subjects<'a>(
     queries: &'a [SubjectsQuery<'a>],
 ) -> BoxFuture<'a, Vec<Result<Subjects, String>>> {
     Box::pin(async move {
-        let total = budget
-            .per_container
-            .saturating_mul(queries.len() as u32)
-            .saturating_add(Duration::from_secs(5))
-            .saturating_sub(MARGIN);
         let mut run = Run {
             ctx,
             opts,
             cred: finding.credential,
             ssl: None,
-            deadline: Instant::now() + total,
-            spent: 0,
+            budget: Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget)),
             notes: Vec::new(),
         };
         let mut out: Vec<Option<Result<Subjects, String>>> = vec![None; queries.len()];
@@ -541,7 +508,7 @@ pub fn subjects<'a>(
                         }
                     },
                 };
-                match count(&mut session, run.deadline, q, budget).await {
+                match count(&mut session, &run.budget, q, budget).await {
                     Ok(answer) => {
                         out[i] = Some(answer);
                         pg = Some(session);
@@ -579,18 +546,18 @@ pub fn subjects<'a>(
 mod tests {
     use std::collections::HashMap;
     use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     use base64::Engine;
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
 
-    use super::super::inventory::tests::{args_for, instance_of, WRITE_WORDS};
+    use super::super::inventory::tests::{args_for, instance_of, query_sql, WRITE_WORDS};
     use super::super::{messages_for_tests, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
     use crate::driver::from_value_sample;
     use crate::driver::ProbeOptions;
     use crate::model::Access;
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
 
     /// The lab's trust-auth PostgreSQL 15.18 (10 000 users) answering this module, recorded
     /// with `fixtures/postgresql/record_inventory.py` in front of it during
@@ -601,7 +568,7 @@ mod tests {
     const SESSION: &str = include_str!("../../../fixtures/postgresql/subjects_session.jsonl");
     /// `SELECT count(DISTINCT "user_id") FROM "public"."devices"` after
     /// `SET LOCAL statement_timeout = 1`, the same way: ErrorResponse 57014, ReadyForQuery E.
-    const TIMEOUT: &[u8] = include_bytes!("../../../fixtures/postgresql/subj_timeout.bin");
+    const TIMEOUT: &[u8] = fixture!("postgresql/subj_timeout.bin");
 
     fn normalise(sql: &str) -> String {
         if sql.starts_with("SET LOCAL statement_timeout = ") {
@@ -841,55 +808,41 @@ mod tests {
         DistinctStalls,
     }
 
-    use super::super::inventory::tests::read_message;
-
-    async fn serve(mut s: TcpStream, seen: Arc<Mutex<Seen>>, mode: Mode) {
+    async fn replay(mode: Mode) -> (FakeServer, Arc<Mutex<Seen>>) {
         let rec = recorded();
-        s.set_nodelay(true).unwrap();
-        if read_message(&mut s, false).await.is_none() {
-            return;
-        }
-        seen.lock().unwrap().connections += 1;
-        s.write_all(&rec[&None]).await.unwrap();
-        let mut in_txn = false;
-        while let Some((ty, body)) = read_message(&mut s, true).await {
-            if ty != b'Q' {
-                break;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let log = seen.clone();
+        // Per connection: whether a transaction block is open.
+        let in_txn: Mutex<HashMap<usize, bool>> = Mutex::default();
+        let server = FakeServer::start(Vec::new(), frames::pg_message, move |m| {
+            if m.index == 0 {
+                log.lock().unwrap().connections += 1;
+                return Reply::Send(rec[&None].clone());
             }
-            let sql = String::from_utf8_lossy(&body[..body.len() - 1]).into_owned();
+            let Some(sql) = query_sql(m) else {
+                return Reply::Close;
+            };
             {
-                let mut seen = seen.lock().unwrap();
+                let mut seen = log.lock().unwrap();
+                let mut txn = in_txn.lock().unwrap();
+                let open = txn.entry(m.conn).or_default();
                 seen.statements.push(sql.clone());
                 match sql.as_str() {
-                    "BEGIN READ ONLY" => in_txn = true,
-                    "ROLLBACK" => in_txn = false,
-                    _ if in_txn => {}
+                    "BEGIN READ ONLY" => *open = true,
+                    "ROLLBACK" => *open = false,
+                    _ if *open => {}
                     _ => seen.outside.push(sql.clone()),
                 }
             }
             let devices = sql == "SELECT count(DISTINCT \"user_id\") FROM \"public\".\"devices\"";
             match mode {
-                Mode::DistinctTimesOut if devices => s.write_all(TIMEOUT).await.unwrap(),
-                Mode::DistinctStalls if devices => {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    return;
-                }
-                _ => s.write_all(&rec[&Some(normalise(&sql))]).await.unwrap(),
+                Mode::DistinctTimesOut if devices => Reply::Send(TIMEOUT.to_vec()),
+                Mode::DistinctStalls if devices => Reply::Stall(Duration::from_secs(30)),
+                _ => Reply::Send(rec[&Some(normalise(&sql))].clone()),
             }
-        }
-    }
-
-    async fn replay(mode: Mode) -> (SocketAddr, Arc<Mutex<Seen>>) {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let s2 = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(serve(s, s2.clone(), mode));
-            }
-        });
-        (addr, seen)
+        })
+        .await;
+        (server, seen)
     }
 
     fn holding(name: &str, records: u64, exact: bool, cols: &[(&str, &str)]) -> Holding {
@@ -930,7 +883,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_method_against_a_recorded_server() {
-        let (addr, seen) = replay(Mode::Replay).await;
+        let (server, seen) = replay(Mode::Replay).await;
+        let addr = server.addr();
         let asks = [
             // Counted exactly by the inventory: the unique key needs no statement.
             (
@@ -1049,7 +1003,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_count_falls_back_to_the_statistics() {
-        let (addr, seen) = replay(Mode::DistinctTimesOut).await;
+        let (server, seen) = replay(Mode::DistinctTimesOut).await;
+        let addr = server.addr();
         let asks = [
             (
                 holding("smarthome.public.devices", 15890, true, UID),
@@ -1079,7 +1034,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_costs_one_slot_and_the_next_table_a_new_session() {
-        let (addr, seen) = replay(Mode::DistinctStalls).await;
+        let (server, seen) = replay(Mode::DistinctStalls).await;
+        let addr = server.addr();
         let asks = [
             (
                 holding("smarthome.public.devices", 15890, true, UID),

@@ -1,6 +1,6 @@
 //! Fuzzing hooks: this module's private parsers of peer bytes, for `crate::fuzzing`.
 
-use super::{Msg, PgError, Session, Step};
+use super::{Msg, PgError, Startup, Step};
 
 /// Splits a frame accepted by `check_message` into type and body.
 pub fn to_msg(frame: &[u8]) -> Option<Msg> {
@@ -15,7 +15,7 @@ pub enum StartupStep {
     Failed(PgError),
 }
 
-pub fn startup_step(session: &mut Session, msg: &Msg) -> Result<StartupStep, String> {
+pub fn startup_step(session: &mut Startup, msg: &Msg) -> Result<StartupStep, String> {
     super::startup_step(session, msg).map(|s| match s {
         Step::More => StartupStep::More,
         Step::Ready => StartupStep::Ready,

@@ -25,17 +25,19 @@
 //! listed with `system: true`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
+pub(super) use super::Fail;
 use super::{
     fresh, login, parse_error, send_query, Arg, Credential, Login, LoginError, Msg, PgError,
     Reader, QUERY_TYPES, TERMINATE,
 };
-use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Budget, Failure, Finding, ProbeCtx, Session, Spent, Wait};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
-use crate::net::{Check, Conn, NetError};
+use crate::net::Check;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
 
@@ -278,30 +280,6 @@ impl Answer {
     }
 }
 
-/// Why a statement gave no answer.
-#[derive(Debug)]
-pub(super) enum Fail {
-    /// The server refused it (the session is still usable; the transaction is aborted).
-    Server(PgError),
-    /// The connection broke, or the peer stopped speaking the protocol.
-    Broken(String),
-    /// The byte budget is spent (the connection is abandoned mid-answer).
-    Bytes,
-    /// The time budget is spent.
-    Time,
-}
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fail::Server(e) => write!(f, "{e}"),
-            Fail::Broken(why) => write!(f, "{why}"),
-            Fail::Bytes => write!(f, "byte budget spent"),
-            Fail::Time => write!(f, "time budget spent"),
-        }
-    }
-}
-
 /// Checks a backend message like `check_message`, except that a DataRow over the cap is
 /// accepted by its five header bytes alone, so its body can be skipped instead of failing the
 /// whole connection.
@@ -324,40 +302,24 @@ fn check_result_message(buf: &[u8], cap: usize) -> Check {
 
 /// One session in one database.
 pub(super) struct Pg {
-    conn: Box<Conn>,
+    s: Session,
     pub(super) db: String,
-    /// Bytes this connection may receive before the service's byte budget is spent.
-    byte_limit: usize,
-    /// When we stop waiting for an answer (the server is told to stop before, by
-    /// `statement_timeout`).
-    pub(super) deadline: Instant,
     cap: usize,
 }
 
 impl Pg {
-    /// Reads frames, waiting across the per-read timeout (a long count is not a dead peer)
-    /// until the inventory's deadline.
-    async fn frame<F>(&mut self, cap: usize, mut check: F) -> Result<Vec<u8>, Fail>
-    where
-        F: FnMut(&[u8]) -> Check,
-    {
-        loop {
-            match tokio::time::timeout_at(self.deadline, self.conn.read_frame(cap, &mut check))
-                .await
-            {
-                Err(_) => return Err(Fail::Time),
-                Ok(Ok(frame)) => return Ok(frame),
-                Ok(Err(NetError::Timeout(_))) => continue,
-                Ok(Err(e)) => return Err(Fail::Broken(e.to_string())),
-            }
-        }
+    /// Until when the next statements may run, in place of the budget's deadline (one count's
+    /// slot; the server is told to stop before, by `statement_timeout`).
+    pub(super) fn set_deadline(&mut self, until: Instant) {
+        self.s.set_deadline(Some(until));
     }
 
     /// The next message; None when it was a DataRow over the cap, skipped.
     async fn message(&mut self) -> Result<Option<Msg>, Fail> {
         let cap = self.cap;
         let frame = self
-            .frame(cap.saturating_add(1), |b| check_result_message(b, cap))
+            .s
+            .read_frame(cap.saturating_add(1), |b| check_result_message(b, cap))
             .await?;
         let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
         if frame.len() == 5 && len > 4 {
@@ -365,12 +327,11 @@ impl Pg {
             let mut left = len - 4;
             while left > 0 {
                 let chunk = self
-                    .frame(left.min(64 << 10), |b| Check::Complete(b.len().min(left)))
+                    .s
+                    .read_frame(left.min(64 << 10), |b| Check::Complete(b.len().min(left)))
                     .await?;
                 left -= chunk.len();
-                if self.conn.received > self.byte_limit {
-                    return Err(Fail::Bytes);
-                }
+                self.bytes_left()?;
             }
             return Ok(None);
         }
@@ -380,14 +341,18 @@ impl Pg {
         }))
     }
 
+    /// A read that spent the last of the byte budget abandons the connection mid-answer.
+    fn bytes_left(&mut self) -> Result<(), Fail> {
+        if self.s.budget().bytes_left() == 0 {
+            self.s.mark_broken();
+            return Err(Failure::Budget(Spent::Bytes));
+        }
+        Ok(())
+    }
+
     /// Sends one allowlisted statement without waiting for its answer.
     async fn send(&mut self, template: &str, args: &[Arg<'_>]) -> Result<(), Fail> {
-        if Instant::now() >= self.deadline {
-            return Err(Fail::Time);
-        }
-        send_query(&mut self.conn, template, args)
-            .await
-            .map_err(|e| Fail::Broken(e.to_string()))
+        send_query(&mut self.s, template, args).await
     }
 
     /// Reads the whole answer to the next statement, keeping `keep` rows. A server error is
@@ -396,15 +361,18 @@ impl Pg {
         let mut answer = Answer::default();
         loop {
             let msg = self.message().await?;
-            if self.conn.received > self.byte_limit {
-                return Err(Fail::Bytes);
-            }
+            self.bytes_left()?;
             let Some(msg) = msg else {
                 answer.skipped += 1;
                 continue;
             };
-            if answer.step(&msg, keep).map_err(Fail::Broken)? {
-                return Ok(answer);
+            match answer.step(&msg, keep) {
+                Ok(true) => return Ok(answer),
+                Ok(false) => {}
+                Err(why) => {
+                    self.s.mark_broken();
+                    return Err(Fail::unexpected(why));
+                }
             }
         }
     }
@@ -422,7 +390,8 @@ impl Pg {
         keep: usize,
     ) -> Result<Answer, Fail> {
         let left = self
-            .deadline
+            .s
+            .deadline()
             .saturating_duration_since(Instant::now())
             .as_millis()
             .max(1) as u64;
@@ -457,11 +426,12 @@ impl Pg {
         if let Some(e) = refused {
             self.send(ROLLBACK, &[]).await?;
             self.answer(0).await?;
-            return Err(Fail::Server(e));
+            return Err(Failure::Server(e));
         }
         // 'T' proves a transaction block is open, so READ ONLY governs what follows.
         if begin.status != b'T' || settings.iter().any(|a| a.status != b'T') {
-            return Err(Fail::Broken(format!(
+            self.s.mark_broken();
+            return Err(Fail::unexpected(format!(
                 "BEGIN READ ONLY left status {:?}",
                 begin.status as char
             )));
@@ -471,10 +441,11 @@ impl Pg {
         let mut result = self.answer(keep).await?;
         let rollback = self.answer(0).await?;
         if let Some(e) = rollback.error {
-            return Err(Fail::Broken(format!("ROLLBACK failed: {e}")));
+            self.s.mark_broken();
+            return Err(Fail::unexpected(format!("ROLLBACK failed: {e}")));
         }
         match result.error.take() {
-            Some(e) => Err(Fail::Server(e)),
+            Some(e) => Err(Failure::Server(e)),
             None => Ok(result),
         }
     }
@@ -482,7 +453,7 @@ impl Pg {
 
 /// A connection is usable after these; others leave it out of step.
 pub(super) fn usable(e: &Fail) -> bool {
-    matches!(e, Fail::Server(_))
+    e.keeps_session()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,19 +662,18 @@ pub(super) struct Run<'a> {
     pub(super) cred: Option<Credential>,
     /// SSLRequest before the startup; None until a login settled it.
     pub(super) ssl: Option<bool>,
-    pub(super) deadline: Instant,
-    /// Bytes received on connections already closed.
-    pub(super) spent: usize,
+    /// Time and bytes of the whole run, shared by its sessions.
+    pub(super) budget: Arc<Budget>,
     pub(super) notes: Vec<String>,
 }
 
 impl<'a> Run<'a> {
     pub(super) fn time_left(&self) -> bool {
-        Instant::now() < self.deadline
+        self.budget.spent() != Some(Spent::Time)
     }
 
     pub(super) fn bytes_left(&self) -> bool {
-        self.spent < self.opts.byte_budget
+        self.budget.bytes_left() > 0
     }
 
     /// Logs in to `db` as the probe did, with the credential that worked, if any.
@@ -735,15 +705,16 @@ impl<'a> Run<'a> {
                     Err(LoginError::Broken(why)) => Err((why, false)),
                 }
             };
-            match tokio::time::timeout_at(self.deadline, attempt).await {
+            match tokio::time::timeout_at(self.budget.deadline(), attempt).await {
                 Err(_) => return Err("time budget spent while logging in".into()),
                 Ok(Ok(ready)) => {
                     self.ssl = Some(ssl);
+                    let mut s = Session::with_conn(self.ctx, *ready.conn, self.budget.clone());
+                    // A long count is not a dead peer: reads wait until the deadline.
+                    s.set_wait(Wait::Deadline);
                     return Ok(Pg {
-                        conn: ready.conn,
+                        s,
                         db: db.to_string(),
-                        byte_limit: self.opts.byte_budget.saturating_sub(self.spent),
-                        deadline: self.deadline,
                         cap: self.ctx.opts.frame_cap,
                     });
                 }
@@ -758,15 +729,17 @@ impl<'a> Run<'a> {
         Err(last)
     }
 
-    /// Says goodbye and books the connection's bytes.
+    /// Says goodbye (within the budget's time) and closes.
     pub(super) async fn close(&mut self, mut pg: Pg) {
-        let _ = tokio::time::timeout_at(self.deadline, pg.conn.send(TERMINATE)).await;
-        self.spent += pg.conn.received;
+        if pg.s.spent() != Some(Spent::Time) {
+            let deadline = self.budget.deadline();
+            let _ = tokio::time::timeout_at(deadline, pg.s.goodbye(TERMINATE)).await;
+        }
     }
 
-    /// Books a connection that is out of step, without a goodbye.
-    pub(super) fn drop_conn(&mut self, pg: Pg) {
-        self.spent += pg.conn.received;
+    /// Closes a connection that is out of step, without a goodbye.
+    pub(super) fn drop_conn(&mut self, mut pg: Pg) {
+        pg.s.detach();
     }
 
     /// The first session: `postgres`, else `template1` (which every cluster has).
@@ -1135,14 +1108,12 @@ pub fn inventory<'a>(
     Box::pin(async move {
         // Stop a little before the engine's own timeout so the partial answer is returned,
         // not dropped with the future.
-        let margin = (opts.time_budget / 10).min(std::time::Duration::from_secs(3));
         let mut run = Run {
             ctx,
             opts,
             cred: finding.credential,
             ssl: None,
-            deadline: Instant::now() + opts.time_budget.saturating_sub(margin),
-            spent: 0,
+            budget: Arc::new(Budget::for_inventory(opts)),
             notes: Vec::new(),
         };
         let (rels, mut columns) = run.catalogue().await;
@@ -1166,8 +1137,8 @@ pub(super) mod tests {
     use std::time::Duration;
 
     use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::testkit::{fixture, frames, FakeServer, Message, Reply};
 
     use super::super::{frontend, messages_for_tests, render, ALLOWED_QUERIES};
     use super::*;
@@ -1180,7 +1151,7 @@ pub(super) mod tests {
     /// one JSON line per answer, keyed by database and statement.
     const SESSION: &str = include_str!("../../../fixtures/postgresql/inventory_session.jsonl");
     /// `SELECT count(*)` on a table without SELECT privilege, inside a transaction: 42501.
-    const DENIED: &[u8] = include_bytes!("../../../fixtures/postgresql/inv_denied.bin");
+    const DENIED: &[u8] = fixture!("postgresql/inv_denied.bin");
 
     /// The lab manifest's tables of that dataset: name, rows, columns.
     const TRUTH: &[(&str, u64, &[&str])] = &[
@@ -1844,66 +1815,63 @@ pub(super) mod tests {
         GiantRow,
     }
 
-    /// One frontend message as a fake server reads it: (type, body), the startup untyped.
-    pub(in crate::protocols::postgresql) async fn read_message(
-        s: &mut TcpStream,
-        typed: bool,
-    ) -> Option<(u8, Vec<u8>)> {
-        let mut head = vec![0u8; if typed { 5 } else { 4 }];
-        s.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len.checked_sub(4)?];
-        s.read_exact(&mut body).await.ok()?;
-        Some((if typed { head[0] } else { 0 }, body))
-    }
-
-    async fn serve(
-        mut s: TcpStream,
-        rec: Arc<Recorded>,
-        seen: Arc<Mutex<Seen>>,
-        mode: Mode,
-        giant: usize,
-    ) {
-        // As PostgreSQL does: answers to pipelined statements are not held back by Nagle.
-        s.set_nodelay(true).unwrap();
-        let Some((_, startup)) = read_message(&mut s, false).await else {
-            return;
-        };
-        let fields: Vec<&[u8]> = startup[4..].split(|&b| b == 0).collect();
-        let db = fields
+    /// The database a startup message names.
+    pub(in crate::protocols::postgresql) fn startup_database(m: &Message) -> Option<String> {
+        let fields: Vec<&[u8]> = m.bytes.get(8..)?.split(|&b| b == 0).collect();
+        fields
             .windows(2)
             .find(|w| w[0] == b"database")
             .map(|w| String::from_utf8_lossy(w[1]).into_owned())
-            .unwrap();
-        seen.lock().unwrap().connections += 1;
-        let Some(hello) = rec.get(&(db.clone(), None)) else {
-            let _ = s
-                .write_all(&frontend(
-                    b'E',
-                    b"SFATAL\0VFATAL\0C3D000\0Mno such database\0\0",
-                ))
-                .await;
-            return;
-        };
-        s.write_all(hello).await.unwrap();
-        let mut in_txn = false;
-        while let Some((ty, body)) = read_message(&mut s, true).await {
-            if ty != b'Q' {
-                break;
+    }
+
+    /// The SQL of a simple Query message; None for any other message.
+    pub(in crate::protocols::postgresql) fn query_sql(m: &Message) -> Option<String> {
+        let body = m.bytes.get(5..)?;
+        (m.index > 0 && m.bytes[0] == b'Q')
+            .then(|| String::from_utf8_lossy(&body[..body.len().saturating_sub(1)]).into_owned())
+    }
+
+    /// A server replaying recorded answers per database and statement (see [`Mode`]), keeping
+    /// what it saw in `Seen`.
+    async fn replay(mode: Mode, frame_cap: usize) -> (FakeServer, Arc<Mutex<Seen>>) {
+        let rec = recorded();
+        let giant = frame_cap + 10;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let log = seen.clone();
+        // Per connection: its database, and whether a transaction block is open.
+        let conns: Mutex<HashMap<usize, (String, bool)>> = Mutex::default();
+        let server = FakeServer::start(Vec::new(), frames::pg_message, move |m| {
+            if m.index == 0 {
+                let Some(db) = startup_database(m) else {
+                    return Reply::Close;
+                };
+                log.lock().unwrap().connections += 1;
+                let Some(hello) = rec.get(&(db.clone(), None)) else {
+                    return Reply::SendAndClose(frontend(
+                        b'E',
+                        b"SFATAL\0VFATAL\0C3D000\0Mno such database\0\0",
+                    ));
+                };
+                conns.lock().unwrap().insert(m.conn, (db, false));
+                return Reply::Send(hello.clone());
             }
-            let sql = String::from_utf8_lossy(&body[..body.len() - 1]).into_owned();
+            let Some(sql) = query_sql(m) else {
+                return Reply::Close;
+            };
+            let mut conns = conns.lock().unwrap();
+            let (db, in_txn) = conns.get_mut(&m.conn).expect("started");
             {
-                let mut seen = seen.lock().unwrap();
+                let mut seen = log.lock().unwrap();
                 seen.statements.push((db.clone(), sql.clone()));
                 match sql.as_str() {
-                    BEGIN_READ_ONLY => in_txn = true,
-                    ROLLBACK => in_txn = false,
-                    _ if in_txn => {}
+                    BEGIN_READ_ONLY => *in_txn = true,
+                    ROLLBACK => *in_txn = false,
+                    _ if *in_txn => {}
                     _ => seen.outside.push(sql.clone()),
                 }
             }
             if mode == Mode::Silent {
-                continue;
+                return Reply::Nothing;
             }
             if mode == Mode::GiantRow && sql.starts_with("SELECT (SELECT jsonb_object_agg") {
                 let mut row = b"\0\x01".to_vec();
@@ -1925,33 +1893,20 @@ pub(super) mod tests {
                         out.extend(frontend(m.ty, &m.body));
                     }
                 }
-                s.write_all(&out).await.unwrap();
-                continue;
+                return Reply::Send(out);
             }
             match rec.get(&(db.clone(), Some(normalise(&sql)))) {
-                Some(answer) => s.write_all(answer).await.unwrap(),
+                Some(answer) => Reply::Send(answer.clone()),
                 None => {
-                    seen.lock().unwrap().unknown.push(sql.clone());
+                    log.lock().unwrap().unknown.push(sql.clone());
                     let mut e = frontend(b'E', b"SERROR\0VERROR\0C42P01\0Mnot recorded\0\0");
-                    e.extend(frontend(b'Z', if in_txn { b"E" } else { b"I" }));
-                    s.write_all(&e).await.unwrap();
+                    e.extend(frontend(b'Z', if *in_txn { b"E" } else { b"I" }));
+                    Reply::Send(e)
                 }
             }
-        }
-    }
-
-    async fn replay(mode: Mode, frame_cap: usize) -> (SocketAddr, Arc<Mutex<Seen>>) {
-        let rec = Arc::new(recorded());
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let s2 = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(serve(s, rec.clone(), s2.clone(), mode, frame_cap + 10));
-            }
-        });
-        (addr, seen)
+        })
+        .await;
+        (server, seen)
     }
 
     fn ctx(addr: SocketAddr, frame_cap: usize) -> ProbeCtx {
@@ -1984,7 +1939,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn whole_inventory_from_a_recorded_server() {
-        let (addr, seen) = replay(Mode::Replay, 1 << 20).await;
+        let (server, seen) = replay(Mode::Replay, 1 << 20).await;
+        let addr = server.addr();
         let inv = inventory(&ctx(addr, 1 << 20), &open_finding(), &options(5)).await;
         let seen = seen.lock().unwrap();
         assert!(seen.unknown.is_empty(), "{:?}", seen.unknown);
@@ -2020,7 +1976,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn nothing_but_listing_without_samples() {
-        let (addr, seen) = replay(Mode::Replay, 1 << 20).await;
+        let (server, seen) = replay(Mode::Replay, 1 << 20).await;
+        let addr = server.addr();
         let opts = InventoryOptions {
             max_containers: 3,
             ..options(0)
@@ -2048,7 +2005,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn a_silent_server_costs_the_time_budget_and_no_more() {
-        let (addr, _) = replay(Mode::Silent, 1 << 20).await;
+        let (server, _) = replay(Mode::Silent, 1 << 20).await;
+        let addr = server.addr();
         let opts = InventoryOptions {
             time_budget: Duration::from_millis(1200),
             ..options(5)
@@ -2076,7 +2034,8 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn the_byte_budget_stops_the_census() {
-        let (addr, _) = replay(Mode::Replay, 1 << 20).await;
+        let (server, _) = replay(Mode::Replay, 1 << 20).await;
+        let addr = server.addr();
         // Enough for the catalogue (about 8 KB), not for samples of every table.
         let opts = InventoryOptions {
             byte_budget: 14_000,
@@ -2096,7 +2055,8 @@ pub(super) mod tests {
     #[tokio::test]
     async fn rows_over_the_frame_cap_are_skipped_not_fatal() {
         let cap = 16 << 10;
-        let (addr, _) = replay(Mode::GiantRow, cap).await;
+        let (server, _) = replay(Mode::GiantRow, cap).await;
+        let addr = server.addr();
         let inv = inventory(&ctx(addr, cap), &open_finding(), &options(5)).await;
         assert_eq!(inv.holdings.len(), 8);
         for h in &inv.holdings {

@@ -16,13 +16,18 @@
 //! placeholders with typed values only (quoted identifiers, integers, a percentage, quoted string
 //! literals), and `send_query` is the one function that puts SQL on the wire.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 pub use crate::driver::sql::Arg;
 use crate::driver::sql::{Allowlist, Dialect};
-use crate::driver::{preview, Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{
+    preview, Budget, Credential, Failure, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen,
+    Session,
+};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -90,15 +95,18 @@ pub fn render(template: &str, args: &[Arg]) -> Result<String, String> {
 }
 
 /// Sends one simple Query built by [`render`]: the only function that sends SQL.
-async fn send_query(conn: &mut Conn, template: &str, args: &[Arg<'_>]) -> Result<(), QueryError> {
+async fn send_query(s: &mut Session, template: &str, args: &[Arg<'_>]) -> Result<(), Fail> {
     let mut body = render(template, args)
-        .map_err(QueryError::Protocol)?
+        .map_err(Failure::Refused)?
         .into_bytes();
     body.push(0);
-    conn.send(&frontend(b'Q', &body))
-        .await
-        .map_err(QueryError::Net)
+    s.send(&frontend(b'Q', &body)).await
 }
+
+/// Why a statement gave no answer: the server refused it (the session is still usable; the
+/// transaction is aborted), the connection broke or the peer stopped speaking the protocol,
+/// or the budget ran out.
+pub(crate) type Fail = Failure<PgError>;
 
 /// The user the unauthenticated startup names: the superuser every installation has.
 const USER: &str = "postgres";
@@ -411,11 +419,11 @@ const KEPT_PARAMETERS: &[&str] = &["server_version", "is_superuser", "crdb_versi
 
 /// What the server reported between AuthenticationOk and ReadyForQuery.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct Startup {
     pub params: Vec<(String, String)>,
 }
 
-impl Session {
+impl Startup {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -450,7 +458,7 @@ enum Step {
 }
 
 /// Feeds one post-authentication message into `session`.
-fn startup_step(session: &mut Session, msg: &Msg) -> Result<Step, String> {
+fn startup_step(session: &mut Startup, msg: &Msg) -> Result<Step, String> {
     match msg.ty {
         b'S' => {
             let mut r = Reader(&msg.body);
@@ -489,29 +497,12 @@ pub struct Rows {
     complete: bool,
 }
 
-#[derive(Debug)]
-pub enum QueryError {
-    Net(NetError),
-    Server(PgError),
-    Protocol(String),
-}
-
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueryError::Net(e) => write!(f, "{e}"),
-            QueryError::Server(e) => write!(f, "{e}"),
-            QueryError::Protocol(s) => write!(f, "protocol error: {s}"),
-        }
-    }
-}
-
 impl Rows {
     /// Feeds one message; true when ReadyForQuery ended a well-formed result. A result only
     /// counts when it had a RowDescription, rows of that width and a `SELECT n` tag that
     /// agrees with the rows seen, which a server that answers anything does not produce.
-    fn step(&mut self, msg: &Msg) -> Result<bool, QueryError> {
-        let proto = |s: &str| QueryError::Protocol(s.into());
+    fn step(&mut self, msg: &Msg) -> Result<bool, Fail> {
+        let proto = |s: &str| Fail::unexpected(format!("protocol error: {s}"));
         let bad = |s: &str| Err(proto(s));
         match msg.ty {
             b'T' => {
@@ -579,7 +570,7 @@ impl Rows {
             }
             b'E' => {
                 let e = parse_error(&msg.body).ok_or_else(|| proto("malformed ErrorResponse"))?;
-                return Err(QueryError::Server(e));
+                return Err(Failure::Server(e));
             }
             b'N' | b'S' | b'A' => {}
             b'Z' => {
@@ -596,19 +587,24 @@ impl Rows {
 }
 
 /// Sends one allowlisted simple Query and reads its whole answer.
-async fn simple_query(conn: &mut Conn, ctx: &ProbeCtx, sql: &str) -> Result<Rows, QueryError> {
-    send_query(conn, sql, &[]).await?;
+async fn simple_query(s: &mut Session, sql: &str) -> Result<Rows, Fail> {
+    send_query(s, sql, &[]).await?;
     let mut rows = Rows::default();
+    let cap = s.ctx().opts.frame_cap;
     // Rows plus a few framing messages; a peer streaming notices forever is cut off.
     for _ in 0..MAX_ROWS + 100 {
-        let msg = recv(conn, ctx.opts.frame_cap, QUERY_TYPES)
-            .await
-            .map_err(QueryError::Net)?;
+        let frame = s
+            .read_frame(cap.saturating_add(1), |b| {
+                check_message(b, cap, QUERY_TYPES)
+            })
+            .await?;
+        let msg =
+            to_msg(&frame).ok_or_else(|| Fail::unexpected("protocol error: short message"))?;
         if rows.step(&msg)? {
             return Ok(rows);
         }
     }
-    Err(QueryError::Protocol("too many messages".into()))
+    Err(Fail::unexpected("protocol error: too many messages"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,7 +849,7 @@ async fn authenticate(
 /// A session past AuthenticationOk and ReadyForQuery, ready for the query.
 struct Ready {
     conn: Box<Conn>,
-    session: Session,
+    session: Startup,
     database: String,
     /// How a credential was accepted, in words; None when no password was asked for.
     method: Option<String>,
@@ -931,7 +927,7 @@ async fn login(
             Err(why) => return Err(LoginError::Broken(format!("{}: {why}", challenge.method()))),
         },
     };
-    let mut session = Session::default();
+    let mut session = Startup::default();
     for _ in 0..MAX_STARTUP_MESSAGES {
         let msg = recv(&mut conn, cap, STARTUP_TYPES)
             .await
@@ -1017,7 +1013,7 @@ async fn attempt(
 /// password, `default_credentials` with one, and only when the query answered.
 async fn read_and_judge(ctx: &ProbeCtx, f: &mut Finding, ready: Ready, ssl: bool) {
     let Ready {
-        mut conn,
+        conn,
         session,
         database,
         method,
@@ -1034,7 +1030,8 @@ async fn read_and_judge(ctx: &ProbeCtx, f: &mut Finding, ready: Ready, ssl: bool
     } else {
         ""
     };
-    match simple_query(&mut conn, ctx, LIST_DATABASES).await {
+    let mut s = Session::with_conn(ctx, *conn, Arc::new(Budget::bytes_only(usize::MAX)));
+    match simple_query(&mut s, LIST_DATABASES).await {
         Ok(rows) => {
             f.access = access;
             if access == Access::DefaultCredentials {
@@ -1054,7 +1051,7 @@ async fn read_and_judge(ctx: &ProbeCtx, f: &mut Finding, ready: Ready, ssl: bool
              failed: {e}"
         )),
     }
-    let _ = conn.send(TERMINATE).await;
+    s.goodbye(TERMINATE).await;
 }
 
 /// Verdict for an ErrorResponse to an unauthenticated startup.
@@ -1193,43 +1190,37 @@ mod tests {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
     use super::*;
     use crate::driver::ProbeOptions;
     use crate::net::Limits;
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
 
     // Captured from Debian's PostgreSQL 15.18 (lab instances on 127.0.22.x) with a raw socket
     // client sending the same StartupMessage as this probe.
     /// trust: AuthenticationOk, ParameterStatus…, BackendKeyData, ReadyForQuery.
-    const TRUST_STARTUP: &[u8] = include_bytes!("../../../fixtures/postgresql/trust_startup.bin");
+    const TRUST_STARTUP: &[u8] = fixture!("postgresql/trust_startup.bin");
     /// trust: the answer to `LIST_DATABASES`.
-    const TRUST_QUERY: &[u8] = include_bytes!("../../../fixtures/postgresql/trust_query.bin");
+    const TRUST_QUERY: &[u8] = fixture!("postgresql/trust_query.bin");
     /// trust, startup naming a database that does not exist: AuthenticationOk then 3D000.
-    const DB_MISSING: &[u8] = include_bytes!("../../../fixtures/postgresql/db_missing.bin");
+    const DB_MISSING: &[u8] = fixture!("postgresql/db_missing.bin");
     /// scram-sha-256: AuthenticationSASL.
-    const SASL: &[u8] = include_bytes!("../../../fixtures/postgresql/sasl.bin");
+    const SASL: &[u8] = fixture!("postgresql/sasl.bin");
     /// md5 (password stored as MD5): AuthenticationMD5Password.
-    const MD5: &[u8] = include_bytes!("../../../fixtures/postgresql/md5.bin");
+    const MD5: &[u8] = fixture!("postgresql/md5.bin");
     /// password: AuthenticationCleartextPassword.
-    const CLEARTEXT: &[u8] = include_bytes!("../../../fixtures/postgresql/cleartext.bin");
+    const CLEARTEXT: &[u8] = fixture!("postgresql/cleartext.bin");
     /// hostssl-only pg_hba.conf, plaintext startup: 28000.
-    const NOHBA: &[u8] = include_bytes!("../../../fixtures/postgresql/nohba_nossl.bin");
+    const NOHBA: &[u8] = fixture!("postgresql/nohba_nossl.bin");
     /// SSLRequest answers of a server with and without ssl=on.
-    const SSL_YES: &[u8] = include_bytes!("../../../fixtures/postgresql/ssl_yes.bin");
-    const SSL_NO: &[u8] = include_bytes!("../../../fixtures/postgresql/ssl_no.bin");
+    const SSL_YES: &[u8] = fixture!("postgresql/ssl_yes.bin");
+    const SSL_NO: &[u8] = fixture!("postgresql/ssl_no.bin");
     /// SCRAM with client nonce `SCRAM_NONCE` and password `postgres`, accepted: SASLContinue,
     /// then SASLFinal, AuthenticationOk, …, ReadyForQuery.
-    const SCRAM_OK_FIRST: &[u8] =
-        include_bytes!("../../../fixtures/postgresql/scram_ok_server_first.bin");
-    const SCRAM_OK_FINAL: &[u8] =
-        include_bytes!("../../../fixtures/postgresql/scram_ok_server_final.bin");
+    const SCRAM_OK_FIRST: &[u8] = fixture!("postgresql/scram_ok_server_first.bin");
+    const SCRAM_OK_FINAL: &[u8] = fixture!("postgresql/scram_ok_server_final.bin");
     /// The same against a server with another password: SASLContinue, then 28P01.
-    const SCRAM_BAD_FIRST: &[u8] =
-        include_bytes!("../../../fixtures/postgresql/scram_refused_server_first.bin");
-    const SCRAM_BAD_FINAL: &[u8] =
-        include_bytes!("../../../fixtures/postgresql/scram_refused_server_final.bin");
+    const SCRAM_BAD_FIRST: &[u8] = fixture!("postgresql/scram_refused_server_first.bin");
+    const SCRAM_BAD_FINAL: &[u8] = fixture!("postgresql/scram_refused_server_final.bin");
     const SCRAM_NONCE: &str = "leakscopeFixtureNonce0001";
 
     const CAP: usize = 1 << 20;
@@ -1300,7 +1291,7 @@ mod tests {
                 .as_slice(),
         );
         assert_eq!(recognise(&msgs[0]), Some(First::Auth(AuthRequest::Ok)));
-        let mut session = Session::default();
+        let mut session = Startup::default();
         let steps: Vec<Step> = msgs[1..]
             .iter()
             .map(|m| startup_step(&mut session, m).unwrap())
@@ -1438,7 +1429,7 @@ mod tests {
 
         let msgs = messages(DB_MISSING, b"RE");
         assert_eq!(recognise(&msgs[0]), Some(First::Auth(AuthRequest::Ok)));
-        let Ok(Step::Failed(err)) = startup_step(&mut Session::default(), &msgs[1]) else {
+        let Ok(Step::Failed(err)) = startup_step(&mut Startup::default(), &msgs[1]) else {
             panic!()
         };
         assert_eq!(err.code, "3D000");
@@ -1456,9 +1447,9 @@ mod tests {
     #[test]
     fn other_protocols_are_not_postgres() {
         let others: &[&[u8]] = &[
-            include_bytes!("../../../fixtures/redis/noauth.resp"),
-            include_bytes!("../../../fixtures/redis/info_server.resp"),
-            include_bytes!("../../../fixtures/memcached/version_stats.txt"),
+            fixture!("redis/noauth.resp"),
+            fixture!("redis/info_server.resp"),
+            fixture!("memcached/version_stats.txt"),
             b"+OK\r\n",
             b"-ERR unknown command\r\n",
             b"ERROR\r\n",
@@ -1499,7 +1490,7 @@ mod tests {
             if let Check::Complete(n) = check_message(&buf, CAP, b"REZSTDCKN") {
                 let m = to_msg(&buf[..n]).unwrap();
                 let _ = recognise(&m);
-                let _ = startup_step(&mut Session::default(), &m);
+                let _ = startup_step(&mut Startup::default(), &m);
                 let _ = Rows::default().step(&m);
                 let _ = Rows {
                     columns: Some(1),
@@ -1569,33 +1560,6 @@ mod tests {
         crate::driver::test_ctx(addr, opts)
     }
 
-    /// Serves every connection with `script` (given the connection's index).
-    async fn peer<F, Fut>(script: F) -> SocketAddr
-    where
-        F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            for i in 0.. {
-                let Ok((s, _)) = l.accept().await else { break };
-                tokio::spawn(script(s, i));
-            }
-        });
-        addr
-    }
-
-    /// Reads one frontend message (or the untyped StartupMessage when `typed` is false).
-    async fn read_client(s: &mut TcpStream, typed: bool) -> Option<Vec<u8>> {
-        let mut head = vec![0u8; if typed { 5 } else { 4 }];
-        s.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len.checked_sub(4)?];
-        s.read_exact(&mut body).await.ok()?;
-        Some(body)
-    }
-
     fn backend(ty: u8, body: &[u8]) -> Vec<u8> {
         frontend(ty, body)
     }
@@ -1608,14 +1572,12 @@ mod tests {
 
     #[tokio::test]
     async fn giant_length_is_refused_at_once() {
-        let addr = peer(|mut s, _| async move {
-            read_client(&mut s, false).await;
-            let _ = s.write_all(b"R\x7f\xff\xff\xff\0\0\0\0").await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
+        let server = FakeServer::start(Vec::new(), frames::pg_message, |_| {
+            Reply::Send(b"R\x7f\xff\xff\xff\0\0\0\0".to_vec())
         })
         .await;
         let t = std::time::Instant::now();
-        let out = run(addr, false).await;
+        let out = run(server.addr(), false).await;
         assert!(matches!(out, Outcome::NotMe(Seen::Bytes(_))), "{out:?}");
         assert!(
             t.elapsed() < Duration::from_millis(500),
@@ -1627,16 +1589,16 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_says_yes_to_everything_is_not_open() {
         // AuthenticationOk and ReadyForQuery for the startup, then `+OK` to the query.
-        let addr = peer(|mut s, _| async move {
-            read_client(&mut s, false).await;
-            let mut out = backend(b'R', &[0, 0, 0, 0]);
-            out.extend(backend(b'Z', b"I"));
-            s.write_all(&out).await.unwrap();
-            let _ = read_client(&mut s, true).await;
-            let _ = s.write_all(b"+OK\r\n").await;
+        let server = FakeServer::start(Vec::new(), frames::pg_message, |m| match m.index {
+            0 => {
+                let mut out = backend(b'R', &[0, 0, 0, 0]);
+                out.extend(backend(b'Z', b"I"));
+                Reply::Send(out)
+            }
+            _ => Reply::Send(b"+OK\r\n".to_vec()),
         })
         .await;
-        let Outcome::Found(f) = run(addr, false).await else {
+        let Outcome::Found(f) = run(server.addr(), false).await else {
             panic!()
         };
         assert_eq!(f.access, Access::Unknown, "{f:?}");
@@ -1645,33 +1607,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_fake_scram_server_that_accepts_any_proof_is_caught() {
-        let addr = peer(|mut s, _| async move {
-            let startup = read_client(&mut s, false).await.unwrap();
-            assert!(startup.windows(9).any(|w| w == b"leakscope"));
-            s.write_all(&backend(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0"))
-                .await
-                .unwrap();
-            // The unauthenticated probe hangs up here.
-            let Some(first) = read_client(&mut s, true).await else {
-                return;
-            };
-            let text = String::from_utf8_lossy(&first).into_owned();
-            let nonce = text.split("r=").nth(1).unwrap().to_string();
-            let sf = format!("r={nonce}srv,s=c2FsdHNhbHQ=,i=4096");
-            let mut body = 11u32.to_be_bytes().to_vec();
-            body.extend_from_slice(sf.as_bytes());
-            s.write_all(&backend(b'R', &body)).await.unwrap();
-            read_client(&mut s, true).await;
-            let mut out = b"\0\0\0\x0cv=".to_vec();
-            out.extend_from_slice(base64::Engine::encode(&b64(), [7u8; 32]).as_bytes());
-            let mut msgs = backend(b'R', &out);
-            msgs.extend(backend(b'R', &[0, 0, 0, 0]));
-            msgs.extend(backend(b'Z', b"I"));
-            let _ = s.write_all(&msgs).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let server = FakeServer::start(Vec::new(), frames::pg_message, |m| match m.index {
+            0 => Reply::Send(backend(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0")),
+            1 => {
+                let text = m.text();
+                let nonce = text.split("r=").nth(1).unwrap().to_string();
+                let sf = format!("r={nonce}srv,s=c2FsdHNhbHQ=,i=4096");
+                let mut body = 11u32.to_be_bytes().to_vec();
+                body.extend_from_slice(sf.as_bytes());
+                Reply::Send(backend(b'R', &body))
+            }
+            _ => {
+                let mut out = b"\0\0\0\x0cv=".to_vec();
+                out.extend_from_slice(base64::Engine::encode(&b64(), [7u8; 32]).as_bytes());
+                let mut msgs = backend(b'R', &out);
+                msgs.extend(backend(b'R', &[0, 0, 0, 0]));
+                msgs.extend(backend(b'Z', b"I"));
+                Reply::Send(msgs)
+            }
         })
         .await;
-        let Outcome::Found(f) = run(addr, true).await else {
+        let Outcome::Found(f) = run(server.addr(), true).await else {
             panic!()
         };
         assert_eq!(f.access, Access::AuthRequired, "{f:?}");
@@ -1679,9 +1635,13 @@ mod tests {
             f.evidence.iter().any(|e| e.contains("does not verify")),
             "{f:?}"
         );
+        assert!(server.messages()[0]
+            .bytes
+            .windows(9)
+            .any(|w| w == b"leakscope"));
 
         // Without --try-defaults nothing is attempted.
-        let Outcome::Found(f) = run(addr, false).await else {
+        let Outcome::Found(f) = run(server.addr(), false).await else {
             panic!()
         };
         assert_eq!(f.access, Access::AuthRequired);
@@ -1690,27 +1650,17 @@ mod tests {
 
     #[tokio::test]
     async fn only_allowlisted_sql_is_sent() {
-        let (tx, rx) = tokio::sync::oneshot::channel::<usize>();
-        let tx = std::sync::Mutex::new(Some(tx));
-        let addr = peer(move |mut s, _| {
-            let tx = tx.lock().unwrap().take();
-            async move {
-                let mut buf = Vec::new();
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut buf)).await;
-                if let Some(tx) = tx {
-                    let _ = tx.send(buf.len());
-                }
-            }
-        })
-        .await;
-        let ctx = ctx(addr, false);
-        let mut conn = ctx.connect().await.unwrap();
-        let err = simple_query(&mut conn, &ctx, "DROP DATABASE postgres")
+        let server = FakeServer::opening(Vec::new()).await;
+        let ctx = ctx(server.addr(), false);
+        let conn = ctx.connect().await.unwrap();
+        let mut s = Session::with_conn(&ctx, conn, Arc::new(Budget::bytes_only(1 << 20)));
+        let err = simple_query(&mut s, "DROP DATABASE postgres")
             .await
             .unwrap_err();
         assert!(err.to_string().contains("non-allowlisted"), "{err}");
-        drop(conn);
-        assert_eq!(rx.await.unwrap(), 0);
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(server.connections(), 1);
+        assert!(server.messages().is_empty(), "{:?}", server.messages());
     }
 }

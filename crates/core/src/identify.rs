@@ -7,7 +7,10 @@
 //! HTTP) or `unknown`, with what was seen as evidence.
 
 use crate::driver::http::{self, Request, Response};
-use crate::driver::{preview, Finding, Handler, Outcome, ProbeCtx, Seen};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use crate::driver::{preview, Budget, Finding, Handler, Outcome, ProbeCtx, Seen, Session};
 use crate::model::Access;
 use crate::net::{looks_like_tls, Conn, NetError};
 use crate::protocols::candidates;
@@ -20,7 +23,7 @@ pub struct Identified {
 }
 
 /// Fetches `GET /` on a connection.
-async fn get_root(ctx: &ProbeCtx, mut conn: Conn) -> Result<Response, Seen> {
+async fn get_root(ctx: &ProbeCtx, conn: Conn) -> Result<Response, Seen> {
     let authority = ctx.authority();
     let req = Request {
         method: "GET",
@@ -28,9 +31,10 @@ async fn get_root(ctx: &ProbeCtx, mut conn: Conn) -> Result<Response, Seen> {
         host: &authority,
         basic_auth: None,
     };
-    match http::exchange(&mut conn, &req, ctx.opts.http_body_cap).await {
+    let mut s = Session::with_conn(ctx, conn, Arc::new(Budget::bytes_only(usize::MAX)));
+    match http::exchange::<Infallible>(&mut s, &req, None, ctx.opts.http_body_cap).await {
         Ok(r) => Ok(r),
-        Err(e) => Err(Seen::from_error(&e, conn.buffered())),
+        Err(e) => Err(e.seen(s.buffered())),
     }
 }
 

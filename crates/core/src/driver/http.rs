@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 client over [`crate::net::Conn`], for HTTP-speaking stores.
+//! A minimal HTTP/1.1 client over a [`Session`], for HTTP-speaking stores.
 //!
 //! Hand-written rather than hyper/reqwest because every byte must go through the bounded reader:
 //! a `Content-Length: 10^12` or a chunked body that never ends must cost one cap and one
@@ -6,7 +6,8 @@
 
 use base64::Engine as _;
 
-use crate::net::{Check, Conn, NetError};
+use super::{Failure, Session};
+use crate::net::{Check, NetError};
 
 /// Largest header block accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -250,29 +251,39 @@ impl Request<'_> {
     }
 }
 
-/// Sends `req` on `conn` and reads one response with a body of at most `body_cap` bytes.
-pub async fn exchange(
-    conn: &mut Conn,
-    req: &Request<'_>,
-    body_cap: usize,
-) -> Result<Response, NetError> {
-    exchange_with_body(conn, req, None, body_cap).await
-}
-
-/// [`exchange`] with an optional request body (see [`Request::encode_with_body`]).
-pub async fn exchange_with_body(
-    conn: &mut Conn,
+/// Sends `req` (with `body` as `application/json`, when given) on the session's connection
+/// and reads one response with a body of at most `body_cap` bytes.
+pub async fn exchange<E>(
+    s: &mut Session,
     req: &Request<'_>,
     body: Option<&[u8]>,
     body_cap: usize,
-) -> Result<Response, NetError> {
-    conn.send(&req.encode_with_body(body)).await?;
+) -> Result<Response, Failure<E>> {
+    s.send(&req.encode_with_body(body)).await?;
     let cap = MAX_HEAD + body_cap + 64 * 1024; // chunk framing overhead is bounded by the cap too
-    match conn.read_frame(cap, |b| check_response(b, body_cap)).await {
+    let parsed = match s.read_frame(cap, |b| check_response(b, body_cap)).await {
         Ok(frame) => parse_response(&frame, body_cap),
         // A body delimited by the connection closing ends here.
-        Err(NetError::Closed(n)) if n > 0 => parse_response(conn.buffered(), body_cap),
-        Err(e) => Err(e),
+        Err(Failure::Net(NetError::Closed(n))) if n > 0 => parse_response(s.buffered(), body_cap),
+        Err(e) => return Err(e),
+    };
+    parsed.map_err(Failure::Net)
+}
+
+/// An HTTP status other than success, with the server's reason in words (possibly empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.reason.is_empty() {
+            write!(f, "HTTP {}", self.code)
+        } else {
+            write!(f, "HTTP {} ({})", self.code, self.reason)
+        }
     }
 }
 

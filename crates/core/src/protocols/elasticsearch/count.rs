@@ -25,7 +25,9 @@ use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::inventory::{Failure, Session, INDEX_MAPPING, MAPPING_CAP};
+use super::inventory::{Cluster, Failure, INDEX_MAPPING, MAPPING_CAP};
+use crate::driver::http::Status;
+use crate::driver::{Budget, Spent};
 use crate::driver::{Finding, ProbeCtx};
 use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::InventoryOptions;
@@ -284,12 +286,11 @@ async fn count(
         return Err("not a valid index name".into());
     }
     // Reads may take the whole budget; the session's deadline, not a read timeout, ends them.
-    let s = Session::new(
+    let s = Cluster::new(
         ctx,
         finding,
         budget.per_container + Duration::from_secs(2),
-        opts.byte_budget,
-        Instant::now() + budget.per_container,
+        Budget::new(Instant::now() + budget.per_container, opts.byte_budget),
     );
     let mapping = s
         .get(INDEX_MAPPING, Some(index), None, MAPPING_CAP)
@@ -308,10 +309,12 @@ async fn count(
         {
             Ok(r) => break r,
             // Elasticsearch 6.x does not know `track_total_hits` (it counts hits anyway).
-            Err(Failure::Status(400, why)) if !old && why.contains("track_total_hits") => {
+            Err(Failure::Server(Status { code: 400, reason }))
+                if !old && reason.contains("track_total_hits") =>
+            {
                 old = true
             }
-            Err(Failure::Time) => {
+            Err(Failure::Budget(Spent::Time)) => {
                 return Err(format!(
                     "the cardinality aggregation on {} gave no answer within the {} ms budget",
                     target.field,
@@ -356,20 +359,20 @@ mod tests {
     use crate::driver::http;
     use crate::driver::ProbeOptions;
     use crate::inventory::Holding;
+    use crate::testkit::fixture;
 
     use super::super::inventory::tests::{json_reply, recording};
 
     /// The lab's `customers` mapping (dynamic: every string is `text` with a `keyword`
     /// sub-field), captured by the inventory's tests.
     const LAB_CUSTOMERS_MAPPING: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_lab_customers_mapping.http");
+        fixture!("elasticsearch/opensearch_lab_customers_mapping.http");
     /// A throwaway OpenSearch 2.19.6's `people`, with `devices` mapped `nested`.
-    const NESTED_MAPPING: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_nested_mapping.http");
+    const NESTED_MAPPING: &[u8] = fixture!("elasticsearch/opensearch_inv_nested_mapping.http");
     /// The lab's opensearch-open answering [`INDEX_CARDINALITY`] on `customers` for
     /// `user_id.keyword` (10 000 customers).
     const LAB_CARDINALITY: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_lab_customers_cardinality.http");
+        fixture!("elasticsearch/opensearch_lab_customers_cardinality.http");
 
     fn body(raw: &[u8]) -> Vec<u8> {
         http::parse_response(raw, 1 << 20).unwrap().body
@@ -592,7 +595,8 @@ mod tests {
 
     #[tokio::test]
     async fn counts_with_one_search_and_explains_failures() {
-        let (addr, log) = recording(cluster).await;
+        let server = recording(cluster).await;
+        let addr = server.addr();
         let ctx = crate::driver::test_ctx(addr, ProbeOptions::default());
         let mut f = Finding::new("elasticsearch");
         f.product = Some("OpenSearch".into());
@@ -646,7 +650,7 @@ mod tests {
         assert_eq!(got[4], Err("not a valid index name".into()));
 
         // Every request: a GET of a mapping, or a search whose body is a cardinality body.
-        let log = log.lock().unwrap();
+        let log = server.texts();
         assert_eq!(log.len(), 7, "{log:?}");
         for req in log.iter() {
             let line = req.lines().next().unwrap();

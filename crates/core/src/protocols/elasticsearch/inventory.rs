@@ -25,15 +25,16 @@
 //! early (not allowlisted); a point in time can only be opened with a POST. Neither is used.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use super::{cat_number, send, Credential, Response};
+use crate::driver::http::Status;
+use crate::driver::{self, Budget, Spent};
 use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
@@ -250,37 +251,14 @@ pub fn align_schema(schema: &mut [(String, String)], sample: &[Record]) {
     }
 }
 
-/// Why a request gave no usable answer.
-#[derive(Debug)]
-pub(super) enum Failure {
-    /// The byte budget is spent (or the reply would overrun it).
-    Budget,
-    /// The inventory's deadline passed.
-    Time,
-    Net(NetError),
-    /// A status other than 200, with the server's error type and reason.
-    Status(u16, String),
-    /// 200, but not the JSON that was asked for.
-    Unparsed,
-}
+/// Why a request gave no usable answer: an HTTP status other than 200 (with the server's
+/// error type and reason), the connection, a reply that is not the JSON asked for, or a spent
+/// budget.
+pub(super) type Failure = driver::Failure<Status>;
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Budget => write!(f, "byte budget exhausted"),
-            Failure::Time => write!(f, "time budget exhausted"),
-            Failure::Net(e) => write!(f, "{e}"),
-            Failure::Status(s, why) if why.is_empty() => write!(f, "HTTP {s}"),
-            Failure::Status(s, why) => write!(f, "HTTP {s} ({why})"),
-            Failure::Unparsed => write!(f, "unexpected reply"),
-        }
-    }
-}
-
-impl Failure {
-    fn is_budget(&self) -> bool {
-        matches!(self, Failure::Budget | Failure::Time)
-    }
+/// 200, but not the JSON that was asked for.
+fn unparsed() -> Failure {
+    Failure::unexpected("unexpected reply")
 }
 
 /// `type: reason` of an Elasticsearch error body, shortened.
@@ -299,38 +277,38 @@ fn error_reason(body: &[u8]) -> String {
     s.chars().take(160).collect()
 }
 
-/// One inventory's (or one distinct count's) connection settings, byte account and deadline.
-pub(super) struct Session<'a> {
+/// The cluster as one inventory (or one distinct count) reads it: the finding's credential,
+/// reads that may wait longer than the probe's, and one budget for every request.
+pub(super) struct Cluster<'a> {
     ctx: ProbeCtx,
     auth: Option<&'a Credential>,
-    limit: usize,
-    used: AtomicUsize,
-    deadline: Instant,
+    budget: Arc<Budget>,
     read_timeout: Duration,
 }
 
-impl<'a> Session<'a> {
-    /// A session on `ctx` whose reads may each take `min_read` (at least the probe's), with
-    /// the finding's credential, `limit` bytes and a `deadline` for everything.
+impl<'a> Cluster<'a> {
+    /// Requests on `ctx` whose reads may each take `min_read` (at least the probe's), with the
+    /// finding's credential, within `budget`.
     pub(super) fn new(
         ctx: &ProbeCtx,
         finding: &'a Finding,
         min_read: Duration,
-        limit: usize,
-        deadline: Instant,
-    ) -> Session<'a> {
+        budget: Budget,
+    ) -> Cluster<'a> {
         let ctx = ctx.with_read_timeout_at_least(min_read);
-        Session {
+        Cluster {
             read_timeout: ctx.opts.limits.read_timeout,
             ctx,
             auth: finding.credential.as_ref(),
-            limit,
-            used: AtomicUsize::new(0),
-            deadline,
+            budget: Arc::new(budget),
         }
     }
 
-    /// Sends an allowlisted request within the remaining bytes and time; counts what it read.
+    pub(super) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Sends an allowlisted request within the remaining bytes and time.
     pub(super) async fn get(
         &self,
         request: &str,
@@ -338,22 +316,31 @@ impl<'a> Session<'a> {
         body: Option<&[u8]>,
         cap: usize,
     ) -> Result<Response, Failure> {
-        let remaining = self.limit.saturating_sub(self.used.load(Ordering::Relaxed));
+        let remaining = self.budget.bytes_left();
         if remaining == 0 {
-            return Err(Failure::Budget);
+            return Err(Failure::Budget(Spent::Bytes));
         }
         let cap_here = cap.min(remaining);
-        let fut = send(&self.ctx, request, index, body, self.auth, cap_here);
-        let (result, received) = match tokio::time::timeout_at(self.deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => return Err(Failure::Time),
-        };
-        self.used.fetch_add(received, Ordering::Relaxed);
-        match result {
+        match send(
+            &self.ctx,
+            &self.budget,
+            request,
+            index,
+            body,
+            self.auth,
+            cap_here,
+        )
+        .await
+        {
             Ok(r) if r.status == 200 => Ok(r),
-            Ok(r) => Err(Failure::Status(r.status, error_reason(&r.body))),
-            Err(NetError::TooLarge { .. }) if cap_here < cap => Err(Failure::Budget),
-            Err(e) => Err(Failure::Net(e)),
+            Ok(r) => Err(Failure::Server(Status {
+                code: r.status,
+                reason: error_reason(&r.body),
+            })),
+            Err(Failure::Net(NetError::TooLarge { .. })) if cap_here < cap => {
+                Err(Failure::Budget(Spent::Bytes))
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -369,7 +356,7 @@ struct Taken {
 /// Samples up to `n` documents; a reply over the cap is retried with fewer, and a cluster that
 /// rejects `random_score` on `_seq_no` (before 6.0) gets a plain first-N search.
 async fn sample(
-    s: &Session<'_>,
+    s: &Cluster<'_>,
     name: &str,
     n: usize,
     notes: &mut Vec<String>,
@@ -394,10 +381,10 @@ async fn sample(
                         "{name}: random_score was refused; the sample is the first {size} documents, not spread"
                     ));
                 }
-                return parse_sample(&r.body).ok_or(Failure::Unparsed);
+                return parse_sample(&r.body).ok_or_else(unparsed);
             }
             Err(Failure::Net(NetError::TooLarge { .. })) if size > 1 => size = (size / 4).max(1),
-            Err(Failure::Status(400, _)) if random => random = false,
+            Err(Failure::Server(Status { code: 400, .. })) if random => random = false,
             Err(e) => return Err(e),
         }
     }
@@ -406,7 +393,7 @@ async fn sample(
 
 /// Inventories one listed index: mapping, sample, count.
 async fn take_index(
-    s: &Session<'_>,
+    s: &Cluster<'_>,
     row: &CatIndex,
     system: bool,
     opts: &InventoryOptions,
@@ -447,7 +434,7 @@ async fn take_index(
         Ok(r) => match parse_mapping(&r.body, name) {
             Some(m) => Some(m),
             None => {
-                fail(&mut t, "GET _mapping", Failure::Unparsed);
+                fail(&mut t, "GET _mapping", unparsed());
                 None
             }
         },
@@ -494,7 +481,7 @@ async fn take_index(
                     t.holding.records = Some(n);
                     t.holding.records_exact = true;
                 }
-                None => fail(&mut t, "GET _count", Failure::Unparsed),
+                None => fail(&mut t, "GET _count", unparsed()),
             },
             Err(e) => fail(&mut t, "GET _count", e),
         }
@@ -519,14 +506,7 @@ pub fn inventory<'a>(
 
 async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
     // Stop a little before the engine's own timeout, which would drop everything gathered.
-    let margin = (opts.time_budget / 10).min(Duration::from_secs(2));
-    let s = Session::new(
-        ctx,
-        finding,
-        MIN_READ_TIMEOUT,
-        opts.byte_budget,
-        Instant::now() + opts.time_budget.saturating_sub(margin),
-    );
+    let s = Cluster::new(ctx, finding, MIN_READ_TIMEOUT, Budget::for_inventory(opts));
     let mut inv = Inventory::default();
 
     let rows = match s.get(CAT_INDICES_ALL, None, None, LIST_CAP).await {
@@ -593,8 +573,8 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
         inv.holdings.push(t.holding);
     }
     if cut > 0 {
-        let why = if s.used.load(Ordering::Relaxed) >= s.limit {
-            format!("the {}-byte budget was spent", s.limit)
+        let why = if s.budget().bytes_left() == 0 {
+            format!("the {}-byte budget was spent", s.budget().limit())
         } else {
             format!("the {}s time budget ran out", opts.time_budget.as_secs())
         };
@@ -608,44 +588,33 @@ async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inve
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
     use super::*;
     use crate::driver::http;
     use crate::driver::{DirectConnector, ProbeOptions};
     use crate::inventory::paths_seen;
     use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
 
     /// Captured from a throwaway OpenSearch 2.19.6 (`lab/opensearch/run.sh` on 127.0.20.1)
     /// holding `people` (explicit mapping with a `nested` field, 3 documents = 6 Lucene
     /// documents), `logs+2024.01`, `.hidden-store` (dot name, not hidden), `hidden_plain`
     /// (`index.hidden: true`), `empty` and `closed_one` (closed): the raw bytes answering this
     /// module's own requests.
-    const CAT_ALL: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_cat_indices_all.http");
-    const HIDDEN: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_hidden_settings.http");
-    const NESTED_MAPPING: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_nested_mapping.http");
-    const NESTED_COUNT: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_nested_count.http");
-    const CLOSED_COUNT: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_closed_count.http");
-    const EMPTY_SAMPLE: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_inv_empty_sample.http");
+    const CAT_ALL: &[u8] = fixture!("elasticsearch/opensearch_inv_cat_indices_all.http");
+    const HIDDEN: &[u8] = fixture!("elasticsearch/opensearch_inv_hidden_settings.http");
+    const NESTED_MAPPING: &[u8] = fixture!("elasticsearch/opensearch_inv_nested_mapping.http");
+    const NESTED_COUNT: &[u8] = fixture!("elasticsearch/opensearch_inv_nested_count.http");
+    const CLOSED_COUNT: &[u8] = fixture!("elasticsearch/opensearch_inv_closed_count.http");
+    const EMPTY_SAMPLE: &[u8] = fixture!("elasticsearch/opensearch_inv_empty_sample.http");
     /// Captured from the lab's opensearch-open (synthetic data of `leakscope-labgen`): the index
     /// list, the dynamic mapping of `customers`, and a 3-document random sample of it.
-    const LAB_CAT_ALL: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_lab_cat_indices_all.http");
+    const LAB_CAT_ALL: &[u8] = fixture!("elasticsearch/opensearch_lab_cat_indices_all.http");
     const LAB_CUSTOMERS_MAPPING: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_lab_customers_mapping.http");
+        fixture!("elasticsearch/opensearch_lab_customers_mapping.http");
     const LAB_CUSTOMERS_SAMPLE: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_lab_customers_sample.http");
+        fixture!("elasticsearch/opensearch_lab_customers_sample.http");
 
     fn body(raw: &[u8]) -> Vec<u8> {
         http::parse_response(raw, 1 << 20)
@@ -837,52 +806,19 @@ pub(super) mod tests {
 
     /// Serves each connection from `route(path, head, body)` and records `head` + body. An
     /// empty answer holds the connection open without a byte (a tarpit).
-    pub(in crate::protocols::elasticsearch) async fn recording(
-        route: Route,
-    ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = log.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let log = log2.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Content-Length: "))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
-                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
-                    log.lock().unwrap().push(format!("{head}{body}"));
-                    let answer = route(&path, &head, &body);
-                    if answer.is_empty() {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                    }
-                    let _ = s.write_all(&answer).await;
-                });
+    pub(in crate::protocols::elasticsearch) async fn recording(route: Route) -> FakeServer {
+        FakeServer::start(Vec::new(), frames::http_request, move |m| {
+            let text = m.text();
+            let (head, body) = text.split_at(text.find("\r\n\r\n").map_or(text.len(), |i| i + 4));
+            let path = head.split(' ').nth(1).unwrap_or("");
+            let answer = route(path, head, body);
+            if answer.is_empty() {
+                Reply::Stall(Duration::from_secs(60))
+            } else {
+                Reply::SendAndClose(answer)
             }
-        });
-        (addr, log)
+        })
+        .await
     }
 
     fn ctx_for(addr: SocketAddr) -> ProbeCtx {
@@ -929,11 +865,10 @@ pub(super) mod tests {
     }
 
     async fn run_on(route: Route, opts: &InventoryOptions) -> (Inventory, Vec<String>) {
-        let (addr, log) = recording(route).await;
-        let ctx = ctx_for(addr);
+        let server = recording(route).await;
+        let ctx = ctx_for(server.addr());
         let inv = inventory(&ctx, &Finding::new("elasticsearch"), opts).await;
-        let log = log.lock().unwrap().clone();
-        (inv, log)
+        (inv, server.texts())
     }
 
     /// Every recorded request is a GET of an allowlisted request with at most the index name
@@ -1176,13 +1111,14 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn default_credential_is_sent_with_every_request() {
-        let (addr, log) = recording(cluster).await;
+        let server = recording(cluster).await;
+        let addr = server.addr();
         let ctx = ctx_for(addr);
         let mut f = Finding::new("elasticsearch");
         f.credential = Some(super::super::PROTOCOL.default_credentials[1]);
         let inv = inventory(&ctx, &f, &InventoryOptions::default()).await;
         assert_eq!(inv.holdings.len(), 6);
-        let log = log.lock().unwrap();
+        let log = server.texts();
         // base64("admin:admin")
         assert!(log
             .iter()

@@ -20,8 +20,12 @@ mod count;
 pub(crate) mod fuzz_hooks;
 mod inventory;
 
-use crate::driver::http::{self, Request, Response};
-use crate::driver::{Credential, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use std::sync::Arc;
+
+use crate::driver::http::{self, Request, Response, Status};
+use crate::driver::{
+    Budget, Credential, Failure, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen, Session,
+};
 use crate::model::Access;
 use crate::net::NetError;
 
@@ -127,16 +131,17 @@ pub fn index_path(request: &str, index: Option<&str>) -> Option<String> {
     }
 }
 
-/// Sends one allowlisted request on a fresh connection and reads its response. Returns the
-/// bytes received as well (for byte budgets), also when the exchange failed.
+/// Sends one allowlisted request on a fresh connection within `budget` and reads its
+/// response: the one function that sends.
 async fn send(
     ctx: &ProbeCtx,
+    budget: &Arc<Budget>,
     request: &str,
     index: Option<&str>,
     body: Option<&[u8]>,
     auth: Option<&Credential>,
     body_cap: usize,
-) -> (Result<Response, NetError>, usize) {
+) -> Result<Response, Failure<Status>> {
     let allowed = ALLOWED_REQUESTS.contains(&request)
         && match body {
             None => request != count::INDEX_CARDINALITY,
@@ -144,18 +149,13 @@ async fn send(
             Some(_) => BODY_ALLOWED.contains(&request),
         };
     let Some(path) = index_path(request, index).filter(|_| allowed) else {
-        return (
-            Err(NetError::Invalid(format!(
-                "refusing to send non-allowlisted Elasticsearch request {request:?} (index {index:?}, {} body)",
-                if body.is_some() { "with" } else { "no" }
-            ))),
-            0,
-        );
+        return Err(Failure::Refused(format!(
+            "refusing to send non-allowlisted Elasticsearch request {request:?} (index {index:?}, {} body)",
+            if body.is_some() { "with" } else { "no" }
+        )));
     };
-    let mut conn = match ctx.connect().await {
-        Ok(c) => c,
-        Err(e) => return (Err(e), 0),
-    };
+    let mut s = Session::new(ctx, budget.clone());
+    s.connect().await?;
     let authority = ctx.authority();
     let req = Request {
         method: "GET",
@@ -163,18 +163,18 @@ async fn send(
         host: &authority,
         basic_auth: auth.map(|c| (c.user, c.password)),
     };
-    let result = http::exchange_with_body(&mut conn, &req, body, body_cap).await;
-    (result, conn.received)
+    http::exchange(&mut s, &req, body, body_cap).await
 }
 
-/// [`send`] for the fixed requests of the probe.
+/// [`send`] for the fixed requests of the probe (each read within the probe's read timeout).
 async fn get(
     ctx: &ProbeCtx,
     request: &str,
     auth: Option<&Credential>,
     body_cap: usize,
-) -> Result<Response, NetError> {
-    send(ctx, request, None, None, auth, body_cap).await.0
+) -> Result<Response, Failure<Status>> {
+    let budget = Arc::new(Budget::bytes_only(usize::MAX));
+    send(ctx, &budget, request, None, None, auth, body_cap).await
 }
 
 /// What the root document says.
@@ -421,8 +421,8 @@ fn request_path(request: &str) -> &str {
 
 /// A body over the cap: `TooLarge` while streaming, or the `Invalid` that the HTTP frame checker
 /// turns a too-large `Content-Length` into (see `http::check_response`).
-fn is_over_cap(e: &NetError) -> bool {
-    matches!(e, NetError::TooLarge { .. })
+fn is_over_cap(e: &Failure<Status>) -> bool {
+    matches!(e, Failure::Net(NetError::TooLarge { .. }))
 }
 
 /// Reads the index list; when it is too large for the body cap, a document count or the
@@ -653,42 +653,33 @@ fn probe<'a>(ctx: &'a ProbeCtx, root: &'a Response) -> BoxFuture<'a, Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
     use super::*;
     use crate::driver::{DirectConnector, ProbeOptions};
     use crate::scope::{ScopeBuilder, TargetSpec};
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
 
     /// Captured from the lab's OpenSearch 2.19.6 (`lab/opensearch/run.sh`, no security plugin)
     /// with two indices (`customers`, 1 doc; `devices`, 2 docs): the raw bytes answering this
     /// probe's own requests, recorded by a socket client sending the same request head.
-    const OS_ROOT: &[u8] = include_bytes!("../../../fixtures/elasticsearch/opensearch_root.http");
-    const OS_CAT_INDICES: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_cat_indices.http");
-    const OS_CAT_COUNT: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_cat_count.http");
-    const OS_HEALTH: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_cluster_health.http");
-    const OS_NODES: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_nodes_http.http");
+    const OS_ROOT: &[u8] = fixture!("elasticsearch/opensearch_root.http");
+    const OS_CAT_INDICES: &[u8] = fixture!("elasticsearch/opensearch_cat_indices.http");
+    const OS_CAT_COUNT: &[u8] = fixture!("elasticsearch/opensearch_cat_count.http");
+    const OS_HEALTH: &[u8] = fixture!("elasticsearch/opensearch_cluster_health.http");
+    const OS_NODES: &[u8] = fixture!("elasticsearch/opensearch_nodes_http.http");
     /// CONSTRUCTED, not captured (no Elasticsearch available here): an Elasticsearch 8.17 root
     /// document in the documented layout (`GET /` reference page: `build_flavor`, no
     /// `distribution`, tagline), with the `X-elastic-product` header Elasticsearch sends since
     /// 7.14. Names, uuid and hash are invented.
-    const ES8_ROOT: &[u8] = include_bytes!("../../../fixtures/elasticsearch/es8_root.http");
+    const ES8_ROOT: &[u8] = fixture!("elasticsearch/es8_root.http");
     /// CONSTRUCTED, not captured: Elasticsearch 8 with security answering `GET /` without
     /// credentials, byte layout taken from a published 8.17 reply (`security_exception`,
     /// "missing authentication credentials for REST request [/]", three challenges).
-    const ES8_401: &[u8] = include_bytes!("../../../fixtures/elasticsearch/es8_401.http");
+    const ES8_401: &[u8] = fixture!("elasticsearch/es8_401.http");
     /// CONSTRUCTED, not captured: the OpenSearch security plugin's 401 (text/plain
     /// `Unauthorized`, `WWW-Authenticate: Basic realm="OpenSearch Security"`).
-    const OS_SECURITY_401: &[u8] =
-        include_bytes!("../../../fixtures/elasticsearch/opensearch_security_401.http");
+    const OS_SECURITY_401: &[u8] = fixture!("elasticsearch/opensearch_security_401.http");
 
     fn resp(raw: &[u8]) -> Response {
         http::parse_response(raw, 1 << 20).expect("fixture is HTTP")
@@ -830,27 +821,32 @@ mod tests {
         ] {
             let err = get(&ctx, bad, None, 1024).await.unwrap_err();
             assert!(
-                matches!(err, NetError::Invalid(ref m) if m.contains("refusing")),
+                matches!(err, Failure::Refused(ref m) if m.contains("refusing")),
                 "{err:?}"
             );
         }
-        let refused = |r: (Result<Response, NetError>, usize)| matches!(r, (Err(NetError::Invalid(ref m)), 0) if m.contains("refusing"));
+        // A refusal comes before any connection: not a byte of the budget is spent.
+        let budget = Arc::new(Budget::bytes_only(1 << 20));
+        let refused = |r: Result<Response, Failure<Status>>| matches!(r, Err(Failure::Refused(ref m)) if m.contains("refusing"));
         // Allowlisted templates with a bad name, a missing name, or a body where none belongs.
         let count = inventory::INDEX_COUNT;
         let search = inventory::INDEX_SAMPLE;
         assert!(refused(
-            send(&ctx, count, Some("_all"), None, None, 1024).await
-        ));
-        assert!(refused(send(&ctx, count, None, None, None, 1024).await));
-        assert!(refused(
-            send(&ctx, count, Some("x"), Some(b"{}"), None, 1024).await
+            send(&ctx, &budget, count, Some("_all"), None, None, 1024).await
         ));
         assert!(refused(
-            send(&ctx, ROOT, None, Some(b"{}"), None, 1024).await
+            send(&ctx, &budget, count, None, None, None, 1024).await
+        ));
+        assert!(refused(
+            send(&ctx, &budget, count, Some("x"), Some(b"{}"), None, 1024).await
+        ));
+        assert!(refused(
+            send(&ctx, &budget, ROOT, None, Some(b"{}"), None, 1024).await
         ));
         assert!(refused(
             send(
                 &ctx,
+                &budget,
                 "POST /{index}/_search",
                 Some("x"),
                 Some(b"{}"),
@@ -859,9 +855,10 @@ mod tests {
             )
             .await
         ));
+        assert_eq!(budget.used(), 0);
         // The allowlisted ones get as far as connecting (nothing listens on port 9).
         assert!(!refused(
-            send(&ctx, search, Some("x"), Some(b"{}"), None, 1024).await
+            send(&ctx, &budget, search, Some("x"), Some(b"{}"), None, 1024).await
         ));
         // The distinct-count search goes out only with a cardinality body (the body checks
         // themselves are in `subjects`): not bare, not with a query or a sample's body.
@@ -877,13 +874,15 @@ mod tests {
             Some(&br#"{"size":10,"query":{"match_all":{}}}"#[..]),
             Some(&inventory::sample_body(5, true, std::time::Duration::from_secs(1))[..]),
         ] {
-            assert!(refused(send(&ctx, card, Some("x"), body, None, 1024).await));
+            assert!(refused(
+                send(&ctx, &budget, card, Some("x"), body, None, 1024).await
+            ));
         }
         assert!(refused(
-            send(&ctx, card, Some("_all"), Some(&good), None, 1024).await
+            send(&ctx, &budget, card, Some("_all"), Some(&good), None, 1024).await
         ));
         assert!(!refused(
-            send(&ctx, card, Some("x"), Some(&good), None, 1024).await
+            send(&ctx, &budget, card, Some("x"), Some(&good), None, 1024).await
         ));
     }
 
@@ -1041,25 +1040,11 @@ mod tests {
     // --- whole-probe tests against a scripted HTTP server on loopback ---
 
     /// Answers each connection from `route(request head)`, then closes it.
-    async fn scripted(route: fn(&str) -> Vec<u8>) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let _ = s.write_all(&route(&String::from_utf8_lossy(&buf))).await;
-                });
-            }
-        });
-        addr
+    async fn scripted(route: fn(&str) -> Vec<u8>) -> FakeServer {
+        FakeServer::start(Vec::new(), frames::http_request, move |m| {
+            Reply::SendAndClose(route(&m.text()))
+        })
+        .await
     }
 
     fn ctx_for(addr: SocketAddr, try_defaults: bool) -> ProbeCtx {
@@ -1111,7 +1096,7 @@ mod tests {
 
     #[tokio::test]
     async fn open_cluster_with_out_of_scope_peer() {
-        let f = run(scripted(with_peers).await, false).await;
+        let f = run(scripted(with_peers).await.addr(), false).await;
         assert_eq!(f.protocol, "elasticsearch");
         assert_eq!(f.access, Access::Open);
         assert_eq!(f.product.as_deref(), Some("OpenSearch"));
@@ -1128,7 +1113,7 @@ mod tests {
 
     #[tokio::test]
     async fn honeypot_repeating_the_root_document_is_not_open() {
-        let f = run(scripted(honeypot).await, false).await;
+        let f = run(scripted(honeypot).await.addr(), false).await;
         assert_eq!(f.protocol, "elasticsearch");
         assert_eq!(f.access, Access::Unknown, "{f:?}");
     }
@@ -1146,7 +1131,7 @@ mod tests {
 
     #[tokio::test]
     async fn index_list_over_the_cap_falls_back_to_a_count() {
-        let f = run(scripted(huge_index_list).await, false).await;
+        let f = run(scripted(huge_index_list).await.addr(), false).await;
         assert_eq!(f.access, Access::Open, "{f:?}");
         assert_eq!(f.product.as_deref(), Some("Elasticsearch"));
         assert!(
@@ -1174,7 +1159,8 @@ mod tests {
 
     #[tokio::test]
     async fn default_credentials_only_with_try_defaults() {
-        let addr = scripted(changeme).await;
+        let server = scripted(changeme).await;
+        let addr = server.addr();
         let f = run(addr, false).await;
         assert_eq!(f.access, Access::AuthRequired);
         assert_eq!(f.product.as_deref(), Some("Elasticsearch"));
@@ -1199,7 +1185,7 @@ mod tests {
 
     #[tokio::test]
     async fn opensearch_security_with_changed_password() {
-        let f = run(scripted(opensearch_secured).await, true).await;
+        let f = run(scripted(opensearch_secured).await.addr(), true).await;
         assert_eq!(f.access, Access::AuthRequired);
         assert_eq!(f.product.as_deref(), Some("OpenSearch"));
         assert_eq!(

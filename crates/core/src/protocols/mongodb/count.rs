@@ -28,6 +28,7 @@
 //!
 //! `collStats`/`dbStats` are not needed here and stay refused to FerretDB by the session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bson::{doc, Bson, Document};
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::{clean, command_error, field, handshake, number, CallError, Session, Wire};
+use crate::driver::{Budget, Failure, Spent};
 use crate::driver::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
 use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, InventoryOptions};
@@ -248,9 +250,13 @@ async fn run(
             .connect()
             .await
             .map_err(|e| format!("connect failed: {e}"))?;
-        let mut s = Session::new(conn, Wire::Msg, ctx.opts.frame_cap);
-        s.budget = opts.byte_budget;
-        s.deadline = Some(Instant::now() + budget.per_container);
+        let mut s = Session::new(
+            &ctx,
+            conn,
+            Wire::Msg,
+            Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget)),
+        );
+        s.s.set_deadline(Some(Instant::now() + budget.per_container));
         handshake(&ctx, &mut s)
             .await
             .map_err(|seen| format!("handshake failed: {seen:?}"))?;
@@ -264,16 +270,16 @@ async fn run(
     let mut out = Vec::with_capacity(queries.len());
     // One collection at a time: a `$group` is a full pass over the collection.
     for q in queries {
-        s.deadline = Some(Instant::now() + budget.per_container);
-        out.push(count(&ctx, &mut s, finding, product, budget, q).await);
+        s.s.set_deadline(Some(Instant::now() + budget.per_container));
+        out.push(count(&mut s, finding, product, budget, q).await);
     }
     // A `$count` answers in its first batch; a cursor left open (a server that did not) is
     // closed rather than left to time out.
-    s.deadline = Some(Instant::now() + Duration::from_secs(2));
+    s.s.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
     while let Some((db, coll, id)) = s.cursors.first().cloned() {
         let args = doc! { "cursors": [Bson::Int64(id)] };
         let closed = s
-            .call_on(&ctx, "killCursors", Bson::String(coll.clone()), &db, args)
+            .call_on("killCursors", Bson::String(coll.clone()), &db, args)
             .await;
         s.cursors.retain(|c| *c != (db.clone(), coll.clone(), id));
         if closed.is_err() {
@@ -286,7 +292,7 @@ async fn run(
 /// Words for a failed call.
 fn call_failure(e: &CallError, what: &str, budget: SubjectsBudget) -> String {
     match e {
-        CallError::Deadline => format!(
+        Failure::Budget(Spent::Time) => format!(
             "{what} gave no answer within the {} ms budget",
             budget.per_container.as_millis()
         ),
@@ -295,7 +301,6 @@ fn call_failure(e: &CallError, what: &str, budget: SubjectsBudget) -> String {
 }
 
 async fn count(
-    ctx: &ProbeCtx,
     s: &mut Session,
     finding: &Finding,
     product: &str,
@@ -311,7 +316,7 @@ async fn count(
     // 1. A unique index on the key: the document count is the number of people.
     if let (true, Some(records)) = (key.unwind.is_empty(), q.holding.records) {
         let reply = s
-            .call_on(ctx, "listIndexes", target.clone(), db, list_indexes_args())
+            .call_on("listIndexes", target.clone(), db, list_indexes_args())
             .await;
         match reply {
             Ok(d) if command_error(&d).is_none() => {
@@ -335,8 +340,8 @@ async fn count(
             }
             // No index list is no shortcut; the group below still counts.
             Ok(_) => {}
-            Err(CallError::Deadline) => {
-                return Err(call_failure(&CallError::Deadline, "listIndexes", budget))
+            Err(e @ Failure::Budget(Spent::Time)) => {
+                return Err(call_failure(&e, "listIndexes", budget))
             }
             Err(_) => {}
         }
@@ -351,17 +356,15 @@ async fn count(
     };
     if !groups_efficiently(finding) {
         let why = format!("not $group: {product} 1.x groups in time documents × people");
-        return census.run(ctx, s, product, &why).await;
+        return census.run(s, product, &why).await;
     }
 
     // 2. The server counts the distinct values itself.
-    let left = s.deadline.map_or(budget.per_container, |d| {
-        d.saturating_duration_since(Instant::now())
-    });
+    let left = s.s.deadline().saturating_duration_since(Instant::now());
     let max_time = left.mul_f32(SERVER_SHARE);
     let args = group_pipeline(&key, max_time);
     let d = s
-        .call_on(ctx, "aggregate", target, db, args)
+        .call_on("aggregate", target, db, args)
         .await
         .map_err(|e| call_failure(&e, "aggregate $group", budget))?;
     if let Some(e) = command_error(&d) {
@@ -377,7 +380,7 @@ async fn count(
                     "aggregate $group needed more memory than the server allows without \
                      spilling to disk ({e})"
                 );
-                census.run(ctx, s, product, &why).await
+                census.run(s, product, &why).await
             }
             _ => Err(format!("aggregate $group on {} failed: {e}", key.plain)),
         };
@@ -413,13 +416,7 @@ struct KeyCensus<'q> {
 
 impl KeyCensus<'_> {
     /// `why` says, in the method, why the server was not asked to count.
-    async fn run(
-        &self,
-        ctx: &ProbeCtx,
-        s: &mut Session,
-        product: &str,
-        why: &str,
-    ) -> Result<Subjects, String> {
+    async fn run(&self, s: &mut Session, product: &str, why: &str) -> Result<Subjects, String> {
         let (q, db, coll) = (self.q, self.db, self.coll);
         let mut counter = DistinctCounter::default();
         let (mut docs, mut missing) = (0u64, 0u64);
@@ -428,7 +425,7 @@ impl KeyCensus<'_> {
             None => format!("{docs} documents"),
         };
         let stopped = |docs: u64, e: CallError| match e {
-            CallError::Deadline => format!(
+            Failure::Budget(Spent::Time) => format!(
                 "key census read {} before the {} ms budget ({why})",
                 of(docs),
                 self.budget.per_container.as_millis()
@@ -437,7 +434,7 @@ impl KeyCensus<'_> {
         };
         let target = Bson::String(coll.to_string());
         let mut reply = s
-            .call_on(ctx, "find", target, db, key_census_args(self.key))
+            .call_on("find", target, db, key_census_args(self.key))
             .await
             .map_err(|e| stopped(0, e))?;
         loop {
@@ -455,7 +452,7 @@ impl KeyCensus<'_> {
             }
             let args = get_more_args(coll, Some(next_census_batch(s.cap, batch, n)));
             reply = s
-                .call_on(ctx, "getMore", Bson::Int64(id), db, args)
+                .call_on("getMore", Bson::Int64(id), db, args)
                 .await
                 .map_err(|e| stopped(docs, e))?;
         }
@@ -476,14 +473,15 @@ mod tests {
     use super::super::inventory::tests::{ctx, finding, scripted, Answer, Request};
     use super::super::refuse_command;
     use super::*;
+    use crate::testkit::fixture;
 
     /// FerretDB v1.24.2 of the lab answering `listIndexes` on `smarthome.users` (only `_id_`)
     /// and the `aggregate` of [`group_pipeline`] on `smarthome.scale_measurements`' `user_id`
     /// (2 800 measurements of 951 people), captured with a Python socket script.
-    const LIST_INDEXES: &[u8] = include_bytes!("../../../fixtures/mongodb/subj_listindexes.bin");
-    const GROUP_COUNT: &[u8] = include_bytes!("../../../fixtures/mongodb/subj_group_count.bin");
+    const LIST_INDEXES: &[u8] = fixture!("mongodb/subj_listindexes.bin");
+    const GROUP_COUNT: &[u8] = fixture!("mongodb/subj_group_count.bin");
     /// The same `aggregate` on `smarthome.users` with `maxTimeMS` 1000: code 50.
-    const GROUP_TIMEOUT: &[u8] = include_bytes!("../../../fixtures/mongodb/subj_group_timeout.bin");
+    const GROUP_TIMEOUT: &[u8] = fixture!("mongodb/subj_group_timeout.bin");
 
     fn reply(frame: &[u8]) -> RawDocumentBuf {
         let id = i32::from_le_bytes(frame[8..12].try_into().unwrap());
@@ -713,7 +711,7 @@ mod tests {
         );
         assert!(got[5].is_err());
 
-        let log = log.lock().unwrap();
+        let log = log.requests();
         let cmds: Vec<&str> = log.iter().map(|r| r.cmd.as_str()).collect();
         // No listIndexes for an array path; the stalled exchange is followed by nothing.
         assert_eq!(
@@ -849,7 +847,7 @@ mod tests {
         );
         assert!(got[3].as_ref().unwrap_err().contains("no value of user_id"));
         {
-            let log = log.lock().unwrap();
+            let log = log.requests();
             assert!(
                 !log.iter().any(|r| r.cmd == "aggregate"),
                 "no $group to FerretDB 1.x"
@@ -875,7 +873,7 @@ mod tests {
             "{}",
             big.method
         );
-        let log = log.lock().unwrap();
+        let log = log.requests();
         for r in log.iter() {
             let mut args = r.body.clone();
             args.remove(&r.cmd);

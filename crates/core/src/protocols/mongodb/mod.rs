@@ -20,11 +20,15 @@
 //! outside [`ALLOWED_STAGES`] (`$out` and `$merge` by name), a `$group` other than a distinct
 //! count kept in memory, and a `killCursors` of a cursor this session did not open.
 
+use std::sync::Arc;
+
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{doc, Bson, Document};
 use futures::future::BoxFuture;
 
-use crate::driver::{Finding, Handler, Outcome, ProbeCtx, Protocol, Seen};
+use crate::driver::{
+    self, Budget, Failure, Finding, Handler, Outcome, ProbeCtx, Protocol, Seen, Spent,
+};
 use crate::model::Access;
 use crate::net::{Check, Conn, NetError};
 
@@ -342,65 +346,22 @@ fn encode_command(
     Ok(out)
 }
 
-#[derive(Debug)]
-enum CallError {
-    Net(NetError),
-    /// A complete frame that is not a valid reply; `head` is its start, for evidence.
-    Bad {
-        why: String,
-        head: Vec<u8>,
-    },
-    /// Refused before sending: not allowlisted, or a cursor this session did not open.
-    Refused(String),
-    /// The session's byte budget is spent; nothing was sent, or the reply would not fit.
-    Budget,
-    /// The session's deadline passed; the exchange was abandoned.
-    Deadline,
-}
-
-impl CallError {
-    fn seen(&self, buffered: &[u8]) -> Seen {
-        match self {
-            CallError::Net(e) => Seen::from_error(e, buffered),
-            CallError::Bad { head, .. } => Seen::Bytes(head.clone()),
-            other => Seen::Error(other.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Net(e) => e.fmt(f),
-            CallError::Bad { why, .. } => write!(f, "invalid reply: {why}"),
-            CallError::Refused(why) => f.write_str(why),
-            CallError::Budget => f.write_str("byte budget spent"),
-            CallError::Deadline => f.write_str("time budget spent"),
-        }
-    }
-}
+/// How a call failed: MongoDB answers errors inside ordinary replies (`ok: 0`), so a failed
+/// call is the connection, a reply that is no reply, a refusal to send, or a spent budget.
+type CallError = Failure;
 
 /// A server-side cursor this session opened and has not seen exhausted: database, the
 /// collection its `getMore`/`killCursors` name, id.
 type OwnCursor = (String, String, i64);
 
-/// One connection and the wire dialect it speaks.
+/// One connection, the wire dialect it speaks, and the cursors it opened.
 struct Session {
-    conn: Conn,
+    s: driver::Session,
     wire: Wire,
     next_id: i32,
     cap: usize,
-    /// A call failed mid-exchange: a late reply may still arrive, so the next call reconnects.
-    broken: bool,
-    /// Bytes of reply frames read, and how many may be.
-    read: usize,
-    budget: usize,
-    /// No exchange runs past this instant (the inventory's time budget).
-    deadline: Option<tokio::time::Instant>,
-    /// A longer wait for one reply than the context's read timeout, for a command known to
-    /// answer only after reading a whole collection (FerretDB's `count`); the deadline still
-    /// ends it.
-    read_timeout: Option<std::time::Duration>,
+    /// Bytes of the budget kept back for closing cursors (see the inventory).
+    reserve: usize,
     /// Cursors opened by this session: the only ones `getMore` and `killCursors` may name.
     cursors: Vec<OwnCursor>,
     /// The product `buildInfo` named on this session, for [`MONGODB_ONLY`].
@@ -408,17 +369,13 @@ struct Session {
 }
 
 impl Session {
-    fn new(conn: Conn, wire: Wire, cap: usize) -> Session {
+    fn new(ctx: &ProbeCtx, conn: Conn, wire: Wire, budget: Arc<Budget>) -> Session {
         Session {
-            conn,
+            s: driver::Session::with_conn(ctx, conn, budget),
             wire,
             next_id: 1,
-            cap,
-            broken: false,
-            read: 0,
-            budget: usize::MAX,
-            deadline: None,
-            read_timeout: None,
+            cap: ctx.opts.frame_cap,
+            reserve: 0,
             cursors: Vec::new(),
             product: None,
         }
@@ -427,29 +384,27 @@ impl Session {
     /// Sends `{cmd: 1, ..args}`; see [`Session::call_on`].
     async fn call(
         &mut self,
-        ctx: &ProbeCtx,
         cmd: &str,
         db: &str,
         args: Document,
     ) -> Result<RawDocumentBuf, CallError> {
-        self.call_on(ctx, cmd, Bson::Int32(1), db, args).await
+        self.call_on(cmd, Bson::Int32(1), db, args).await
     }
 
     /// Sends one allowlisted command `{cmd: value, ..args}` to `db` and reads its reply. The only
     /// function that sends.
     async fn call_on(
         &mut self,
-        ctx: &ProbeCtx,
         cmd: &str,
         value: Bson,
         db: &str,
         args: Document,
     ) -> Result<RawDocumentBuf, CallError> {
         if let Some(why) = refuse_command(cmd, &args) {
-            return Err(CallError::Refused(why));
+            return Err(Failure::Refused(why));
         }
         if MONGODB_ONLY.contains(&cmd) && self.product.as_deref() != Some("MongoDB") {
-            return Err(CallError::Refused(format!(
+            return Err(Failure::Refused(format!(
                 "refusing {cmd} to a server whose buildInfo did not say MongoDB (FerretDB writes on it)"
             )));
         }
@@ -459,7 +414,7 @@ impl Session {
             "getMore" => {
                 let coll = args.get_str("collection").unwrap_or_default();
                 if !self.owns(db, coll, &value) {
-                    return Err(CallError::Refused(format!(
+                    return Err(Failure::Refused(format!(
                         "refusing getMore on cursor {value} that this session did not open"
                     )));
                 }
@@ -471,16 +426,16 @@ impl Session {
                     _ => &[],
                 };
                 if ids.is_empty() || !ids.iter().all(|id| self.owns(db, coll, id)) {
-                    return Err(CallError::Refused(
+                    return Err(Failure::Refused(
                         "refusing killCursors of a cursor this session did not open".into(),
                     ));
                 }
             }
             _ => {}
         }
-        let room = self.budget.saturating_sub(self.read);
+        let room = self.s.budget().bytes_left().saturating_sub(self.reserve);
         if room < MIN_OP_MSG {
-            return Err(CallError::Budget);
+            return Err(Failure::Budget(Spent::Bytes));
         }
         let cap = self.cap.min(room);
         let id = self.next_id;
@@ -496,31 +451,24 @@ impl Session {
             _ => Vec::new(),
         };
         let request = encode_command(self.wire, id, cmd, value.clone(), db, args)
-            .map_err(CallError::Refused)?;
-        let deadline = self.deadline;
-        let exchange = self.exchange(ctx, &request, id, cap);
-        let frame = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, exchange).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.broken = true;
-                    return Err(CallError::Deadline);
-                }
-            },
-            None => exchange.await,
-        };
-        let frame = match frame {
-            Err(CallError::Net(NetError::TooLarge { .. })) if cap < self.cap => {
-                return Err(CallError::Budget)
+            .map_err(Failure::Refused)?;
+        let frame = match self.exchange(&request, id, cap).await {
+            Err(Failure::Net(NetError::TooLarge { .. })) if cap < self.cap => {
+                return Err(Failure::Budget(Spent::Bytes))
             }
             other => other?,
         };
-        self.read = self.read.saturating_add(frame.len());
-        let doc = parse_reply(&frame, id, self.wire).map_err(|why| CallError::Bad {
-            why,
-            head: frame[..frame.len().min(64)].to_vec(),
-        })?;
-        self.broken = false;
+        let doc = match parse_reply(&frame, id, self.wire) {
+            Ok(d) => d,
+            Err(why) => {
+                // A late reply may still arrive: the next call reconnects.
+                self.s.mark_broken();
+                return Err(Failure::Unexpected {
+                    why: format!("invalid reply: {why}"),
+                    head: frame[..frame.len().min(64)].to_vec(),
+                });
+            }
+        };
         if cmd == "buildInfo" {
             self.product = parse_build_info(&doc).map(|(product, _)| product);
         }
@@ -547,24 +495,15 @@ impl Session {
     /// Reconnects when the last exchange broke, sends `request`, reads the reply frame.
     async fn exchange(
         &mut self,
-        ctx: &ProbeCtx,
         request: &[u8],
         id: i32,
         cap: usize,
     ) -> Result<Vec<u8>, CallError> {
-        if self.broken {
-            self.conn = ctx.connect().await.map_err(CallError::Net)?;
-            self.broken = false;
+        if !self.s.is_open() {
+            self.s.connect().await?;
         }
-        let wait = ctx.opts.limits.read_timeout;
-        self.conn
-            .set_read_timeout(self.read_timeout.map_or(wait, |t| t.max(wait)));
-        self.broken = true;
-        self.conn.send(request).await.map_err(CallError::Net)?;
-        self.conn
-            .read_frame(cap, |b| check_reply(b, cap, id))
-            .await
-            .map_err(CallError::Net)
+        self.s.send(request).await?;
+        self.s.read_frame(cap, |b| check_reply(b, cap, id)).await
     }
 
     fn owns(&self, db: &str, coll: &str, id: &Bson) -> bool {
@@ -798,32 +737,36 @@ fn probe<'a>(ctx: &'a ProbeCtx, conn: Conn) -> BoxFuture<'a, Outcome> {
 async fn handshake(ctx: &ProbeCtx, s: &mut Session) -> Result<(Hello, &'static str), Seen> {
     let not_hello =
         |d: &RawDocument| Seen::Bytes(d.as_bytes()[..d.as_bytes().len().min(64)].to_vec());
-    match s.call(ctx, "hello", "admin", Document::new()).await {
+    match s.call("hello", "admin", Document::new()).await {
         Ok(d) => match parse_hello(&d) {
             Some(h) => return Ok((h, "hello")),
             None if command_error(&d).is_some_and(|e| e.is_command_not_found()) => {}
             None => return Err(not_hello(&d)),
         },
         // Servers before 3.6 close the connection on an opcode they do not know.
-        Err(CallError::Net(NetError::Closed(0) | NetError::Reset)) if s.conn.received == 0 => {
+        Err(Failure::Net(NetError::Closed(0) | NetError::Reset)) if s.s.received() == 0 => {
             let conn = ctx.connect().await.map_err(|e| Seen::from_error(&e, &[]))?;
             // Same session (budget, deadline, request ids), new connection and dialect.
-            s.conn = conn;
+            s.s.attach(conn);
             s.wire = Wire::Legacy;
-            s.broken = false;
         }
-        Err(e) => return Err(e.seen(s.conn.buffered())),
+        Err(e) => return Err(e.seen(s.s.buffered())),
     }
-    match s.call(ctx, "isMaster", "admin", Document::new()).await {
+    match s.call("isMaster", "admin", Document::new()).await {
         Ok(d) => parse_hello(&d)
             .map(|h| (h, "isMaster"))
             .ok_or_else(|| not_hello(&d)),
-        Err(e) => Err(e.seen(s.conn.buffered())),
+        Err(e) => Err(e.seen(s.s.buffered())),
     }
 }
 
 async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
-    let mut s = Session::new(conn, Wire::Msg, ctx.opts.frame_cap);
+    let mut s = Session::new(
+        ctx,
+        conn,
+        Wire::Msg,
+        Arc::new(Budget::bytes_only(usize::MAX)),
+    );
     let (hello, cmd) = match handshake(ctx, &mut s).await {
         Ok(h) => h,
         Err(seen) => return Outcome::NotMe(seen),
@@ -848,7 +791,7 @@ async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
     let me = ctx.authority();
     f.out_of_scope_peers = ctx.out_of_scope(hello.peers.into_iter().filter(|p| *p != me));
 
-    match s.call(ctx, "buildInfo", "admin", Document::new()).await {
+    match s.call("buildInfo", "admin", Document::new()).await {
         Ok(d) => match parse_build_info(&d) {
             Some((product, version)) => {
                 f.product = Some(product);
@@ -865,19 +808,19 @@ async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
 
 async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
     let reply = match s
-        .call(ctx, "listDatabases", "admin", doc! { "nameOnly": true })
+        .call("listDatabases", "admin", doc! { "nameOnly": true })
         .await
     {
         Ok(d) => d,
         // FerretDB computes every database's size for listDatabases, names only or not, by
         // reading its whole SQLite file (`dbstat`): a minute at a few million documents. A
         // listing that stays silent is no verdict, so the cheap catalogue read decides instead.
-        Err(CallError::Net(NetError::Timeout("read"))) => {
+        Err(Failure::Net(NetError::Timeout("read"))) => {
             f.evidence.push(format!(
                 "listDatabases gave no answer within the {} ms read deadline",
                 ctx.opts.limits.read_timeout.as_millis()
             ));
-            return admin_collections(ctx, s, f).await;
+            return admin_collections(s, f).await;
         }
         Err(e) => {
             f.evidence.push(format!("listDatabases failed: {e}"));
@@ -914,10 +857,7 @@ async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
     // database; a read it would refuse such a caller tells the two apart.
     f.evidence
         .push("listDatabases answered an empty list without authentication".into());
-    if let Ok(d) = s
-        .call(ctx, "connectionStatus", "admin", Document::new())
-        .await
-    {
+    if let Ok(d) = s.call("connectionStatus", "admin", Document::new()).await {
         match parse_connection_status(&d) {
             Some(0) => f
                 .evidence
@@ -928,14 +868,14 @@ async fn decide_access(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
             None => {}
         }
     }
-    admin_collections(ctx, s, f).await;
+    admin_collections(s, f).await;
 }
 
 /// Access from `listCollections` on `admin`: an answer without credentials is open, code 13 is
 /// authentication required. For when `listDatabases` cannot tell (an empty or no answer).
-async fn admin_collections(ctx: &ProbeCtx, s: &mut Session, f: &mut Finding) {
+async fn admin_collections(s: &mut Session, f: &mut Finding) {
     let reply = match s
-        .call(ctx, "listCollections", "admin", doc! { "nameOnly": true })
+        .call("listCollections", "admin", doc! { "nameOnly": true })
         .await
     {
         Ok(d) => d,
@@ -974,41 +914,32 @@ mod tests {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
     use crate::driver::ProbeOptions;
     use crate::net::Limits;
+    use crate::testkit::{fixture, frames, FakeServer, Reply};
 
     // Raw replies of FerretDB v1.24.2 (sqlite handler), captured from lab instances with a
     // throwaway Python socket script; requestIDs of the requests are given per test.
     /// Open server with two databases: `hello` (1), `buildInfo` (2), `listDatabases` (3).
-    const OPEN_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_hello.bin");
-    const OPEN_BUILD_INFO: &[u8] = include_bytes!("../../../fixtures/mongodb/open_buildinfo.bin");
-    const OPEN_LIST_DATABASES: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/open_listdatabases.bin");
+    const OPEN_HELLO: &[u8] = fixture!("mongodb/open_hello.bin");
+    const OPEN_BUILD_INFO: &[u8] = fixture!("mongodb/open_buildinfo.bin");
+    const OPEN_LIST_DATABASES: &[u8] = fixture!("mongodb/open_listdatabases.bin");
     /// Legacy OP_QUERY `isMaster` on `admin.$cmd` (4), answered with OP_REPLY.
-    const LEGACY_IS_MASTER: &[u8] = include_bytes!("../../../fixtures/mongodb/legacy_ismaster.bin");
+    const LEGACY_IS_MASTER: &[u8] = fixture!("mongodb/legacy_ismaster.bin");
     /// An unknown command (5).
-    const UNKNOWN_COMMAND: &[u8] = include_bytes!("../../../fixtures/mongodb/unknown_command.bin");
+    const UNKNOWN_COMMAND: &[u8] = fixture!("mongodb/unknown_command.bin");
     /// Auth-on server (`--test-enable-new-auth`, a SCRAM user): `hello` (6), `listDatabases` (7),
     /// `listCollections` on admin (8), `connectionStatus` (9), all without authenticating.
-    const AUTH_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/auth_hello.bin");
-    const AUTH_LIST_DATABASES: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/auth_listdatabases.bin");
-    const AUTH_LIST_COLLECTIONS: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/auth_listcollections.bin");
-    const AUTH_CONNECTION_STATUS: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/auth_connectionstatus.bin");
+    const AUTH_HELLO: &[u8] = fixture!("mongodb/auth_hello.bin");
+    const AUTH_LIST_DATABASES: &[u8] = fixture!("mongodb/auth_listdatabases.bin");
+    const AUTH_LIST_COLLECTIONS: &[u8] = fixture!("mongodb/auth_listcollections.bin");
+    const AUTH_CONNECTION_STATUS: &[u8] = fixture!("mongodb/auth_connectionstatus.bin");
     /// Open server without data: `listDatabases` (10), `listCollections` (11), `connectionStatus` (12).
-    const EMPTY_LIST_DATABASES: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/empty_listdatabases.bin");
-    const EMPTY_LIST_COLLECTIONS: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/empty_listcollections.bin");
-    const EMPTY_CONNECTION_STATUS: &[u8] =
-        include_bytes!("../../../fixtures/mongodb/empty_connectionstatus.bin");
+    const EMPTY_LIST_DATABASES: &[u8] = fixture!("mongodb/empty_listdatabases.bin");
+    const EMPTY_LIST_COLLECTIONS: &[u8] = fixture!("mongodb/empty_listcollections.bin");
+    const EMPTY_CONNECTION_STATUS: &[u8] = fixture!("mongodb/empty_connectionstatus.bin");
     /// `--repl-set-name=rs0` listening on 127.0.21.4:27017: `hello` (13).
-    const REPLSET_HELLO: &[u8] = include_bytes!("../../../fixtures/mongodb/replset_hello.bin");
+    const REPLSET_HELLO: &[u8] = fixture!("mongodb/replset_hello.bin");
 
     const CAP: usize = 1 << 20;
 
@@ -1367,19 +1298,15 @@ mod tests {
 
     // ---- end to end against scripted local peers (real captured bytes, re-addressed) ----
 
-    /// The command name and requestID of one request read from a scripted peer's socket.
-    async fn read_request(s: &mut tokio::net::TcpStream) -> Option<(String, i32, i32)> {
-        let mut head = [0u8; 16];
-        s.read_exact(&mut head).await.ok()?;
-        let len = read_i32(&head, 0)? as usize;
-        let mut rest = vec![0u8; len.checked_sub(16)?];
-        s.read_exact(&mut rest).await.ok()?;
-        let (id, op) = (read_i32(&head, 4)?, read_i32(&head, 12)?);
+    /// The command name, requestID and opcode of one request a scripted peer received.
+    fn request(frame: &[u8]) -> Option<(String, i32, i32)> {
+        let (id, op) = (read_i32(frame, 4)?, read_i32(frame, 12)?);
+        let rest = frame.get(16..)?;
         let doc = if op == OP_MSG {
-            &rest[5..]
+            rest.get(5..)?
         } else {
-            let nul = rest[4..].iter().position(|&b| b == 0)?;
-            &rest[4 + nul + 1 + 8..]
+            let nul = rest.get(4..)?.iter().position(|&b| b == 0)?;
+            rest.get(4 + nul + 1 + 8..)?
         };
         let name = RawDocument::from_bytes(doc)
             .ok()?
@@ -1405,22 +1332,14 @@ mod tests {
 
     /// Serves connections on a loopback port: each request gets `script`'s answer, None
     /// closes the connection.
-    async fn scripted(script: Script) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    while let Some((cmd, id, op)) = read_request(&mut s).await {
-                        let Some(bytes) = script(&cmd, op) else { break };
-                        if s.write_all(&readdress(&bytes, id)).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+    async fn scripted(script: Script) -> FakeServer {
+        FakeServer::start(Vec::new(), frames::le32_length, move |m| {
+            match request(&m.bytes).and_then(|(cmd, id, op)| Some((script(&cmd, op)?, id))) {
+                Some((bytes, id)) => Reply::Send(readdress(&bytes, id)),
+                None => Reply::Close,
             }
-        });
-        addr
+        })
+        .await
     }
 
     fn ctx(addr: SocketAddr) -> ProbeCtx {
@@ -1451,13 +1370,14 @@ mod tests {
 
     #[tokio::test]
     async fn open_server_is_open() {
-        let addr = scripted(|cmd, _| match cmd {
+        let server = scripted(|cmd, _| match cmd {
             "hello" => Some(OPEN_HELLO.to_vec()),
             "buildInfo" => Some(OPEN_BUILD_INFO.to_vec()),
             "listDatabases" => Some(OPEN_LIST_DATABASES.to_vec()),
             _ => None,
         })
         .await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         assert_eq!(f.access, Access::Open, "{f:?}");
         assert_eq!(f.product.as_deref(), Some("FerretDB"));
@@ -1470,13 +1390,14 @@ mod tests {
 
     #[tokio::test]
     async fn auth_server_requires_auth() {
-        let addr = scripted(|cmd, _| match cmd {
+        let server = scripted(|cmd, _| match cmd {
             "hello" => Some(AUTH_HELLO.to_vec()),
             "buildInfo" => Some(OPEN_BUILD_INFO.to_vec()),
             "listDatabases" => Some(AUTH_LIST_DATABASES.to_vec()),
             _ => None,
         })
         .await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         assert_eq!(f.access, Access::AuthRequired, "{f:?}");
     }
@@ -1491,7 +1412,7 @@ mod tests {
             _ => Some(UNKNOWN_COMMAND.to_vec()),
         })
         .await;
-        let f = found(run_probe(open).await);
+        let f = found(run_probe(open.addr()).await);
         assert_eq!(f.access, Access::Open, "{f:?}");
         assert_eq!(f.product.as_deref(), Some("MongoDB"));
         // A server that filters the list to what the caller may see, then refuses the read.
@@ -1503,7 +1424,7 @@ mod tests {
             _ => Some(UNKNOWN_COMMAND.to_vec()),
         })
         .await;
-        let f = found(run_probe(filtered).await);
+        let f = found(run_probe(filtered.addr()).await);
         assert_eq!(f.access, Access::AuthRequired, "{f:?}");
     }
 
@@ -1519,7 +1440,7 @@ mod tests {
             _ => None,
         })
         .await;
-        let f = found(run_probe(open).await);
+        let f = found(run_probe(open.addr()).await);
         assert_eq!(f.access, Access::Open, "{f:?}");
         assert_eq!(f.product.as_deref(), Some("FerretDB"));
         assert_eq!(
@@ -1537,14 +1458,15 @@ mod tests {
             _ => Some(UNKNOWN_COMMAND.to_vec()),
         })
         .await;
-        let f = found(run_probe(auth).await);
+        let f = found(run_probe(auth.addr()).await);
         assert_eq!(f.access, Access::AuthRequired, "{f:?}");
     }
 
     #[tokio::test]
     async fn replaying_honeypot_is_never_open() {
         // Answers every request with a valid `hello` addressed to it.
-        let addr = scripted(|_, _| Some(OPEN_HELLO.to_vec())).await;
+        let server = scripted(|_, _| Some(OPEN_HELLO.to_vec())).await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         assert_eq!(f.access, Access::Unknown, "{f:?}");
         // Answers everything with "+OK" / a reply to another request / garbage.
@@ -1562,7 +1484,8 @@ mod tests {
             },
             |_, _| Some(vec![0x41; 300]),
         ] {
-            let addr = scripted(script).await;
+            let server = scripted(script).await;
+            let addr = server.addr();
             let o = run_probe(addr).await;
             assert!(matches!(o, Outcome::NotMe(Seen::Bytes(_))), "{o:?}");
         }
@@ -1570,16 +1493,11 @@ mod tests {
 
     #[tokio::test]
     async fn giant_length_costs_nothing() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let _ = read_request(&mut s).await;
-            let _ = s.write_all(&i32::MAX.to_le_bytes()).await;
-            let junk = [0u8; 4096];
-            while s.write_all(&junk).await.is_ok() {}
-        });
-        let ctx = ctx(addr);
+        let server = FakeServer::start(Vec::new(), frames::le32_length, |_| {
+            Reply::Stream(i32::MAX.to_le_bytes().to_vec())
+        })
+        .await;
+        let ctx = ctx(server.addr());
         let conn = ctx.connect().await.unwrap();
         let t = std::time::Instant::now();
         assert!(matches!(
@@ -1592,12 +1510,13 @@ mod tests {
     #[tokio::test]
     async fn pre_3_6_server_gets_legacy_op_query() {
         // Like mongod before 3.6: drops the connection on OP_MSG, answers OP_QUERY.
-        let addr = scripted(|cmd, op| match (op, cmd) {
+        let server = scripted(|cmd, op| match (op, cmd) {
             (OP_MSG, _) => None,
             (_, "isMaster") => Some(LEGACY_IS_MASTER.to_vec()),
             _ => None,
         })
         .await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         assert_eq!(f.product.as_deref(), Some("MongoDB"));
         assert!(
@@ -1609,11 +1528,12 @@ mod tests {
 
     #[tokio::test]
     async fn old_server_without_hello_gets_is_master() {
-        let addr = scripted(|cmd, _| match cmd {
+        let server = scripted(|cmd, _| match cmd {
             "isMaster" => Some(legacy_hello_as_msg()),
             _ => Some(UNKNOWN_COMMAND.to_vec()),
         })
         .await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         assert!(
             f.evidence[0].starts_with("isMaster answered (maxWireVersion 21)"),
@@ -1630,7 +1550,7 @@ mod tests {
 
     #[tokio::test]
     async fn members_outside_the_scope_are_reported_not_contacted() {
-        let addr = scripted(|cmd, _| match cmd {
+        let server = scripted(|cmd, _| match cmd {
             "hello" => Some(op_msg(
                 1,
                 &doc! {
@@ -1641,6 +1561,7 @@ mod tests {
             _ => Some(UNKNOWN_COMMAND.to_vec()),
         })
         .await;
+        let addr = server.addr();
         let f = found(run_probe(addr).await);
         // 127.0.0.1:27017 is in the scope (scanned in its own right); the rest is not.
         assert_eq!(

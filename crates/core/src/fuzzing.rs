@@ -20,8 +20,9 @@ pub mod flatten {
 
 /// RESP frames and the Redis text replies inside them.
 pub mod resp {
+    pub use crate::protocols::redis::inventory::parse_keyspace;
+    pub use crate::protocols::redis::probe::{auth_error, parse_info};
     pub use crate::protocols::redis::wire::{check, parse, RespLimits, Value};
-    pub use crate::protocols::redis::{auth_error, parse_info, parse_keyspace};
 }
 
 /// HTTP responses.
@@ -34,7 +35,7 @@ pub mod memcached {
     pub use crate::protocols::memcached::fuzz_hooks::{
         check_line, check_line_lf, check_stats, check_values, parse_values,
     };
-    pub use crate::protocols::memcached::{parse_metadump_line, parse_version, stat};
+    pub use crate::protocols::memcached::wire::{parse_metadump_line, parse_version, stat};
 }
 
 /// MongoDB wire-protocol replies and the reply documents' parsers.

@@ -3,21 +3,21 @@
 use crate::net::Check;
 
 pub fn check_line(buf: &[u8]) -> Check {
-    super::inventory::check_line(buf)
+    super::wire::check_line(buf)
 }
 
 pub fn check_stats(buf: &[u8]) -> Check {
-    super::inventory::check_stats(buf)
+    super::wire::check_stats(buf)
 }
 
 pub fn check_line_lf(buf: &[u8]) -> Check {
-    super::inventory::check_line_lf(buf)
+    super::wire::check_line_lf(buf)
 }
 
 pub fn check_values(buf: &[u8], cap: usize) -> Check {
-    super::inventory::check_values(buf, cap)
+    super::wire::check_values(buf, cap)
 }
 
 pub fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
-    super::inventory::parse_values(buf)
+    super::wire::parse_values(buf)
 }

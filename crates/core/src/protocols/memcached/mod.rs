@@ -1,7 +1,30 @@
-//! Memcached.
+//! Memcached (text protocol).
+//!
+//! `version` identifies it; `stats` is the read: memcached has no accounts in the text
+//! protocol, so a server that answers `stats` with item counts lets anyone read every key.
+//! With SASL or ASCII auth enabled the same commands fail with `CLIENT_ERROR`/`ERROR`.
+//!
+//! [`wire`] holds the replies' checkers and parsers, the allowlist and the one sending
+//! function; [`probe`], [`inventory`] and [`count`] are built on it.
 
+pub mod count;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_hooks;
-mod inventory;
+pub mod inventory;
+pub mod probe;
+pub mod wire;
 
-pub use inventory::*;
+use crate::driver::{Handler, Protocol};
+
+pub const PROTOCOL: Protocol = Protocol {
+    id: probe::ID,
+    name: "Memcached",
+    default_ports: &[11211],
+    server_speaks_first: false,
+    default_credentials: &[],
+    method: "`version`, then `stats` (item counts) without authentication",
+    handler: Handler::Raw(probe::probe),
+    inventory: Some(inventory::inventory),
+    subjects: Some(count::subjects),
+    keys_exist: None,
+};

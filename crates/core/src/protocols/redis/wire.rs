@@ -1,10 +1,12 @@
-//! RESP (Redis serialization protocol) frames: a bounded checker and a small parser.
+//! RESP (Redis serialization protocol) frames: a bounded checker and a small parser; the
+//! command allowlist and the one function that sends.
 //!
 //! "Check, then parse": [`check`] walks the buffer without allocating and refuses absurd
 //! lengths (`$999999999`) and counts before anything is allocated; [`parse`] only runs on a
 //! frame `check` accepted.
 
-use crate::net::Check;
+use crate::driver::ProbeCtx;
+use crate::net::{Check, Conn, NetError};
 
 /// Deepest nesting of arrays accepted.
 const MAX_DEPTH: usize = 8;
@@ -177,6 +179,80 @@ pub fn command(args: &[&str]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The allowlist and the one way commands leave
+
+/// The only commands this module ever sends. All are read-only: `SELECT` only picks the
+/// connection's logical database; the rest read keys, types and values, each bounded
+/// (`GETRANGE` instead of `GET`, one `HSCAN`/`SSCAN` page, `LRANGE`/`ZRANGE`/`XRANGE` with limits,
+/// `HGET` of one field; `EXISTS` answers only how many of the named keys exist).
+pub const ALLOWED_COMMANDS: &[&str] = &[
+    "INFO", "DBSIZE", "SELECT", "SCAN", "TYPE", "GETRANGE", "HSCAN", "HGET", "LRANGE", "SSCAN",
+    "ZRANGE", "XRANGE", "EXISTS",
+];
+
+pub(super) fn allowed(name: &str) -> Result<(), NetError> {
+    if ALLOWED_COMMANDS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+    {
+        Ok(())
+    } else {
+        Err(NetError::Invalid(format!(
+            "refusing to send non-allowlisted Redis command {name}"
+        )))
+    }
+}
+
+pub(super) fn limits(ctx: &ProbeCtx) -> RespLimits {
+    RespLimits {
+        max_bulk: ctx.opts.frame_cap,
+        max_items: 10_000,
+    }
+}
+
+/// Sends one allowlisted command and reads one reply.
+pub(super) async fn call(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+    args: &[&str],
+) -> Result<Value, NetError> {
+    allowed(args.first().copied().unwrap_or(""))?;
+    conn.send(&command(args)).await?;
+    let lim = limits(ctx);
+    let frame = conn
+        .read_frame(ctx.opts.frame_cap + 64, |b| check(b, lim))
+        .await?;
+    Ok(parse(&frame))
+}
+
+/// Sends a batch of allowlisted commands at once (pipelining) and reads their replies in order.
+/// Returns the replies and the bytes they took.
+pub(super) async fn call_many(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+    cmds: &[Vec<String>],
+) -> Result<(Vec<Value>, usize), NetError> {
+    let mut out = Vec::new();
+    for c in cmds {
+        allowed(c.first().map(String::as_str).unwrap_or(""))?;
+        let args: Vec<&str> = c.iter().map(String::as_str).collect();
+        out.extend_from_slice(&command(&args));
+    }
+    conn.send(&out).await?;
+    let lim = limits(ctx);
+    let mut replies = Vec::with_capacity(cmds.len());
+    let mut bytes = 0;
+    for _ in cmds {
+        let frame = conn
+            .read_frame(ctx.opts.frame_cap + 64, |b| check(b, lim))
+            .await?;
+        bytes += frame.len();
+        replies.push(parse(&frame));
+    }
+    Ok((replies, bytes))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub mod mysql {
     pub use crate::protocols::mysql::fuzz_hooks::{
         check_packet, is_eof_packet, is_ok_packet, parse_row, ResultReader,
     };
-    pub use crate::protocols::mysql::{
+    pub use crate::protocols::mysql::wire::{
         parse_auth_reply, parse_err, parse_greeting, product_version, Greeting, QueryReply,
     };
 }

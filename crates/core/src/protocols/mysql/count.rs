@@ -4,7 +4,7 @@
 //! [`crate::subjects`] asks this module about tables whose person key (a column chosen by the
 //! classifier) the sample could not settle. One session, logged in and made read-only as the
 //! inventory's is, takes the tables in order; each gets, cheapest exact method first:
-//! 1. the table's indexes ([`super::SHOW_INDEX`]: the data of `information_schema.STATISTICS`);
+//! 1. the table's indexes ([`super::wire::SHOW_INDEX`]: the data of `information_schema.STATISTICS`);
 //! 2. a unique index whose only column is the key means one row per person: the count is the
 //!    table's exact row count (the inventory's, when it was exact: MyISAM/Aria/MEMORY or
 //!    `--full`), else `COUNT(col)` (NULLs are not people, and a unique index admits many).
@@ -34,7 +34,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::inventory::{Failure, Session};
-use super::{
+use super::wire::{
     product_version, Arg, ResultSet, ServerError, COUNT_DISTINCT, COUNT_DISTINCT_HASHED_MARIADB,
     COUNT_DISTINCT_HASHED_MYSQL, COUNT_DISTINCT_MARIADB, COUNT_DISTINCT_MYSQL, COUNT_VALUES,
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
@@ -523,8 +523,9 @@ mod tests {
     use super::*;
     use crate::driver::ProbeOptions;
     use crate::inventory::Holding;
-    use crate::protocols::mysql::tests::{matches_template, packets};
-    use crate::protocols::mysql::{QueryReply, ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
+    use crate::protocols::mysql::probe::ROOT_EMPTY;
+    use crate::protocols::mysql::wire::tests::{matches_template, packets};
+    use crate::protocols::mysql::wire::{QueryReply, ResultReader, ALLOWED_QUERIES};
 
     // Answers of the lab's MariaDB 10.11.19 (`mariadb-root-nopass`, 10 000 users), recorded
     // with `fixtures/mysql/capture_inventory.py 127.0.12.2 'NAME.bin=SQL' …` inside a

@@ -3,7 +3,7 @@
 //!
 //! The inventory logs in again on its own connection with the credential the probe found (the
 //! probe's session is closed once it has proved the read). The session is read-only twice over:
-//! only the statements of [`super::ALLOWED_QUERIES`] can be sent, and they run inside
+//! only the statements of [`super::wire::ALLOWED_QUERIES`] can be sent, and they run inside
 //! `SET SESSION TRANSACTION READ ONLY` + `START TRANSACTION READ ONLY`, so even a statement that
 //! got past the allowlist could not write. `max_statement_time` (MariaDB) or
 //! `max_execution_time` (MySQL) is set to the time left, so the server abandons a slow count
@@ -46,7 +46,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{
+use super::wire::{
     exchange, frame, login, parse_greeting, product_version, read_packet, Arg, Greeting, Login,
     QueryReply, ResultSet, COM_QUIT, COUNT_ROWS, COUNT_TABLES, KEY_RANGE, LIST_COLUMNS,
     LIST_TABLES, SAMPLE_AT_OFFSET, SAMPLE_FROM_KEY, SAMPLE_RANDOM, SET_EXECUTION_TIME,
@@ -110,7 +110,7 @@ pub(super) struct Session {
 
 /// How a statement failed: the server refused it (an ERR packet; the session is still
 /// usable), the connection failed or is out of step, or the budget ran out.
-pub(super) type Failure = driver::Failure<super::ServerError>;
+pub(super) type Failure = driver::Failure<super::wire::ServerError>;
 
 impl Session {
     /// Connects, logs in as `user` (empty password) and makes the session read-only with a
@@ -793,8 +793,9 @@ pub(super) mod tests {
     use crate::driver::ProbeOptions;
     use crate::testkit::{fixture, frames, FakeServer, Message, Reply};
 
-    use crate::protocols::mysql::tests::{matches_template, packets};
-    use crate::protocols::mysql::{ResultReader, ALLOWED_QUERIES, ROOT_EMPTY};
+    use crate::protocols::mysql::probe::ROOT_EMPTY;
+    use crate::protocols::mysql::wire::tests::{matches_template, packets};
+    use crate::protocols::mysql::wire::{ResultReader, ALLOWED_QUERIES};
 
     // Captured from Debian 12's MariaDB 10.11.19 (a throwaway mariadbd on 127.0.23.1 holding
     // databases `shop`, `big` and `odd db`) by a small Python socket client sending the

@@ -49,13 +49,14 @@ pub mod mongodb {
 
 /// PostgreSQL backend messages.
 pub mod postgresql {
-    pub use crate::protocols::postgresql::fuzz_hooks::{startup_step, to_msg, Rows, StartupStep};
-    pub use crate::protocols::postgresql::inventory::fuzz_hooks::check_result_message;
+    pub use crate::protocols::postgresql::fuzz_hooks::{
+        check_result_message, startup_step, to_msg, Rows, StartupStep,
+    };
     pub use crate::protocols::postgresql::inventory::{
         parse_columns, parse_data_row, parse_databases, parse_relations, parse_row_description,
         Answer,
     };
-    pub use crate::protocols::postgresql::{
+    pub use crate::protocols::postgresql::wire::{
         check_message, parse_auth, parse_error, parse_server_first, recognise, verify_server_final,
         Msg, Startup,
     };

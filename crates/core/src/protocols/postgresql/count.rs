@@ -23,7 +23,7 @@
 //! `SET LOCAL statement_timeout` = what is left of the table's budget and our own deadline a
 //! little later, so the server itself cancels a slow count (SQLSTATE 57014), the session stays
 //! in step, and the fallback is taken at once. Names reach SQL as quoted identifiers or quoted
-//! literals through [`super::render`] only.
+//! literals through [`super::wire::render`] only.
 //!
 //! A person key one level inside a json/jsonb column (`profile.email`) is counted with `->>`
 //! (exact, or nothing: no index or statistics describe it); deeper paths and array elements
@@ -33,51 +33,16 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::inventory::{cell, usable, Answer, Fail, Pg, Run, COUNT_ROWS};
-use super::Arg;
+use super::inventory::{cell, usable, Answer, Fail, Pg, Run};
+use super::wire::{
+    Arg, COUNT_DISTINCT, COUNT_DISTINCT_HASHED, COUNT_DISTINCT_KEY, COUNT_ROWS, COUNT_VALUES,
+    LOOKUP,
+};
 use crate::driver::{
     self, value_modulus, value_sample, Budget, Failure, Finding, ProbeCtx, Slot, Subjects,
     SubjectsBudget, SubjectsQuery,
 };
 use crate::inventory::{Holding, InventoryOptions};
-
-// ---------------------------------------------------------------------------------------------
-// The statements (all in `super::ALLOWED_QUERIES`)
-
-/// What the catalogue knows about one column of one table, by name: `$TEXT` the column, then
-/// `$TEXT` the table as `schema.table` (compared whole, so dots inside either name are fine;
-/// two tables that both read `a.b.c` that way are reported as ambiguous). Columns: schema,
-/// table, relkind, reltuples (-1 = never analysed), attnum (NULL: no such column), attnotnull,
-/// the unique single-column index on it (the primary key first), and `pg_stats` null_frac and
-/// n_distinct (NULL: no statistics). Partial and expression indexes do not count: they do not
-/// make the column's values unique in the whole table.
-pub const LOOKUP: &str = "SELECT n.nspname, c.relname, c.relkind, c.reltuples::float8, a.attnum, \
-     a.attnotnull, (SELECT x.relname FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid \
-     WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indnatts = 1 \
-     AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL \
-     ORDER BY i.indisprimary DESC, x.relname LIMIT 1), s.null_frac::float8, s.n_distinct::float8 \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $TEXT AND a.attnum > 0 \
-     AND NOT a.attisdropped \
-     LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname \
-     AND s.attname = a.attname AND s.inherited = (c.relkind = 'p') \
-     WHERE n.nspname || '.' || c.relname = $TEXT AND c.relkind IN ('r', 'p', 'm')";
-
-/// Non-NULL values of a uniquely indexed, nullable column: its distinct values.
-pub const COUNT_VALUES: &str = "SELECT count($IDENT) FROM $IDENT.$IDENT";
-
-/// Exact distinct values of a column (a sort inside the server; NULL is not a value).
-pub const COUNT_DISTINCT: &str = "SELECT count(DISTINCT $IDENT) FROM $IDENT.$IDENT";
-
-/// Exact distinct values of one key of a json/jsonb column (as text; NULL where absent).
-pub const COUNT_DISTINCT_KEY: &str = "SELECT count(DISTINCT $IDENT ->> $TEXT) FROM $IDENT.$IDENT";
-
-/// Distinct values among those whose hash has its low bits (`$INT` = modulus − 1) all zero: a
-/// sample of the values, not of the rows, so every row of a sampled value is in it and the
-/// count times the modulus estimates the whole (see [`crate::driver::from_value_sample`]). The distinct set
-/// is a modulus-th of the full count's, which is what makes it fast on big tables.
-pub const COUNT_DISTINCT_HASHED: &str =
-    "SELECT count(DISTINCT $IDENT) FROM $IDENT.$IDENT WHERE hashtext($IDENT::text) & $INT = 0";
 
 // ---------------------------------------------------------------------------------------------
 // Tunables
@@ -240,7 +205,7 @@ pub fn from_n_distinct(n_distinct: f64, rows: Option<f64>) -> Option<u64> {
 }
 
 /// How one statement ended, short of a broken connection.
-type Got = driver::Got<Answer, super::PgError>;
+type Got = driver::Got<Answer, super::wire::PgError>;
 
 /// Runs one statement of `slot`, with the server told to stop at its end.
 async fn within(pg: &mut Pg, slot: &Slot, template: &str, args: &[Arg<'_>]) -> Result<Got, Fail> {
@@ -552,7 +517,7 @@ mod tests {
     use base64::Engine;
 
     use super::super::inventory::tests::{args_for, instance_of, query_sql, WRITE_WORDS};
-    use super::super::{messages_for_tests, render, ALLOWED_QUERIES, QUERY_TYPES};
+    use super::super::wire::{messages_for_tests, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
     use crate::driver::from_value_sample;
     use crate::driver::ProbeOptions;

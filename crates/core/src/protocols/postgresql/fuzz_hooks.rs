@@ -1,10 +1,11 @@
 //! Fuzzing hooks: this module's private parsers of peer bytes, for `crate::fuzzing`.
 
-use super::{Msg, PgError, Startup, Step};
+use super::wire::{Msg, PgError, Startup, Step};
+use crate::net::Check;
 
 /// Splits a frame accepted by `check_message` into type and body.
 pub fn to_msg(frame: &[u8]) -> Option<Msg> {
-    super::to_msg(frame)
+    super::wire::to_msg(frame)
 }
 
 /// What one post-authentication message did to the session.
@@ -16,7 +17,7 @@ pub enum StartupStep {
 }
 
 pub fn startup_step(session: &mut Startup, msg: &Msg) -> Result<StartupStep, String> {
-    super::startup_step(session, msg).map(|s| match s {
+    super::wire::startup_step(session, msg).map(|s| match s {
         Step::More => StartupStep::More,
         Step::Ready => StartupStep::Ready,
         Step::Failed(e) => StartupStep::Failed(e),
@@ -25,7 +26,7 @@ pub fn startup_step(session: &mut Startup, msg: &Msg) -> Result<StartupStep, Str
 
 /// The answer reader of the probe's one query, fed one message at a time.
 #[derive(Debug, Default)]
-pub struct Rows(super::Rows);
+pub struct Rows(super::wire::Rows);
 
 impl Rows {
     /// True at a ReadyForQuery that ended a well-formed result; Err for anything else that
@@ -37,4 +38,9 @@ impl Rows {
     pub fn count(&self) -> usize {
         self.0.count
     }
+}
+
+/// The inventory's message checker, which takes an oversized DataRow by its header alone.
+pub fn check_result_message(buf: &[u8], cap: usize) -> Check {
+    super::inventory::check_result_message(buf, cap)
 }

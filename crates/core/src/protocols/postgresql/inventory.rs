@@ -30,117 +30,17 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-pub(super) use super::Fail;
-use super::{
-    fresh, login, parse_error, send_query, Arg, Credential, Login, LoginError, Msg, PgError,
-    Reader, QUERY_TYPES, TERMINATE,
+pub(super) use super::wire::Fail;
+use super::wire::{
+    check_message, fresh, login, parse_error, send_query, Arg, Credential, Login, LoginError, Msg,
+    PgError, Reader, BEGIN_READ_ONLY, COUNT_ROWS, DATABASES, LIST_COLUMNS,
+    LIST_DATABASES_FOR_INVENTORY, LIST_RELATIONS, LIST_RELATIONS_UNLOCKED, QUERY_TYPES, ROLLBACK,
+    SAMPLE_FIRST, SAMPLE_RANDOM, SAMPLE_TABLESAMPLE, SET_LOCK_TIMEOUT, SET_STATEMENT_TIMEOUT,
+    TERMINATE,
 };
 use crate::driver::{Budget, Failure, Finding, ProbeCtx, Session, Spent, Wait};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::Check;
-#[cfg(feature = "fuzzing")]
-pub(crate) mod fuzz_hooks;
-
-// ---------------------------------------------------------------------------------------------
-// The statements (all in `super::ALLOWED_QUERIES`)
-
-/// Opens the transaction every inventory statement runs in.
-pub const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY";
-/// Milliseconds: what is left of the time budget.
-pub const SET_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = $INT";
-/// Milliseconds we wait for a lock before giving up on a table.
-pub const SET_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = $INT";
-/// Ends every transaction: nothing of it is kept, whatever happened inside.
-pub const ROLLBACK: &str = "ROLLBACK";
-
-/// Databases a session may connect to (templates excluded) and whether we may.
-pub const LIST_DATABASES_FOR_INVENTORY: &str =
-    "SELECT datname, has_database_privilege(oid, 'CONNECT') \
-     FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
-
-/// The relations of the current database outside the system schemas, with the main-fork and
-/// total size expressions given. Partitions are folded into their partitioned table (rows,
-/// pages and bytes summed over the whole tree), so a partitioned table is one holding.
-/// Columns: oid, schema, name, relkind, reltuples (-1 = never analysed), relpages, main-fork
-/// bytes, total bytes (with indexes and TOAST), owned by an extension, SELECT allowed.
-macro_rules! list_relations {
-    ($heap:literal, $total:literal) => {
-        concat!(
-            "WITH RECURSIVE tree(root, rel) AS (SELECT oid, oid FROM pg_class WHERE relkind = 'p' \
-             UNION ALL SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel), \
-             parts AS (SELECT t.root, \
-             sum(CASE WHEN c.relkind = 'p' THEN 0 ELSE greatest(c.reltuples, 0) END) AS tuples, \
-             bool_or(c.relkind <> 'p' AND c.reltuples < 0) AS unknown, sum(c.relpages) AS pages, sum(",
-            $heap,
-            ") AS heap, sum(",
-            $total,
-            ") AS total FROM tree t JOIN pg_class c ON c.oid = t.rel GROUP BY t.root) \
-             SELECT c.oid, n.nspname, c.relname, c.relkind, \
-             (CASE WHEN c.relkind <> 'p' THEN c.reltuples WHEN p.unknown THEN -1 ELSE p.tuples END)::float8, \
-             coalesce(p.pages, c.relpages)::int8, coalesce(p.heap, ",
-            $heap,
-            ")::int8, coalesce(p.total, ",
-            $total,
-            ")::int8, EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
-             AND d.objid = c.oid AND d.deptype = 'e'), has_table_privilege(c.oid, 'SELECT') \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN parts p ON p.root = c.oid \
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)' \
-             AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent \
-             WHERE i.inhrelid = c.oid AND pc.relkind = 'p') \
-             ORDER BY n.nspname, c.relname"
-        )
-    };
-}
-
-/// Relations with their sizes on disk. `pg_relation_size` takes a share lock on each relation,
-/// so one table locked by DDL stalls this query until `lock_timeout`.
-pub const LIST_RELATIONS: &str =
-    list_relations!("pg_relation_size(c.oid)", "pg_total_relation_size(c.oid)");
-
-/// The same without any relation lock, when [`LIST_RELATIONS`] hit a lock: sizes from the
-/// statistics (`relpages`, heap only), so a table never vacuumed shows 0 bytes.
-pub const LIST_RELATIONS_UNLOCKED: &str = list_relations!(
-    "c.relpages::int8 * current_setting('block_size')::int8",
-    "c.relpages::int8 * current_setting('block_size')::int8"
-);
-
-/// Column names and declared types of the same relations, in column order.
-pub const LIST_COLUMNS: &str = "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod) \
-     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)' \
-     AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent \
-     WHERE i.inhrelid = c.oid AND pc.relkind = 'p') \
-     ORDER BY n.nspname, c.relname, a.attnum";
-
-/// Exact row count of `schema.table` (a sequential or index-only scan; constant memory).
-pub const COUNT_ROWS: &str = "SELECT count(*) FROM $IDENT.$IDENT";
-
-/// One sampled row as JSON text, with string values cut on the server so a row of large
-/// values costs little to transfer: strings that look like JSON (they are parsed later) keep
-/// up to the first `$INT` characters, other strings the second `$INT`. `leakscope_row.*` is a
-/// whole-row reference even when the table has a column named like the alias.
-macro_rules! sample_select {
-    () => {
-        "SELECT (SELECT jsonb_object_agg(e.key, CASE WHEN jsonb_typeof(e.value) <> 'string' \
-         THEN e.value WHEN left(ltrim(e.value #>> '{}', E' \\t\\r\\n'), 1) IN ('{', '[') \
-         THEN to_jsonb(left(e.value #>> '{}', $INT)) \
-         ELSE to_jsonb(left(e.value #>> '{}', $INT)) END) \
-         FROM jsonb_each(to_jsonb(leakscope_row.*)) AS e)::text FROM $IDENT.$IDENT AS leakscope_row"
-    };
-}
-
-/// Large tables: random blocks (`$PCT` percent of them), rows shuffled, the first `$INT` kept.
-pub const SAMPLE_TABLESAMPLE: &str = concat!(
-    sample_select!(),
-    " TABLESAMPLE SYSTEM ($PCT) ORDER BY random() LIMIT $INT"
-);
-/// Small tables: a uniform sample of the whole table.
-pub const SAMPLE_RANDOM: &str = concat!(sample_select!(), " ORDER BY random() LIMIT $INT");
-/// When TABLESAMPLE found too few rows (stale statistics, bloat): the first rows found.
-pub const SAMPLE_FIRST: &str = concat!(sample_select!(), " LIMIT $INT");
 
 // ---------------------------------------------------------------------------------------------
 // Tunables
@@ -283,8 +183,8 @@ impl Answer {
 /// Checks a backend message like `check_message`, except that a DataRow over the cap is
 /// accepted by its five header bytes alone, so its body can be skipped instead of failing the
 /// whole connection.
-fn check_result_message(buf: &[u8], cap: usize) -> Check {
-    match super::check_message(buf, usize::MAX, QUERY_TYPES) {
+pub(super) fn check_result_message(buf: &[u8], cap: usize) -> Check {
+    match check_message(buf, usize::MAX, QUERY_TYPES) {
         Check::Invalid(why) => Check::Invalid(why),
         _ if buf.len() < 5 => Check::Incomplete,
         other => {
@@ -745,7 +645,7 @@ impl<'a> Run<'a> {
     /// The first session: `postgres`, else `template1` (which every cluster has).
     async fn first_session(&mut self) -> Result<Pg, String> {
         let mut errors = Vec::new();
-        for db in super::DATABASES {
+        for db in DATABASES {
             match self.connect(db).await {
                 Ok(pg) => return Ok(pg),
                 Err(e) => errors.push(format!("{db}: {e}")),
@@ -1140,7 +1040,7 @@ pub(super) mod tests {
 
     use crate::testkit::{fixture, frames, FakeServer, Message, Reply};
 
-    use super::super::{frontend, messages_for_tests, render, ALLOWED_QUERIES};
+    use super::super::wire::{frontend, messages_for_tests, render, ALLOWED_QUERIES};
     use super::*;
     use crate::driver::ProbeOptions;
     use crate::model::Access;

@@ -41,9 +41,11 @@ pub mod memcached {
 /// MongoDB wire-protocol replies and the reply documents' parsers.
 pub mod mongodb {
     pub use crate::protocols::mongodb::fuzz_hooks::{document_json, inventory_parsers};
-    pub use crate::protocols::mongodb::{
-        check_reply, command_error, parse_build_info, parse_connection_status, parse_hello,
-        parse_list_collections, parse_list_databases, parse_reply, Wire,
+    pub use crate::protocols::mongodb::probe::{
+        parse_connection_status, parse_list_collections, parse_list_databases,
+    };
+    pub use crate::protocols::mongodb::wire::{
+        check_reply, command_error, parse_build_info, parse_hello, parse_reply, Wire,
     };
 }
 

@@ -2,7 +2,7 @@
 //! of the person key where it has an efficient one, else every document's key read and counted
 //! here; read-only and within a time budget.
 //!
-//! Per collection, over one session that passes every command through [`Session::call_on`]:
+//! Per collection, over one session that passes every command through `Session::call_on`:
 //! 1. `listIndexes`: a unique index on exactly the key (one field, not sparse, not partial)
 //!    means every document is a different person, so the inventory's `count` is the answer,
 //!    with no scan at all. Not for an array path: a unique multikey index still lets one
@@ -11,7 +11,7 @@
 //!    each array on the path (`devices[].owner` counts owners, not arrays of them), `$group` on
 //!    the key, drop the null group (documents without the key), `$count`. `maxTimeMS` makes the
 //!    server give up within the budget and `allowDiskUse: false` keeps the grouping in memory
-//!    (a spill writes temporary files); [`super::refuse_command`] enforces both. A group over
+//!    (a spill writes temporary files); [`super::wire::refuse_command`] enforces both. A group over
 //!    more distinct keys than MongoDB's 100 MB per-stage memory allows fails with code 292;
 //!    the census below then counts in the time left.
 //! 3. A key census ([`key_census_args`]): a `find` projected to the key, walked with `getMore`
@@ -36,7 +36,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
-use super::{clean, command_error, field, handshake, number, CallError, Session, Wire};
+use super::wire::{clean, command_error, field, handshake, number, CallError, Session, Wire};
 use crate::driver::{Budget, Failure, Spent};
 use crate::driver::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
 use crate::driver::{Finding, ProbeCtx};
@@ -70,7 +70,7 @@ pub struct KeyPath {
 
 /// Parses a flattened field path (`user_id`, `user.email`, `devices[].owner`, `emails[]`).
 /// None for anything a field path expression cannot name safely: empty segments, `$` at the
-/// start of a segment (an operator), NUL, or more than [`MAX_PATH`] bytes.
+/// start of a segment (an operator), NUL, or more than `MAX_PATH` bytes.
 pub fn key_path(path: &str) -> Option<KeyPath> {
     if path.is_empty() || path.len() > MAX_PATH || path.contains('\0') {
         return None;
@@ -471,7 +471,7 @@ mod tests {
     use bson::RawDocumentBuf;
 
     use super::super::inventory::tests::{ctx, finding, scripted, Answer, Request};
-    use super::super::refuse_command;
+    use super::super::wire::refuse_command;
     use super::*;
     use crate::testkit::fixture;
 
@@ -485,7 +485,7 @@ mod tests {
 
     fn reply(frame: &[u8]) -> RawDocumentBuf {
         let id = i32::from_le_bytes(frame[8..12].try_into().unwrap());
-        super::super::parse_reply(frame, id, Wire::Msg).unwrap()
+        super::super::wire::parse_reply(frame, id, Wire::Msg).unwrap()
     }
 
     #[test]

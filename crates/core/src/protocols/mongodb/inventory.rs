@@ -1,7 +1,7 @@
 //! Inventory of an exposed MongoDB-wire server: its collections with counts and sizes, the BSON
 //! types seen in them, and a bounded sample of documents spread over each.
 //!
-//! Every request goes through [`Session::call_on`] (allowlist, pipeline and cursor checks):
+//! Every request goes through `Session::call_on` (allowlist, pipeline and cursor checks):
 //! - `listDatabases` (`nameOnly: true`), then `listCollections` per database
 //!   (`nameOnly: true, authorizedCollections: true`: names and types without taking collection
 //!   locks), following its cursor with `getMore`. All of it comes first, so a budget that runs
@@ -51,7 +51,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Number, Value};
 use tokio::time::Instant;
 
-use super::{clean, command_error, field, handshake, number, CommandError, Session, Wire};
+use super::wire::{clean, command_error, field, handshake, number, CommandError, Session, Wire};
 use crate::driver::{self, Budget, Finding, ProbeCtx, Spent, Wait};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
@@ -236,7 +236,7 @@ fn uuid_string(b: &[u8]) -> String {
 }
 
 /// One BSON value as JSON; `cap` bounds the bytes of binary taken. Nesting deeper than
-/// [`MAX_DEPTH`] becomes null (the flattener drops it anyway), so a hostile document cannot
+/// `MAX_DEPTH` becomes null (the flattener drops it anyway), so a hostile document cannot
 /// recurse the stack away; an element that fails to decode ends its document or array.
 pub fn to_json(v: RawBsonRef<'_>, cap: usize, depth: usize) -> Value {
     match v {
@@ -409,7 +409,7 @@ pub fn get_more_args(coll: &str, batch: Option<usize>) -> bson::Document {
 }
 
 /// Documents to ask of the next `getMore` of a census (the inventory's, or the key census of
-/// [`super::subjects`]): as many as half a frame holds at what the last batch of `n` weighed.
+/// [`super::count`]): as many as half a frame holds at what the last batch of `n` weighed.
 pub fn next_census_batch(frame_cap: usize, last: &RawArray, n: u64) -> usize {
     let per_doc = (last.as_bytes().len() as u64 / n.max(1)).max(8) as usize;
     ((frame_cap / 2) / per_doc).clamp(1, CENSUS_MAX_BATCH)
@@ -896,8 +896,8 @@ pub struct SamplePlan {
 /// Plans the windows of a sample of `n` from a collection of `records` documents, with
 /// `per_read` documents at most per reply. Windows sit at a random offset inside equal strata
 /// of the collection; `skip` makes the server walk every document it passes (FerretDB at a few
-/// thousand a second), so there are as many windows as [`SKIP_BUDGET`] affords (at most
-/// [`SAMPLE_WINDOWS`]), and a collection much larger than the budget is sampled within its
+/// thousand a second), so there are as many windows as `SKIP_BUDGET` affords (at most
+/// `SAMPLE_WINDOWS`), and a collection much larger than the budget is sampled within its
 /// first `2 × SKIP_BUDGET` documents rather than not at all.
 pub fn plan_sample(
     n: usize,
@@ -1175,7 +1175,7 @@ pub(super) mod tests {
 
     use crate::driver::ProbeOptions;
     use crate::net::Limits;
-    use crate::protocols::mongodb::{
+    use crate::protocols::mongodb::wire::{
         parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES,
     };
 
@@ -1563,6 +1563,8 @@ pub(super) mod tests {
         for src in [
             include_str!("inventory.rs"),
             include_str!("mod.rs"),
+            include_str!("wire.rs"),
+            include_str!("probe.rs"),
             include_str!("count.rs"),
         ] {
             let code = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];

@@ -77,7 +77,7 @@ pub mod mysql {
 /// Elasticsearch/OpenSearch response bodies.
 pub mod elasticsearch {
     pub use crate::protocols::elasticsearch::fuzz_hooks::inventory_parsers;
-    pub use crate::protocols::elasticsearch::{
+    pub use crate::protocols::elasticsearch::probe::{
         normalise_publish_address, parse_cat_count, parse_cat_indices, parse_cluster_health,
         parse_nodes_http, parse_refusal, parse_root_doc,
     };

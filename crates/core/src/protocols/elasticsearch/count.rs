@@ -1,7 +1,7 @@
 //! Distinct people per index (`subjects_estimate`): the cluster's own `cardinality`
 //! aggregation on the index's person key, read-only and within a time budget.
 //!
-//! For each query the index mapping is read again ([`super::inventory::INDEX_MAPPING`]): the
+//! For each query the index mapping is read again ([`super::wire::INDEX_MAPPING`]): the
 //! inventory's schema keeps leaf types but drops multi-fields and does not say which object is
 //! `nested`, and both decide what can be aggregated. The person key's flattened path
 //! (`user_id`, `user.email`, `devices[].owner`) is resolved in it ([`resolve`]):
@@ -15,36 +15,29 @@
 //! Then one search, [`INDEX_CARDINALITY`], with the body [`cardinality_body`]: no documents
 //! (`size: 0`), no hit counting, a `timeout` inside the budget, and a `cardinality`
 //! aggregation with `precision_threshold` 40 000 (the maximum): HyperLogLog++ whose counts
-//! are exact in practice below the threshold and within about a percent above it. [`super::send`]
+//! are exact in practice below the threshold and within about a percent above it. `wire::send`
 //! refuses that request with any other body. A search that timed out or lost shards counts only
 //! part of the index, so it gives an error (with the partial figure), not an estimate.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::inventory::{Cluster, Failure, INDEX_MAPPING, MAPPING_CAP};
+use super::inventory::MAPPING_CAP;
+use super::wire::{
+    cardinality_body, is_concrete_index_name, Cluster, Failure, Target, INDEX_CARDINALITY,
+    INDEX_MAPPING, MAX_FIELD, PRECISION_THRESHOLD,
+};
 use crate::driver::http::Status;
 use crate::driver::{Budget, Spent};
 use crate::driver::{Finding, ProbeCtx};
 use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::InventoryOptions;
 
-/// A search with [`cardinality_body`]; `filter_path` keeps the reply to the aggregation, the
-/// timeout flag and the shard tally.
-pub const INDEX_CARDINALITY: &str =
-    "GET /{index}/_search?filter_path=aggregations,timed_out,_shards";
-
-/// HyperLogLog++ precision: the largest Elasticsearch and OpenSearch accept (about 320 KB of
-/// sketch per shard on the server); below it counts are close to exact.
-pub const PRECISION_THRESHOLD: u64 = 40_000;
-
 /// Cap of a cardinality reply (a number, a flag and the shard tally, with failure reasons).
 const AGG_CAP: usize = 256 * 1024;
-/// Longest field or nested path put in a body.
-const MAX_FIELD: usize = 1024;
 /// Deepest path resolved in a mapping.
 const MAX_DEPTH: usize = 32;
 /// Mapping types whose values a `cardinality` aggregation reads from doc values.
@@ -66,13 +59,6 @@ const AGGREGATABLE: &[&str] = &[
     "boolean",
     "version",
 ];
-
-/// What is aggregated: the doc-values field, and the `nested` object it lives under.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub field: String,
-    pub nested: Option<String>,
-}
 
 /// The `properties` of a mapping reply's index: typeless (7.x and later, OpenSearch) or the
 /// first mapping type (6.x `_doc`, 5.x).
@@ -161,64 +147,6 @@ pub fn resolve(mapping: &[u8], index: &str, path: &str) -> Result<Target, String
     unreachable!("a path has at least one segment")
 }
 
-/// The search body of a distinct count of `t`: no documents, one `cardinality` aggregation
-/// named `p` (inside a `nested` one with the sub-aggregation `c` for a nested field), the
-/// shards' `timeout`, and `track_total_hits: false` unless `old` (before 7.0, which rejects it).
-pub fn cardinality_body(t: &Target, timeout: Duration, old: bool) -> Vec<u8> {
-    let card = json!({"cardinality": {
-        "field": t.field,
-        "precision_threshold": PRECISION_THRESHOLD
-    }});
-    let agg = match &t.nested {
-        None => card,
-        Some(path) => json!({"nested": {"path": path}, "aggs": {"c": card}}),
-    };
-    let mut body = json!({
-        "size": 0,
-        "timeout": format!("{}ms", timeout.as_millis().max(100)),
-        "aggs": {"p": agg}
-    });
-    if !old {
-        body["track_total_hits"] = Value::Bool(false);
-    }
-    serde_json::to_vec(&body).expect("JSON value serializes")
-}
-
-/// True only for a body [`cardinality_body`] builds: the one body [`INDEX_CARDINALITY`] may
-/// carry. Rebuilt from the fields it names and compared whole, so no other key, query,
-/// aggregation or document size can ride along.
-pub fn is_cardinality_body(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return false;
-    };
-    let parse = || -> Option<(Target, Duration, bool)> {
-        let ms: u64 = v
-            .get("timeout")?
-            .as_str()?
-            .strip_suffix("ms")?
-            .parse()
-            .ok()?;
-        let p = v.get("aggs")?.get("p")?;
-        let (card, nested) = match p.get("nested") {
-            Some(n) => (
-                p.get("aggs")?.get("c")?,
-                Some(n.get("path")?.as_str()?.to_string()),
-            ),
-            None => (p, None),
-        };
-        let field = card.get("cardinality")?.get("field")?.as_str()?.to_string();
-        let old = v.get("track_total_hits").is_none();
-        Some((Target { field, nested }, Duration::from_millis(ms), old))
-    };
-    let Some((t, timeout, old)) = parse() else {
-        return false;
-    };
-    let sane = |s: &str| !s.is_empty() && s.len() <= MAX_FIELD && !s.contains(['*', ',']);
-    sane(&t.field)
-        && t.nested.as_deref().is_none_or(sane)
-        && serde_json::from_slice::<Value>(&cardinality_body(&t, timeout, old)).ok() == Some(v)
-}
-
 /// What a cardinality reply says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Count {
@@ -282,7 +210,7 @@ async fn count(
     q: &SubjectsQuery<'_>,
 ) -> Result<Subjects, String> {
     let index = q.holding.name.as_str();
-    if !super::is_concrete_index_name(index) {
+    if !is_concrete_index_name(index) {
         return Err("not a valid index name".into());
     }
     // Reads may take the whole budget; the session's deadline, not a read timeout, ends them.
@@ -359,7 +287,9 @@ mod tests {
     use crate::driver::http;
     use crate::driver::ProbeOptions;
     use crate::inventory::Holding;
+    use crate::protocols::elasticsearch::wire::is_cardinality_body;
     use crate::testkit::fixture;
+    use serde_json::json;
 
     use super::super::inventory::tests::{json_reply, recording};
 

@@ -12,6 +12,6 @@ pub fn inventory_parsers(body: &[u8], index: &str) -> usize {
     answered += usize::from(inventory::parse_sample(body).is_some());
     answered += usize::from(count::parse_cardinality(body).is_some());
     answered += usize::from(count::resolve(body, index, "a[].b").is_ok());
-    answered += usize::from(count::is_cardinality_body(body));
+    answered += usize::from(super::wire::is_cardinality_body(body));
     answered
 }

@@ -1,7 +1,7 @@
 //! Inventory of an exposed Elasticsearch/OpenSearch cluster: which indices it holds, how many
 //! documents each, their mappings, and a bounded random sample of documents from each.
 //!
-//! Every request is an allowlisted GET sent through [`super::send`]:
+//! Every request is an allowlisted GET sent through `wire::send`:
 //! - [`CAT_INDICES_ALL`] lists every index, hidden and closed ones included, with the
 //!   primaries' document count and store size (one request for the whole cluster, done first so
 //!   a budget that runs out later still leaves the list).
@@ -25,33 +25,20 @@
 //! early (not allowlisted); a point in time can only be opened with a POST. Neither is used.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::{cat_number, send, Credential, Response};
+use super::wire::{
+    cat_number, unparsed, Cluster, Failure, CAT_INDICES_ALL, HIDDEN_SETTINGS, INDEX_COUNT,
+    INDEX_MAPPING, INDEX_SAMPLE,
+};
 use crate::driver::http::Status;
-use crate::driver::{self, Budget, Spent};
-use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Budget, Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, Inventory, InventoryOptions, Record};
 use crate::net::NetError;
-
-/// Every index with the figures of `_cat/indices`; `expand_wildcards=all` includes hidden and
-/// closed indices, `bytes=b` prints sizes as plain numbers.
-pub const CAT_INDICES_ALL: &str = "GET /_cat/indices?format=json&expand_wildcards=all\
-    &h=index,docs.count,pri.store.size,store.size,status,health&bytes=b";
-/// `index.hidden` of every index that sets it (others answer empty settings).
-pub const HIDDEN_SETTINGS: &str =
-    "GET /_all/_settings/index.hidden?expand_wildcards=all&flat_settings=true";
-/// Field mappings of one index.
-pub const INDEX_MAPPING: &str = "GET /{index}/_mapping";
-/// Exact number of top-level documents of one index.
-pub const INDEX_COUNT: &str = "GET /{index}/_count";
-/// A search whose body is [`sample_body`]; `filter_path` keeps only the documents' `_source`.
-pub const INDEX_SAMPLE: &str = "GET /{index}/_search?filter_path=hits.hits._source";
 
 /// Seed of the random sample: fixed, so an unchanged index yields the same sample every scan.
 const SAMPLE_SEED: u64 = 20_191_204;
@@ -126,7 +113,7 @@ pub struct Mapping {
     pub fields: Vec<(String, String)>,
     /// Some field is `nested`: `docs.count` then counts nested objects too.
     pub nested: bool,
-    /// More than [`MAX_SCHEMA_FIELDS`] fields; the rest were dropped.
+    /// More than `MAX_SCHEMA_FIELDS` fields; the rest were dropped.
     pub truncated: bool,
 }
 
@@ -251,100 +238,6 @@ pub fn align_schema(schema: &mut [(String, String)], sample: &[Record]) {
     }
 }
 
-/// Why a request gave no usable answer: an HTTP status other than 200 (with the server's
-/// error type and reason), the connection, a reply that is not the JSON asked for, or a spent
-/// budget.
-pub(super) type Failure = driver::Failure<Status>;
-
-/// 200, but not the JSON that was asked for.
-fn unparsed() -> Failure {
-    Failure::unexpected("unexpected reply")
-}
-
-/// `type: reason` of an Elasticsearch error body, shortened.
-fn error_reason(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
-    let e = v.get("error");
-    let ty = e.and_then(|e| e.get("type")).and_then(Value::as_str);
-    let reason = e.and_then(|e| e.get("reason")).and_then(Value::as_str);
-    let s = match (ty, reason) {
-        (Some(t), Some(r)) => format!("{t}: {r}"),
-        (Some(t), None) => t.to_string(),
-        _ => e.and_then(Value::as_str).unwrap_or("").to_string(),
-    };
-    s.chars().take(160).collect()
-}
-
-/// The cluster as one inventory (or one distinct count) reads it: the finding's credential,
-/// reads that may wait longer than the probe's, and one budget for every request.
-pub(super) struct Cluster<'a> {
-    ctx: ProbeCtx,
-    auth: Option<&'a Credential>,
-    budget: Arc<Budget>,
-    read_timeout: Duration,
-}
-
-impl<'a> Cluster<'a> {
-    /// Requests on `ctx` whose reads may each take `min_read` (at least the probe's), with the
-    /// finding's credential, within `budget`.
-    pub(super) fn new(
-        ctx: &ProbeCtx,
-        finding: &'a Finding,
-        min_read: Duration,
-        budget: Budget,
-    ) -> Cluster<'a> {
-        let ctx = ctx.with_read_timeout_at_least(min_read);
-        Cluster {
-            read_timeout: ctx.opts.limits.read_timeout,
-            ctx,
-            auth: finding.credential.as_ref(),
-            budget: Arc::new(budget),
-        }
-    }
-
-    pub(super) fn budget(&self) -> &Budget {
-        &self.budget
-    }
-
-    /// Sends an allowlisted request within the remaining bytes and time.
-    pub(super) async fn get(
-        &self,
-        request: &str,
-        index: Option<&str>,
-        body: Option<&[u8]>,
-        cap: usize,
-    ) -> Result<Response, Failure> {
-        let remaining = self.budget.bytes_left();
-        if remaining == 0 {
-            return Err(Failure::Budget(Spent::Bytes));
-        }
-        let cap_here = cap.min(remaining);
-        match send(
-            &self.ctx,
-            &self.budget,
-            request,
-            index,
-            body,
-            self.auth,
-            cap_here,
-        )
-        .await
-        {
-            Ok(r) if r.status == 200 => Ok(r),
-            Ok(r) => Err(Failure::Server(Status {
-                code: r.status,
-                reason: error_reason(&r.body),
-            })),
-            Err(Failure::Net(NetError::TooLarge { .. })) if cap_here < cap => {
-                Err(Failure::Budget(Spent::Bytes))
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// What one index gave, and what went wrong with it.
 struct Taken {
     holding: Holding,
@@ -414,7 +307,7 @@ async fn take_index(
         notes: Vec::new(),
         cut: false,
     };
-    if !super::is_concrete_index_name(name) {
+    if !super::wire::is_concrete_index_name(name) {
         t.notes.push(format!(
             "{name:?}: not a valid index name; listed from _cat/indices only"
         ));
@@ -592,10 +485,12 @@ pub(super) mod tests {
     use crate::driver::http;
     use crate::driver::{DirectConnector, ProbeOptions};
     use crate::inventory::paths_seen;
+    use crate::protocols::elasticsearch::wire::error_reason;
     use crate::scope::{ScopeBuilder, TargetSpec};
     use crate::testkit::{fixture, frames, FakeServer, Reply};
     use std::collections::HashMap;
     use std::net::SocketAddr;
+    use std::sync::Arc;
 
     /// Captured from a throwaway OpenSearch 2.19.6 (`lab/opensearch/run.sh` on 127.0.20.1)
     /// holding `people` (explicit mapping with a `nested` field, 3 documents = 6 Lucene
@@ -881,9 +776,9 @@ pub(super) mod tests {
                 .strip_prefix("GET ")
                 .and_then(|l| l.strip_suffix(" HTTP/1.1"))
                 .unwrap_or_else(|| panic!("not a GET: {line}"));
-            let matched = super::super::ALLOWED_REQUESTS.iter().any(|a| {
+            let matched = super::super::wire::ALLOWED_REQUESTS.iter().any(|a| {
                 let t = a.strip_prefix("GET ").unwrap();
-                match t.split_once(super::super::INDEX_VAR) {
+                match t.split_once(super::super::wire::INDEX_VAR) {
                     None => t == path,
                     Some((pre, post)) => {
                         path.len() > pre.len() + post.len()
@@ -1115,7 +1010,7 @@ pub(super) mod tests {
         let addr = server.addr();
         let ctx = ctx_for(addr);
         let mut f = Finding::new("elasticsearch");
-        f.credential = Some(super::super::PROTOCOL.default_credentials[1]);
+        f.credential = Some(super::super::probe::DEFAULTS[1]);
         let inv = inventory(&ctx, &f, &InventoryOptions::default()).await;
         assert_eq!(inv.holdings.len(), 6);
         let log = server.texts();

@@ -9,9 +9,9 @@
 //! [`inventory`] (what an exposed store holds: containers, flattened samples); [`classify`]
 //! (which sensitive data the samples hold); [`driver`] (the protocol contract every protocol is
 //! built on); [`protocols`] (one folder per protocol, and the registry); [`identify`] (one
-//! endpoint); [`subjects`] (how many people a container exposes); [`scan`] (the engine); then
-//! [`rate`] (severity), [`diff`], [`store`] and [`report`] (output formats), which read only the
-//! model.
+//! endpoint); [`subjects`] (how many people a container exposes); [`rate`] (severity);
+//! [`scan`] (the engine); then [`store`] and [`report`] (output formats), which read only the
+//! model, and [`diff`] (two scans compared, with the report's summary).
 //!
 //! ```
 //! use leakscope_core::protocols::{default_ports, REGISTRY};

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::SubjectsBudget;
 use crate::inventory::InventoryOptions;
 
 /// The most a protocol's budget ends before the engine's timeout.
@@ -68,13 +67,6 @@ impl Budget {
             Instant::now() + opts.time_budget.saturating_sub(margin(opts.time_budget)),
             opts.byte_budget,
         )
-    }
-
-    /// The people counts' of `queries` containers: the engine's time for them
-    /// ([`SubjectsBudget::total`]) less the [`margin`], and `bytes`.
-    pub fn for_counts(budget: SubjectsBudget, queries: usize, bytes: usize) -> Budget {
-        let total = budget.total(queries);
-        Budget::new(Instant::now() + total.saturating_sub(margin(total)), bytes)
     }
 
     /// Bytes alone: the deadlines a session sets per exchange bound the time (a probe's

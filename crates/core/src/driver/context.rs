@@ -8,10 +8,18 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::Credential;
 use crate::model::Access;
 use crate::net::{Conn, Limits, NetError};
 use crate::scope::Scope;
+
+/// A well-known credential tried only with `--try-defaults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Where this default comes from, for the docs.
+    pub why: &'static str,
+}
 
 /// What a probe concluded about one service.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Budget;
+use super::budget::{margin, Budget};
 use crate::inventory::{Holding, InventoryOptions};
 
 /// One container whose distinct people the store is asked to count.
@@ -52,6 +52,13 @@ impl SubjectsBudget {
         self.per_container
             .saturating_mul(u32::try_from(queries).unwrap_or(u32::MAX))
             .saturating_add(Duration::from_secs(5))
+    }
+
+    /// The counts' budget for `queries` containers: the engine's time for them ([`Self::total`])
+    /// less the driver's margin, and `bytes`.
+    pub fn budget(&self, queries: usize, bytes: usize) -> Budget {
+        let total = self.total(queries);
+        Budget::new(Instant::now() + total.saturating_sub(margin(total)), bytes)
     }
 
     /// The user's `--subjects-timeout`; else ten seconds per container, and with `--full` (an

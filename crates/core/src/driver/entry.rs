@@ -5,24 +5,17 @@ use futures::future::BoxFuture;
 
 use crate::net::Conn;
 
-use super::{Finding, Outcome, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery};
+use super::context::{Credential, Finding, Outcome, ProbeCtx};
+use super::count::{Subjects, SubjectsBudget, SubjectsQuery};
+use super::http::Response;
 use crate::inventory::{Inventory, InventoryOptions};
-
-/// A well-known credential tried only with `--try-defaults`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Credential {
-    pub user: &'static str,
-    pub password: &'static str,
-    /// Where this default comes from, for the docs.
-    pub why: &'static str,
-}
 
 /// How a protocol is reached: raw bytes on a fresh connection, or an answer to `GET /`.
 pub enum Handler {
     /// Gets a fresh, unused connection; a server-first handler reads the greeting itself.
     Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
     /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
-    Http(for<'a> fn(&'a ProbeCtx, &'a crate::driver::http::Response) -> BoxFuture<'a, Outcome>),
+    Http(for<'a> fn(&'a ProbeCtx, &'a Response) -> BoxFuture<'a, Outcome>),
 }
 
 /// One row of the registry.

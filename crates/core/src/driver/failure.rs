@@ -3,7 +3,8 @@
 
 use std::convert::Infallible;
 
-use super::{Seen, Spent};
+use super::budget::Spent;
+use super::context::Seen;
 use crate::net::NetError;
 
 /// A failed exchange. `E` is the protocol's own error answer (a MySQL ERR packet, a PostgreSQL

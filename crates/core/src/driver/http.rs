@@ -6,7 +6,8 @@
 
 use base64::Engine as _;
 
-use super::{Failure, Session};
+use super::failure::Failure;
+use super::session::Session;
 use crate::net::{Check, NetError};
 
 /// Largest header block accepted.

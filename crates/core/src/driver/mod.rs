@@ -26,10 +26,56 @@ pub use session::{Session, Wait};
 #[cfg(test)]
 pub(crate) use context::test_ctx;
 pub use context::{
-    preview, Connector, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
+    preview, Connector, Credential, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
 };
 pub use count::{
     from_value_sample, secs, value_at, value_modulus, value_sample, DistinctCounter, Got, Slot,
     Subjects, SubjectsBudget, SubjectsQuery, GRACE,
 };
-pub use entry::{Credential, Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};
+pub use entry::{Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The contract sits below every protocol: nothing in the driver names a protocol or a
+    /// layer above it, and its files import each other by path (`super::budget::Budget`), never
+    /// through this module's re-exports, so its own import graph has no loop either.
+    #[test]
+    fn the_driver_imports_downward_only() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/driver");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let src = std::fs::read_to_string(&path).unwrap();
+            let code = src.split("\n#[cfg(test)]\n").next().unwrap_or_default();
+            let code: String = code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for above in [
+                "crate::protocols",
+                "crate::identify",
+                "crate::subjects",
+                "crate::scan",
+                "crate::report",
+                "crate::store",
+            ] {
+                assert!(!code.contains(above), "driver/{file} names {above}");
+            }
+            if file != "mod.rs" {
+                assert!(
+                    !code.contains("use super::{"),
+                    "driver/{file}: use super::{{…}}"
+                );
+                for line in code.lines().filter(|l| l.starts_with("use super::")) {
+                    assert!(
+                        line["use super::".len()..].contains("::"),
+                        "driver/{file} imports through the re-exports: {line}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Budget, Failure, ProbeCtx, Spent};
+use super::budget::{Budget, Spent};
+use super::context::ProbeCtx;
+use super::failure::Failure;
 use crate::net::{Check, Conn, NetError};
 
 /// How long one read of a session may wait for the peer.

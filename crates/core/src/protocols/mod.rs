@@ -52,3 +52,100 @@ pub fn candidates(port: u16) -> Vec<&'static Protocol> {
     hinted.extend(rest);
     hinted
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::REGISTRY;
+
+    /// The code of a source file: everything before its first test module, comments out.
+    fn code(path: &Path) -> String {
+        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let code = src.split("\n#[cfg(test)]\n").next().unwrap_or_default();
+        code.lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocols")
+    }
+
+    /// Every registry protocol is a folder of the same shape, and its files import downward
+    /// only: `mod.rs` names its children, the children never name `mod.rs` (so the import
+    /// graph has no loop through the parent), `wire.rs` names no sibling, `inventory.rs` and
+    /// `probe.rs` only `wire`, and `count.rs` `wire` and `inventory`.
+    #[test]
+    fn every_protocol_is_a_folder_of_one_shape() {
+        let mut folders: Vec<String> = std::fs::read_dir(root())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let mut ids: Vec<&str> = REGISTRY.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            folders, ids,
+            "one folder per registry protocol, named by its id"
+        );
+        for p in REGISTRY {
+            let dir = root().join(p.id);
+            let has = |f: &str| dir.join(f).exists();
+            assert!(
+                has("mod.rs") && has("wire.rs") && has("probe.rs"),
+                "{}",
+                p.id
+            );
+            assert_eq!(has("inventory.rs"), p.inventory.is_some(), "{}", p.id);
+            assert_eq!(
+                has("count.rs"),
+                p.subjects.is_some() || p.keys_exist.is_some(),
+                "{}",
+                p.id
+            );
+            let allowed: &[(&str, &[&str])] = &[
+                ("wire.rs", &[]),
+                ("probe.rs", &["wire"]),
+                ("inventory.rs", &["wire"]),
+                ("count.rs", &["wire", "inventory"]),
+                ("fuzz_hooks.rs", &["wire", "probe", "inventory", "count"]),
+            ];
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let file = path.file_name().unwrap().to_string_lossy().into_owned();
+                if file == "mod.rs" {
+                    continue;
+                }
+                let Some((_, siblings)) = allowed.iter().find(|(f, _)| *f == file) else {
+                    panic!("{}: {file} is not one of the shape's files", p.id);
+                };
+                let code = code(&path);
+                for (at, _) in code.match_indices("super::") {
+                    let after = &code[at + "super::".len()..];
+                    let name: String = after
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(
+                        siblings.contains(&name.as_str()),
+                        "{}/{file} names super::{name}",
+                        p.id
+                    );
+                }
+            }
+        }
+    }
+
+    /// The registry is only the registry: no protocol code in this file.
+    #[test]
+    fn the_registry_holds_no_protocol_code() {
+        let code = code(&root().join("mod.rs"));
+        for word in ["async fn", "Conn", "send(", "read_frame"] {
+            assert!(!code.contains(word), "protocols/mod.rs holds {word}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Fuzzing hooks: the parsers of the private inventory and subjects modules, for `crate::fuzzing`.
 
-use super::{count, inventory};
+use super::count;
+use super::inventory;
 
 /// Runs every inventory parser of response bodies on `body`; returns how many answered.
 pub fn inventory_parsers(body: &[u8], index: &str) -> usize {

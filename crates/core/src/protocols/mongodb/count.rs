@@ -37,8 +37,8 @@ use tokio::time::Instant;
 
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::wire::{clean, command_error, field, handshake, number, CallError, Session, Wire};
-use crate::driver::{Budget, Failure, Spent};
 use crate::driver::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::{Failure, Spent};
 use crate::driver::{Finding, ProbeCtx};
 use crate::inventory::{flatten_json, Holding, InventoryOptions};
 
@@ -254,7 +254,7 @@ async fn run(
             &ctx,
             conn,
             Wire::Msg,
-            Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget)),
+            Arc::new(budget.budget(queries.len(), opts.byte_budget)),
         );
         s.s.set_deadline(Some(Instant::now() + budget.per_container));
         handshake(&ctx, &mut s)

@@ -464,7 +464,7 @@ pub fn subjects<'a>(
             Some(c) if c.password.is_empty() => c.user,
             _ => return all("no credential this client can log in with".into()),
         };
-        let total = Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget));
+        let total = Arc::new(budget.budget(queries.len(), opts.byte_budget));
         let maria = finding.product.as_deref() == Some("MariaDB");
         let mut notes = Vec::new();
         let mut session: Option<Session> = None;

@@ -433,7 +433,7 @@ pub fn subjects<'a>(
             opts,
             cred: finding.credential,
             ssl: None,
-            budget: Arc::new(Budget::for_counts(budget, queries.len(), opts.byte_budget)),
+            budget: Arc::new(budget.budget(queries.len(), opts.byte_budget)),
             notes: Vec::new(),
         };
         let mut out: Vec<Option<Result<Subjects, String>>> = vec![None; queries.len()];

@@ -21,7 +21,9 @@
 
 use std::collections::HashSet;
 
-use crate::driver::{Finding, KeysExistFn, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::{
+    Counting, Finding, KeysExistFn, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery,
+};
 use crate::inventory::{Holding, InventoryOptions};
 use crate::model::{Container, Field};
 
@@ -242,16 +244,26 @@ async fn ask_store(
     };
     let queries: Vec<SubjectsQuery<'_>> = asks.iter().map(|(_, q)| q.clone()).collect();
     let total = budget.total(queries.len());
-    let answers =
-        match tokio::time::timeout(total, counter(ctx, finding, opts, budget, &queries)).await {
-            Ok(a) => a,
-            Err(_) => {
-                return vec![format!(
-                    "distinct-people counts stopped at their {}s budget",
-                    total.as_secs()
-                )]
-            }
-        };
+    let answers = match tokio::time::timeout(
+        total,
+        counter(Counting {
+            ctx,
+            finding,
+            opts,
+            budget,
+            queries: &queries,
+        }),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => {
+            return vec![format!(
+                "distinct-people counts stopped at their {}s budget",
+                total.as_secs()
+            )]
+        }
+    };
     let mut notes = Vec::new();
     for ((i, q), answer) in asks.iter().zip(answers) {
         match answer {

@@ -46,16 +46,76 @@ pub struct Protocol {
 pub type InventoryFn =
     for<'a> fn(&'a ProbeCtx, &'a Finding, &'a InventoryOptions) -> BoxFuture<'a, Inventory>;
 
+/// What a protocol's distinct counter is asked: the service, what its probe found, the
+/// inventory's options, the time each container may take, and the containers.
+pub struct Counting<'a> {
+    pub ctx: &'a ProbeCtx,
+    pub finding: &'a Finding,
+    pub opts: &'a InventoryOptions,
+    pub budget: SubjectsBudget,
+    pub queries: &'a [SubjectsQuery<'a>],
+}
+
 /// A protocol's distinct counter: one answer per query, in order; `Err` says why not (a note).
-pub type SubjectsFn = for<'a> fn(
-    &'a ProbeCtx,
-    &'a Finding,
-    &'a InventoryOptions,
-    SubjectsBudget,
-    &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>>;
+pub type SubjectsFn = for<'a> fn(Counting<'a>) -> BoxFuture<'a, Vec<Result<Subjects, String>>>;
 
 /// How many of `keys` exist in the key-pattern container named `container` (`db0:user:*`):
 /// a read-only existence check, one round trip where the store allows.
 pub type KeysExistFn =
     for<'a> fn(&'a ProbeCtx, &'a str, &'a [String]) -> BoxFuture<'a, Result<u64, String>>;
+
+/// A registry hook from a protocol's async function, so a protocol writes its probe, inventory
+/// and counts as plain `async fn`s and none repeats the boxing:
+/// `hook!(raw: probe::probe)` ([`Handler::Raw`]), `hook!(http: probe::probe)`
+/// ([`Handler::Http`]), `hook!(inventory: inventory::inventory)` ([`InventoryFn`]),
+/// `hook!(count: count::subjects)` ([`SubjectsFn`]), `hook!(keys_exist: count::keys_exist)`
+/// ([`KeysExistFn`]).
+macro_rules! hook {
+    (raw: $f:path) => {{
+        fn hook<'a>(
+            ctx: &'a $crate::driver::ProbeCtx,
+            conn: $crate::net::Conn,
+        ) -> futures::future::BoxFuture<'a, $crate::driver::Outcome> {
+            Box::pin($f(ctx, conn))
+        }
+        $crate::driver::Handler::Raw(hook)
+    }};
+    (http: $f:path) => {{
+        fn hook<'a>(
+            ctx: &'a $crate::driver::ProbeCtx,
+            root: &'a $crate::driver::http::Response,
+        ) -> futures::future::BoxFuture<'a, $crate::driver::Outcome> {
+            Box::pin($f(ctx, root))
+        }
+        $crate::driver::Handler::Http(hook)
+    }};
+    (inventory: $f:path) => {{
+        fn hook<'a>(
+            ctx: &'a $crate::driver::ProbeCtx,
+            finding: &'a $crate::driver::Finding,
+            opts: &'a $crate::inventory::InventoryOptions,
+        ) -> futures::future::BoxFuture<'a, $crate::inventory::Inventory> {
+            Box::pin($f(ctx, finding, opts))
+        }
+        Some(hook as $crate::driver::InventoryFn)
+    }};
+    (count: $f:path) => {{
+        fn hook(
+            c: $crate::driver::Counting<'_>,
+        ) -> futures::future::BoxFuture<'_, Vec<Result<$crate::driver::Subjects, String>>> {
+            Box::pin($f(c))
+        }
+        Some(hook as $crate::driver::SubjectsFn)
+    }};
+    (keys_exist: $f:path) => {{
+        fn hook<'a>(
+            ctx: &'a $crate::driver::ProbeCtx,
+            container: &'a str,
+            keys: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+            Box::pin($f(ctx, container, keys))
+        }
+        Some(hook as $crate::driver::KeysExistFn)
+    }};
+}
+pub(crate) use hook;

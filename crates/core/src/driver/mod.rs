@@ -29,10 +29,12 @@ pub use context::{
     preview, Connector, Credential, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
 };
 pub use count::{
-    from_value_sample, secs, value_at, value_modulus, value_sample, DistinctCounter, Got, Slot,
-    Subjects, SubjectsBudget, SubjectsQuery, GRACE,
+    exact_or, from_hashed, from_value_sample, secs, value_at, value_modulus, value_sample,
+    DistinctCounter, Got, LooseSample, Slot, Subjects, SubjectsBudget, SubjectsQuery, EXACT_ROWS,
+    GRACE, PRECISE_SAMPLE,
 };
-pub use entry::{Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};
+pub(crate) use entry::hook;
+pub use entry::{Counting, Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,6 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -31,7 +30,7 @@ use super::wire::{
     INDEX_MAPPING, MAX_FIELD, PRECISION_THRESHOLD,
 };
 use crate::driver::http::Status;
-use crate::driver::{Budget, Spent};
+use crate::driver::{Budget, Counting, Spent};
 use crate::driver::{Finding, ProbeCtx};
 use crate::driver::{Subjects, SubjectsBudget, SubjectsQuery};
 use crate::inventory::InventoryOptions;
@@ -184,22 +183,21 @@ pub fn parse_cardinality(body: &[u8]) -> Option<Count> {
 }
 
 /// The protocol's [`crate::driver::SubjectsFn`].
-pub fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-    budget: SubjectsBudget,
-    queries: &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>> {
-    Box::pin(async move {
-        let mut out = Vec::with_capacity(queries.len());
-        // One index at a time: each count is a full pass over the index's doc values, and the
-        // cluster is somebody's production.
-        for q in queries {
-            out.push(count(ctx, finding, opts, budget, q).await);
-        }
-        out
-    })
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
+    let Counting {
+        ctx,
+        finding,
+        opts,
+        budget,
+        queries,
+    } = c;
+    let mut out = Vec::with_capacity(queries.len());
+    // One index at a time: each count is a full pass over the index's doc values, and the
+    // cluster is somebody's production.
+    for q in queries {
+        out.push(count(ctx, finding, opts, budget, q).await);
+    }
+    out
 }
 
 async fn count(
@@ -553,7 +551,14 @@ mod tests {
             per_container: Duration::from_millis(1500),
         };
         let t0 = std::time::Instant::now();
-        let got = subjects(&ctx, &f, &InventoryOptions::default(), budget, &queries).await;
+        let got = subjects(Counting {
+            ctx: &ctx,
+            finding: &f,
+            opts: &InventoryOptions::default(),
+            budget,
+            queries: &queries,
+        })
+        .await;
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
         assert_eq!(
             got[0],

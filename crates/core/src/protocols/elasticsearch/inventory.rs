@@ -27,7 +27,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -389,15 +388,11 @@ async fn take_index(
 }
 
 /// The protocol's [`crate::driver::InventoryFn`].
-pub fn inventory<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-) -> BoxFuture<'a, Inventory> {
-    Box::pin(run(ctx, finding, opts))
-}
-
-async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
+pub(super) async fn inventory(
+    ctx: &ProbeCtx,
+    finding: &Finding,
+    opts: &InventoryOptions,
+) -> Inventory {
     // Stop a little before the engine's own timeout, which would drop everything gathered.
     let s = Cluster::new(ctx, finding, MIN_READ_TIMEOUT, Budget::for_inventory(opts));
     let mut inv = Inventory::default();

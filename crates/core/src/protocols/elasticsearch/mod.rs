@@ -19,7 +19,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -29,8 +29,8 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: probe::DEFAULTS,
     method: "GET / (root document, or the security layer's 401), then GET /_cat/indices without \
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",
-    handler: Handler::Http(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
+    handler: hook!(http: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

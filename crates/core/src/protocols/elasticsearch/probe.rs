@@ -2,7 +2,6 @@
 //! document, or the security layer's 401), then `GET /_cat/indices` without credentials, and
 //! with `--try-defaults` the documented defaults; cluster peers are reported, never contacted.
 
-use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::wire::{
@@ -441,62 +440,61 @@ pub(super) fn not_me(root: &Response) -> Outcome {
     Outcome::NotMe(Seen::Bytes(seen))
 }
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, root: &'a Response) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move {
-        let mut f = Finding::new(ID);
-        let elastic_header = root
-            .header("x-elastic-product")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("Elasticsearch"));
-        let doc = (root.status == 200)
-            .then(|| parse_root_doc(&root.body))
-            .flatten();
-        let refusal = parse_refusal(root);
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, root: &Response) -> Outcome {
+    let mut f = Finding::new(ID);
+    let elastic_header = root
+        .header("x-elastic-product")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("Elasticsearch"));
+    let doc = (root.status == 200)
+        .then(|| parse_root_doc(&root.body))
+        .flatten();
+    let refusal = parse_refusal(root);
 
-        let invites_defaults = if let Some(doc) = doc {
-            let cluster = doc
-                .cluster_name
-                .as_deref()
-                .map_or_else(String::new, |c| format!(", cluster \"{c}\""));
-            f.evidence.push(format!(
-                "GET / answered 200 with the {} {} root document{cluster}",
-                doc.product, doc.version
-            ));
-            f.product = Some(doc.product.to_string());
-            f.version = Some(doc.version);
-            anonymous_read(ctx, &mut f).await
-        } else if let Some(r) = refusal {
-            f.product = Some(r.product.to_string());
-            f.access = Access::AuthRequired;
-            f.evidence
-                .push(format!("GET / answered {} ({})", root.status, r.detail));
-            if root.status == 401 {
-                true
-            } else {
-                // A 403 is an authenticated (anonymous) user without the cluster privilege GET /
-                // needs; it may still be allowed to list indices.
-                anonymous_read(ctx, &mut f).await
-            }
-        } else if elastic_header {
-            f.product = Some("Elasticsearch".into());
-            f.evidence.push(format!(
-                "GET / answered HTTP {} with X-elastic-product: Elasticsearch",
-                root.status
-            ));
-            if root.status == 401 {
-                f.access = Access::AuthRequired;
-                true
-            } else {
-                anonymous_read(ctx, &mut f).await
-            }
+    let invites_defaults = if let Some(doc) = doc {
+        let cluster = doc
+            .cluster_name
+            .as_deref()
+            .map_or_else(String::new, |c| format!(", cluster \"{c}\""));
+        f.evidence.push(format!(
+            "GET / answered 200 with the {} {} root document{cluster}",
+            doc.product, doc.version
+        ));
+        f.product = Some(doc.product.to_string());
+        f.version = Some(doc.version);
+        anonymous_read(ctx, &mut f).await
+    } else if let Some(r) = refusal {
+        f.product = Some(r.product.to_string());
+        f.access = Access::AuthRequired;
+        f.evidence
+            .push(format!("GET / answered {} ({})", root.status, r.detail));
+        if root.status == 401 {
+            true
         } else {
-            return not_me(root);
-        };
-
-        if invites_defaults {
-            try_defaults(ctx, &mut f).await;
+            // A 403 is an authenticated (anonymous) user without the cluster privilege GET /
+            // needs; it may still be allowed to list indices.
+            anonymous_read(ctx, &mut f).await
         }
-        Outcome::Found(f)
-    })
+    } else if elastic_header {
+        f.product = Some("Elasticsearch".into());
+        f.evidence.push(format!(
+            "GET / answered HTTP {} with X-elastic-product: Elasticsearch",
+            root.status
+        ));
+        if root.status == 401 {
+            f.access = Access::AuthRequired;
+            true
+        } else {
+            anonymous_read(ctx, &mut f).await
+        }
+    } else {
+        return not_me(root);
+    };
+
+    if invites_defaults {
+        try_defaults(ctx, &mut f).await;
+    }
+    Outcome::Found(f)
 }
 
 #[cfg(test)]

@@ -2,11 +2,9 @@
 //! the pattern is read (the key dump on one connection, `get` batches on another) into a
 //! bounded distinct counter.
 
-use futures::future::BoxFuture;
-
 use super::wire::{call_get, check_line_lf, parse_metadump_line, parse_values, send_allowed};
 use super::wire::{GET_BATCH, MAX_LINE};
-use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Counting, ProbeCtx};
 
 /// Memcached has no distinct count, so this streams the key dump on one connection and reads
 /// the matching keys' values in `get` batches on a second, counting the person key's values
@@ -81,19 +79,18 @@ pub(super) async fn count_pattern(
 }
 
 /// The registered [`crate::driver::SubjectsFn`].
-pub(super) fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    _finding: &'a Finding,
-    _opts: &'a crate::inventory::InventoryOptions,
-    budget: crate::driver::SubjectsBudget,
-    queries: &'a [crate::driver::SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<crate::driver::Subjects, String>>> {
-    Box::pin(async move {
-        let mut out = Vec::with_capacity(queries.len());
-        for q in queries {
-            let deadline = tokio::time::Instant::now() + budget.per_container;
-            out.push(count_pattern(ctx, q, deadline).await);
-        }
-        out
-    })
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
+    let Counting {
+        ctx,
+        finding: _,
+        opts: _,
+        budget,
+        queries,
+    } = c;
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let deadline = tokio::time::Instant::now() + budget.per_container;
+        out.push(count_pattern(ctx, q, deadline).await);
+    }
+    out
 }

@@ -14,7 +14,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -23,8 +23,8 @@ pub const PROTOCOL: Protocol = Protocol {
     server_speaks_first: false,
     default_credentials: &[],
     method: "`version`, then `stats` (item counts) without authentication",
-    handler: Handler::Raw(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
+    handler: hook!(raw: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

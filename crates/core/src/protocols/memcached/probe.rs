@@ -1,7 +1,5 @@
 //! Identifying Memcached and judging access: `version`, then `stats`.
 
-use futures::future::BoxFuture;
-
 use super::wire::{call, check_line, check_stats, is_refusal, parse_version, stat, MAX_LINE};
 use crate::driver::{preview, Finding, Outcome, ProbeCtx, Seen};
 use crate::model::Access;
@@ -10,54 +8,53 @@ use crate::net::Conn;
 /// The registry id.
 pub(super) const ID: &str = "memcached";
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move {
-        let line = match call(&mut conn, "version", check_line, MAX_LINE).await {
-            Ok(l) => l,
-            Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
-        };
-        let mut f = Finding::new(ID);
-        f.product = Some("Memcached".into());
-        match parse_version(&line) {
-            Some(v) => f.version = Some(v),
-            None if line.starts_with(b"CLIENT_ERROR unauthenticated") => {
-                f.access = Access::AuthRequired;
-                f.evidence
-                    .push("`version` refused: CLIENT_ERROR unauthenticated (ASCII auth)".into());
-                return Outcome::Found(f);
-            }
-            None => return Outcome::NotMe(Seen::Bytes(line)),
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
+    let line = match call(&mut conn, "version", check_line, MAX_LINE).await {
+        Ok(l) => l,
+        Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
+    };
+    let mut f = Finding::new(ID);
+    f.product = Some("Memcached".into());
+    match parse_version(&line) {
+        Some(v) => f.version = Some(v),
+        None if line.starts_with(b"CLIENT_ERROR unauthenticated") => {
+            f.access = Access::AuthRequired;
+            f.evidence
+                .push("`version` refused: CLIENT_ERROR unauthenticated (ASCII auth)".into());
+            return Outcome::Found(f);
         }
-        f.evidence
-            .push("`version` answered without authentication".into());
-        match call(
-            &mut conn,
-            "stats",
-            check_stats,
-            ctx.opts.frame_cap.min(64 * 1024),
-        )
-        .await
-        {
-            Ok(reply) if reply.starts_with(b"STAT ") => {
-                let text = String::from_utf8_lossy(&reply);
-                let items = stat(&text, "curr_items").unwrap_or("?");
-                f.access = Access::Open;
-                f.evidence.push(format!(
-                    "`stats` answered without authentication (curr_items {items})"
-                ));
-            }
-            Ok(reply) if is_refusal(&reply) => {
-                f.access = Access::AuthRequired;
-                f.evidence
-                    .push(format!("`stats` refused: {}", preview(&reply)));
-            }
-            // Neither the statistics nor a refusal (a honeypot's `OK`, junk): nothing proven.
-            Ok(reply) => f.evidence.push(format!(
-                "`stats` gave neither statistics nor a refusal: {}",
-                preview(&reply)
-            )),
-            Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
+        None => return Outcome::NotMe(Seen::Bytes(line)),
+    }
+    f.evidence
+        .push("`version` answered without authentication".into());
+    match call(
+        &mut conn,
+        "stats",
+        check_stats,
+        ctx.opts.frame_cap.min(64 * 1024),
+    )
+    .await
+    {
+        Ok(reply) if reply.starts_with(b"STAT ") => {
+            let text = String::from_utf8_lossy(&reply);
+            let items = stat(&text, "curr_items").unwrap_or("?");
+            f.access = Access::Open;
+            f.evidence.push(format!(
+                "`stats` answered without authentication (curr_items {items})"
+            ));
         }
-        Outcome::Found(f)
-    })
+        Ok(reply) if is_refusal(&reply) => {
+            f.access = Access::AuthRequired;
+            f.evidence
+                .push(format!("`stats` refused: {}", preview(&reply)));
+        }
+        // Neither the statistics nor a refusal (a honeypot's `OK`, junk): nothing proven.
+        Ok(reply) => f.evidence.push(format!(
+            "`stats` gave neither statistics nor a refusal: {}",
+            preview(&reply)
+        )),
+        Err(e) => f.evidence.push(format!("`stats` failed: {e}")),
+    }
+    Outcome::Found(f)
 }

@@ -32,15 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::{doc, Bson, Document};
-use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::inventory::{cursor_batch, document_json, get_more_args, next_census_batch};
 use super::wire::{clean, command_error, field, handshake, number, CallError, Session, Wire};
-use crate::driver::{DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
+use crate::driver::Finding;
+use crate::driver::{Counting, DistinctCounter, Subjects, SubjectsBudget, SubjectsQuery};
 use crate::driver::{Failure, Spent};
-use crate::driver::{Finding, ProbeCtx};
-use crate::inventory::{flatten_json, Holding, InventoryOptions};
+use crate::inventory::{flatten_json, Holding};
 
 /// Longest key path sent.
 const MAX_PATH: usize = 1024;
@@ -226,23 +225,14 @@ fn namespace(h: &Holding) -> Option<(&str, &str)> {
 }
 
 /// The protocol's [`crate::driver::SubjectsFn`].
-pub fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-    budget: SubjectsBudget,
-    queries: &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>> {
-    Box::pin(run(ctx, finding, opts, budget, queries))
-}
-
-async fn run(
-    ctx: &ProbeCtx,
-    finding: &Finding,
-    opts: &InventoryOptions,
-    budget: SubjectsBudget,
-    queries: &[SubjectsQuery<'_>],
-) -> Vec<Result<Subjects, String>> {
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
+    let Counting {
+        ctx,
+        finding,
+        opts,
+        budget,
+        queries,
+    } = c;
     // Reads may take the whole budget; the session's deadline, not a read timeout, ends them.
     let ctx = ctx.with_read_timeout_at_least(budget.per_container + Duration::from_secs(2));
     let setup = async {
@@ -473,6 +463,7 @@ mod tests {
     use super::super::inventory::tests::{ctx, finding, scripted, Answer, Request};
     use super::super::wire::refuse_command;
     use super::*;
+    use crate::inventory::InventoryOptions;
     use crate::testkit::fixture;
 
     /// FerretDB v1.24.2 of the lab answering `listIndexes` on `smarthome.users` (only `_id_`)
@@ -664,13 +655,9 @@ mod tests {
         };
         let t0 = std::time::Instant::now();
         let got = subjects(
-            &ctx(addr),
-            // The captured FerretDB replies stand in for MongoDB's (the same shapes): the
+            Counting { ctx: &ctx(addr), finding: // The captured FerretDB replies stand in for MongoDB's (the same shapes): the
             // `$group` path is MongoDB's.
-            &finding("MongoDB"),
-            &InventoryOptions::default(),
-            budget,
-            &queries,
+            &finding("MongoDB"), opts: &InventoryOptions::default(), budget, queries: &queries },
         )
         .await;
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
@@ -830,7 +817,14 @@ mod tests {
             q(&hs[3], "user_id"),
         ];
         let opts = InventoryOptions::default();
-        let got = subjects(&ctx(addr), &ferret, &opts, budget, &queries).await;
+        let got = subjects(Counting {
+            ctx: &ctx(addr),
+            finding: &ferret,
+            opts: &opts,
+            budget,
+            queries: &queries,
+        })
+        .await;
         let scale = got[0].as_ref().unwrap();
         assert_eq!(scale.count, 3, "u1, u2 and 3; no null, no missing");
         assert_eq!(
@@ -857,13 +851,13 @@ mod tests {
             assert_eq!(more[0].body.get_str("collection"), Ok("scale"));
         }
 
-        let got = subjects(
-            &ctx(addr),
-            &finding("MongoDB"),
-            &opts,
+        let got = subjects(Counting {
+            ctx: &ctx(addr),
+            finding: &finding("MongoDB"),
+            opts: &opts,
             budget,
-            &[q(&hs[4], "user_id")],
-        )
+            queries: &[q(&hs[4], "user_id")],
+        })
         .await;
         let big = got[0].as_ref().unwrap();
         assert_eq!(big.count, 1);

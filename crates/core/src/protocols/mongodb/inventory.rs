@@ -47,7 +47,6 @@ use base64::Engine;
 use bson::raw::{RawArray, RawBsonRef, RawDocument};
 use bson::spec::BinarySubtype;
 use bson::{doc, Bson};
-use futures::future::BoxFuture;
 use serde_json::{Map, Number, Value};
 use tokio::time::Instant;
 
@@ -420,15 +419,6 @@ pub fn kill_cursors_args(id: i64) -> bson::Document {
     doc! { "cursors": [Bson::Int64(id)] }
 }
 
-/// The protocol's [`crate::driver::InventoryFn`].
-pub fn inventory<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-) -> BoxFuture<'a, Inventory> {
-    Box::pin(run(ctx, finding, opts))
-}
-
 /// Notes with a cap, so a server with a thousand failing collections does not flood the report.
 #[derive(Default)]
 struct Notes {
@@ -525,7 +515,12 @@ pub fn sizes_wait(opts: &InventoryOptions) -> Duration {
     (opts.time_budget / 10).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
-async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
+/// The protocol's [`crate::driver::InventoryFn`].
+pub(super) async fn inventory(
+    ctx: &ProbeCtx,
+    finding: &Finding,
+    opts: &InventoryOptions,
+) -> Inventory {
     let start = Instant::now();
     // Stop a little before the engine's own timeout, which would drop everything gathered, and
     // keep the last moments for closing a cursor left open.

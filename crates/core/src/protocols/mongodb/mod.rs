@@ -19,7 +19,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -29,8 +29,8 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: &[],
     method: "OP_MSG hello (isMaster, legacy OP_QUERY for old servers) and buildInfo, then \
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
-    handler: Handler::Raw(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
+    handler: hook!(raw: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

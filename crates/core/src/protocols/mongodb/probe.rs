@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bson::raw::RawDocument;
 use bson::{doc, Document};
-use futures::future::BoxFuture;
 
 use super::wire::{
     clean, command_error, field, handshake, is_ok, parse_build_info, Failure, Session, Wire,
@@ -61,11 +60,8 @@ pub fn parse_connection_status(d: &RawDocument) -> Option<usize> {
     )
 }
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, conn: Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(run(ctx, conn))
-}
-
-pub(super) async fn run(ctx: &ProbeCtx, conn: Conn) -> Outcome {
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, conn: Conn) -> Outcome {
     let mut s = Session::new(
         ctx,
         conn,

@@ -31,8 +31,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
 use super::inventory::{Failure, Session};
 use super::wire::{
     product_version, Arg, ResultSet, ServerError, COUNT_DISTINCT, COUNT_DISTINCT_HASHED_MARIADB,
@@ -40,10 +38,9 @@ use super::wire::{
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
 };
 use crate::driver::{
-    self, value_modulus, value_sample, Budget, Finding, ProbeCtx, Slot, Subjects, SubjectsBudget,
-    SubjectsQuery,
+    self, exact_or, from_hashed, value_modulus, Budget, Counting, Slot, Subjects, SubjectsQuery,
+    EXACT_ROWS,
 };
-use crate::inventory::InventoryOptions;
 
 /// Servers without a statement time limit count only tables estimated at most this big.
 const UNLIMITED_ROWS: u64 = 1_000_000;
@@ -359,6 +356,7 @@ async fn count(
     }
 
     // Big tables: a sample of the values first; the exact count only when it saw too few.
+    let counted = format!("COUNT(DISTINCT {col})");
     let mut sampled = None;
     let big = h.records.filter(|&r| r as f64 > EXACT_ROWS);
     if let (Some(r), false, false) = (big, unaffordable, ms == 0) {
@@ -375,23 +373,16 @@ async fn count(
             Arg::Ident(col),
             Arg::Int(i128::from(m)),
         ];
-        match within(s, &slot, template, &args).await? {
-            Got::Answer(set) => match number(&set) {
-                Ok(k) if k >= PRECISE_SAMPLE => {
-                    return Ok(Ok(value_sample(
-                        &format!("COUNT(DISTINCT {col})"),
-                        "CRC32",
-                        k,
-                        m,
-                    )));
-                }
-                Ok(k) => sampled = Some((k, m)),
-                Err(why) => return Ok(Err(why)),
+        match within(s, &slot, template, &args).await?.number(number) {
+            Ok(driver::Got::Answer(k)) => match from_hashed(&counted, "CRC32", k, m) {
+                Ok(estimate) => return Ok(Ok(estimate)),
+                Err(loose) => sampled = Some(loose),
             },
-            Got::OutOfTime(why) => {
+            Ok(driver::Got::OutOfTime(why)) => {
                 return Ok(from_cardinality(col, &facts, "COUNT(DISTINCT)", &why))
             }
-            Got::Refused(_) => {}
+            Ok(driver::Got::Refused(_)) => {}
+            Err(why) => return Ok(Err(why)),
         }
     }
     let ms = slot.millis_left();
@@ -403,22 +394,11 @@ async fn count(
         args.extend([Arg::Ident(col), Arg::Ident(db), Arg::Ident(table)]);
         within(s, &slot, template, &args).await?
     };
-    Ok(match got {
-        Got::Answer(set) => number(&set).map(|n| Subjects {
-            count: n,
-            method: format!("COUNT(DISTINCT {col}), exact"),
-        }),
-        Got::OutOfTime(why) => match sampled {
-            Some((k, m)) => {
-                let mut est = value_sample(&format!("COUNT(DISTINCT {col})"), "CRC32", k, m);
-                est.method
-                    .push_str(&format!(", since the exact count {why}"));
-                Ok(est)
-            }
-            None => from_cardinality(col, &facts, "COUNT(DISTINCT)", &why),
-        },
-        Got::Refused(e) => Err(format!("COUNT(DISTINCT {col}) refused: {e}")),
-    })
+    Ok(got.number(number).and_then(|got| {
+        exact_or(got, &counted, sampled, |why| {
+            from_cardinality(col, &facts, "COUNT(DISTINCT)", why)
+        })
+    }))
 }
 
 /// The index statistic, after a count (`what`) ran out of time (`why`).
@@ -442,78 +422,69 @@ fn from_cardinality(
     }
 }
 
-/// Tables estimated above this many rows are first counted on a sample of their values:
-/// an exact count of millions of distinct values takes MariaDB far longer than the default
-/// budget (34 s for the lab's 3.8 M-row table; 5.6 s for the sample).
-pub const EXACT_ROWS: f64 = 1_000_000.0;
-/// Sampled values below this leave the estimate too loose (± 4.5 % at 95 %): the exact count
-/// is tried instead, which is cheap for so few distinct values.
-pub const PRECISE_SAMPLE: u64 = 2_000;
-
 /// The registered [`crate::driver::SubjectsFn`].
-pub fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-    budget: SubjectsBudget,
-    queries: &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>> {
-    Box::pin(async move {
-        let all = |why: String| queries.iter().map(|_| Err(why.clone())).collect();
-        let user = match finding.credential {
-            Some(c) if c.password.is_empty() => c.user,
-            _ => return all("no credential this client can log in with".into()),
-        };
-        let total = Arc::new(budget.budget(queries.len(), opts.byte_budget));
-        let maria = finding.product.as_deref() == Some("MariaDB");
-        let mut notes = Vec::new();
-        let mut session: Option<Session> = None;
-        let mut reopened = 0;
-        let mut login_failed: Option<String> = None;
-        let mut out = Vec::with_capacity(queries.len());
-        for q in queries {
-            if let Some(why) = &login_failed {
-                out.push(Err(why.clone()));
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
+    let Counting {
+        ctx,
+        finding,
+        opts,
+        budget,
+        queries,
+    } = c;
+    let all = |why: String| queries.iter().map(|_| Err(why.clone())).collect();
+    let user = match finding.credential {
+        Some(c) if c.password.is_empty() => c.user,
+        _ => return all("no credential this client can log in with".into()),
+    };
+    let total = Arc::new(budget.budget(queries.len(), opts.byte_budget));
+    let maria = finding.product.as_deref() == Some("MariaDB");
+    let mut notes = Vec::new();
+    let mut session: Option<Session> = None;
+    let mut reopened = 0;
+    let mut login_failed: Option<String> = None;
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        if let Some(why) = &login_failed {
+            out.push(Err(why.clone()));
+            continue;
+        }
+        if let Some(spent) = total.spent() {
+            out.push(Err(format!(
+                "the {} of the counts was spent",
+                spent.budget()
+            )));
+            continue;
+        }
+        if session.as_ref().is_some_and(|s| s.broken()) {
+            if reopened >= MAX_REOPEN {
+                out.push(Err("the connection broke too often".into()));
                 continue;
             }
-            if let Some(spent) = total.spent() {
-                out.push(Err(format!(
-                    "the {} of the counts was spent",
-                    spent.budget()
-                )));
-                continue;
-            }
-            if session.as_ref().is_some_and(|s| s.broken()) {
-                if reopened >= MAX_REOPEN {
-                    out.push(Err("the connection broke too often".into()));
+            reopened += 1;
+            session = None;
+        }
+        let s = match &mut session {
+            Some(s) => s,
+            None => match Session::open(ctx, user, maria, &total, &mut notes).await {
+                Ok(s) => session.insert(s),
+                Err(e) => {
+                    let why = format!("login failed: {e}");
+                    out.push(Err(why.clone()));
+                    login_failed = Some(why);
                     continue;
                 }
-                reopened += 1;
-                session = None;
-            }
-            let s = match &mut session {
-                Some(s) => s,
-                None => match Session::open(ctx, user, maria, &total, &mut notes).await {
-                    Ok(s) => session.insert(s),
-                    Err(e) => {
-                        let why = format!("login failed: {e}");
-                        out.push(Err(why.clone()));
-                        login_failed = Some(why);
-                        continue;
-                    }
-                },
-            };
-            let limit = time_limit(&s.server_version);
-            match count(s, &total, limit, q, budget.per_container).await {
-                Ok(answer) => out.push(answer),
-                Err(e) => out.push(Err(e.to_string())),
-            }
+            },
+        };
+        let limit = time_limit(&s.server_version);
+        match count(s, &total, limit, q, budget.per_container).await {
+            Ok(answer) => out.push(answer),
+            Err(e) => out.push(Err(e.to_string())),
         }
-        if let Some(s) = session {
-            s.quit().await;
-        }
-        out
-    })
+    }
+    if let Some(s) = session {
+        s.quit().await;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -522,7 +493,9 @@ mod tests {
 
     use super::*;
     use crate::driver::ProbeOptions;
+    use crate::driver::{Finding, SubjectsBudget};
     use crate::inventory::Holding;
+    use crate::inventory::InventoryOptions;
     use crate::protocols::mysql::probe::ROOT_EMPTY;
     use crate::protocols::mysql::wire::tests::{matches_template, packets};
     use crate::protocols::mysql::wire::{QueryReply, ResultReader, ALLOWED_QUERIES};
@@ -772,13 +745,13 @@ mod tests {
             })
             .collect();
         let budget = SubjectsBudget { per_container };
-        subjects(
-            &ctx,
-            &finding(),
-            &InventoryOptions::default(),
+        subjects(Counting {
+            ctx: &ctx,
+            finding: &finding(),
+            opts: &InventoryOptions::default(),
             budget,
-            &queries,
-        )
+            queries: &queries,
+        })
         .await
     }
 
@@ -950,13 +923,13 @@ mod tests {
         }];
         let mut f = finding();
         f.credential = None;
-        let out = subjects(
-            &ctx,
-            &f,
-            &InventoryOptions::default(),
-            SubjectsBudget::default(),
-            &q,
-        )
+        let out = subjects(Counting {
+            ctx: &ctx,
+            finding: &f,
+            opts: &InventoryOptions::default(),
+            budget: SubjectsBudget::default(),
+            queries: &q,
+        })
         .await;
         assert!(out[0].is_err());
         assert!(sql_sent(&server).is_empty());

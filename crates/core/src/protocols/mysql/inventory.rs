@@ -43,7 +43,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::wire::{
@@ -77,15 +76,6 @@ const EXACT_ENGINES: &[&str] = &["MyISAM", "Aria", "MEMORY"];
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "sys"];
 /// Integer column types whose values can be seeked to (`DATA_TYPE` of the key).
 const INTEGER_TYPES: &[&str] = &["tinyint", "smallint", "mediumint", "int", "bigint"];
-
-/// The registry's entry point.
-pub fn inventory<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-) -> BoxFuture<'a, Inventory> {
-    Box::pin(run(ctx, finding, opts))
-}
 
 /// One table as the catalogue lists it, plus what the inventory learns about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -607,7 +597,12 @@ async fn count_table(
     }
 }
 
-async fn run(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
+/// The protocol's [`crate::driver::InventoryFn`].
+pub(super) async fn inventory(
+    ctx: &ProbeCtx,
+    finding: &Finding,
+    opts: &InventoryOptions,
+) -> Inventory {
     let mut inv = Inventory::default();
     let Some(cred) = finding.credential else {
         inv.notes

@@ -17,7 +17,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -26,8 +26,8 @@ pub const PROTOCOL: Protocol = Protocol {
     server_speaks_first: true,
     default_credentials: &[probe::ROOT_EMPTY],
     method: "reads the server greeting (protocol 10: version, auth plugin); with --try-defaults logs in as root with an empty password and runs SHOW DATABASES",
-    handler: Handler::Raw(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
+    handler: hook!(raw: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

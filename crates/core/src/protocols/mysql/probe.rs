@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-
 use super::wire::{
     clean, frame, login, parse_greeting, product_version, query, read_packet, Greeting, Handshake,
     Login, QueryReply, ServerError, COM_QUIT,
@@ -147,45 +145,43 @@ pub(super) async fn try_default(ctx: &ProbeCtx, mut conn: Conn, hs: &Handshake, 
     }
 }
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move {
-        let cap = ctx.opts.frame_cap;
-        let (seq, payload) =
-            match tokio::time::timeout(ctx.opts.banner_wait, read_packet(&mut conn, cap)).await {
-                Err(_) => {
-                    return Outcome::NotMe(Seen::from_error(
-                        &NetError::Timeout("greeting"),
-                        conn.buffered(),
-                    ))
-                }
-                Ok(Err(e)) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
-                Ok(Ok(p)) => p,
-            };
-        let greeting = if seq == 0 {
-            parse_greeting(&payload)
-        } else {
-            None
-        };
-        let hs = match greeting {
-            Some(Greeting::Handshake(hs)) => hs,
-            Some(Greeting::Error(e)) => return Outcome::Found(error_greeting_finding(&e)),
-            None => {
-                let mut seen = frame(seq, &payload);
-                seen.truncate(64);
-                return Outcome::NotMe(Seen::Bytes(seen));
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
+    let cap = ctx.opts.frame_cap;
+    let (seq, payload) =
+        match tokio::time::timeout(ctx.opts.banner_wait, read_packet(&mut conn, cap)).await {
+            Err(_) => {
+                return Outcome::NotMe(Seen::from_error(
+                    &NetError::Timeout("greeting"),
+                    conn.buffered(),
+                ))
             }
+            Ok(Err(e)) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
+            Ok(Ok(p)) => p,
         };
-        let mut f = handshake_finding(&hs);
-        if ctx.begin_auth_attempt().await {
-            try_default(ctx, conn, &hs, &mut f).await;
-        } else {
-            f.evidence.push(
-                "no login attempted (the empty root password is tried only with --try-defaults)"
-                    .into(),
-            );
+    let greeting = if seq == 0 {
+        parse_greeting(&payload)
+    } else {
+        None
+    };
+    let hs = match greeting {
+        Some(Greeting::Handshake(hs)) => hs,
+        Some(Greeting::Error(e)) => return Outcome::Found(error_greeting_finding(&e)),
+        None => {
+            let mut seen = frame(seq, &payload);
+            seen.truncate(64);
+            return Outcome::NotMe(Seen::Bytes(seen));
         }
-        Outcome::Found(f)
-    })
+    };
+    let mut f = handshake_finding(&hs);
+    if ctx.begin_auth_attempt().await {
+        try_default(ctx, conn, &hs, &mut f).await;
+    } else {
+        f.evidence.push(
+            "no login attempted (the empty root password is tried only with --try-defaults)".into(),
+        );
+    }
+    Outcome::Found(f)
 }
 
 #[cfg(test)]

@@ -31,29 +31,20 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-
 use super::inventory::{cell, usable, Answer, Fail, Pg, Run};
 use super::wire::{
     Arg, COUNT_DISTINCT, COUNT_DISTINCT_HASHED, COUNT_DISTINCT_KEY, COUNT_ROWS, COUNT_VALUES,
     LOOKUP,
 };
 use crate::driver::{
-    self, value_modulus, value_sample, Budget, Failure, Finding, ProbeCtx, Slot, Subjects,
-    SubjectsBudget, SubjectsQuery,
+    self, exact_or, from_hashed, value_modulus, Budget, Counting, Failure, Slot, Subjects,
+    SubjectsBudget, SubjectsQuery, EXACT_ROWS,
 };
-use crate::inventory::{Holding, InventoryOptions};
+use crate::inventory::Holding;
 
 // ---------------------------------------------------------------------------------------------
 // Tunables
 
-/// Tables estimated above this many rows are first counted on a sample of their values
-/// ([`COUNT_DISTINCT_HASHED`]): an exact count of millions of distinct values sorts them all,
-/// which the lab's 3.8 M-row table does in about the whole default budget.
-pub const EXACT_ROWS: f64 = 1_000_000.0;
-/// Sampled values below this leave the estimate too loose (± 4.5 % at 95 %): the exact count
-/// is tried instead, which is cheap for so few distinct values.
-pub const PRECISE_SAMPLE: u64 = 2_000;
 /// SQLSTATE of a statement cancelled by `statement_timeout`, and of a `lock_timeout`.
 const QUERY_CANCELED: &str = "57014";
 const LOCK_NOT_AVAILABLE: &str = "55P03";
@@ -341,6 +332,7 @@ async fn count(
     }
 
     // Big tables: a sample of the values first; the exact count only when it saw too few.
+    let counted = format!("count(DISTINCT {col})");
     let mut sampled = None;
     if let Some(r) = rows.filter(|&r| r > EXACT_ROWS) {
         let m = value_modulus(r);
@@ -351,43 +343,28 @@ async fn count(
             Arg::Ident(col),
             Arg::Int(i128::from(m - 1)),
         ];
-        match within(pg, &slot, COUNT_DISTINCT_HASHED, &args).await? {
-            Got::Answer(a) => match number(&a) {
-                Ok(k) if k >= PRECISE_SAMPLE => {
-                    return Ok(Ok(value_sample(
-                        &format!("count(DISTINCT {col})"),
-                        "hash",
-                        k,
-                        m,
-                    )));
-                }
-                Ok(k) => sampled = Some((k, m)),
-                Err(why) => return Ok(Err(why)),
+        match within(pg, &slot, COUNT_DISTINCT_HASHED, &args)
+            .await?
+            .number(number)
+        {
+            Ok(driver::Got::Answer(k)) => match from_hashed(&counted, "hash", k, m) {
+                Ok(estimate) => return Ok(Ok(estimate)),
+                Err(loose) => sampled = Some(loose),
             },
             // No time left for an exact count either: the statistics.
-            Got::OutOfTime(why) => return Ok(from_stats(col, &facts, rows, &why)),
+            Ok(driver::Got::OutOfTime(why)) => return Ok(from_stats(col, &facts, rows, &why)),
             // A server without hashtext (a fork): the exact count may still work.
-            Got::Refused(_) => {}
+            Ok(driver::Got::Refused(_)) => {}
+            Err(why) => return Ok(Err(why)),
         }
     }
     let args = [Arg::Ident(col), table[0], table[1]];
     let got = within(pg, &slot, COUNT_DISTINCT, &args).await?;
-    Ok(match got {
-        Got::Answer(a) => number(&a).map(|n| Subjects {
-            count: n,
-            method: format!("count(DISTINCT {col}), exact"),
-        }),
-        Got::OutOfTime(why) => match sampled {
-            Some((k, m)) => {
-                let mut est = value_sample(&format!("count(DISTINCT {col})"), "hash", k, m);
-                est.method
-                    .push_str(&format!(", since the exact count {why}"));
-                Ok(est)
-            }
-            None => from_stats(col, &facts, rows, &why),
-        },
-        Got::Refused(e) => Err(format!("count(DISTINCT {col}) refused: {e}")),
-    })
+    Ok(got.number(number).and_then(|got| {
+        exact_or(got, &counted, sampled, |why| {
+            from_stats(col, &facts, rows, why)
+        })
+    }))
 }
 
 /// The `pg_stats.n_distinct` fallback, after a count ran out of time (`why`).
@@ -420,91 +397,90 @@ fn database(h: &Holding) -> Option<&str> {
 }
 
 /// The registered [`crate::driver::SubjectsFn`].
-pub fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-    budget: SubjectsBudget,
-    queries: &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>> {
-    Box::pin(async move {
-        let mut run = Run {
-            ctx,
-            opts,
-            cred: finding.credential,
-            ssl: None,
-            budget: Arc::new(budget.budget(queries.len(), opts.byte_budget)),
-            notes: Vec::new(),
-        };
-        let mut out: Vec<Option<Result<Subjects, String>>> = vec![None; queries.len()];
-        let mut databases: Vec<&str> = Vec::new();
-        for q in queries {
-            if let Some(db) = database(q.holding) {
-                if !databases.contains(&db) {
-                    databases.push(db);
-                }
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
+    let Counting {
+        ctx,
+        finding,
+        opts,
+        budget,
+        queries,
+    } = c;
+    let mut run = Run {
+        ctx,
+        opts,
+        cred: finding.credential,
+        ssl: None,
+        budget: Arc::new(budget.budget(queries.len(), opts.byte_budget)),
+        notes: Vec::new(),
+    };
+    let mut out: Vec<Option<Result<Subjects, String>>> = vec![None; queries.len()];
+    let mut databases: Vec<&str> = Vec::new();
+    for q in queries {
+        if let Some(db) = database(q.holding) {
+            if !databases.contains(&db) {
+                databases.push(db);
             }
         }
-        for db in databases {
-            let mut pg: Option<Pg> = None;
-            let mut login_failed: Option<String> = None;
-            for (i, q) in queries.iter().enumerate() {
-                if database(q.holding) != Some(db) {
-                    continue;
-                }
-                if let Some(why) = &login_failed {
-                    out[i] = Some(Err(why.clone()));
-                    continue;
-                }
-                if !run.time_left() || !run.bytes_left() {
-                    let what = if run.time_left() { "byte" } else { "time" };
-                    out[i] = Some(Err(format!("the {what} budget of the counts was spent")));
-                    continue;
-                }
-                let mut session = match pg.take() {
-                    Some(p) => p,
-                    None => match run.connect(db).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let why = format!("could not log in to {db}: {e}");
-                            out[i] = Some(Err(why.clone()));
-                            login_failed = Some(why);
-                            continue;
-                        }
-                    },
-                };
-                match count(&mut session, &run.budget, q, budget).await {
-                    Ok(answer) => {
-                        out[i] = Some(answer);
-                        pg = Some(session);
-                    }
+    }
+    for db in databases {
+        let mut pg: Option<Pg> = None;
+        let mut login_failed: Option<String> = None;
+        for (i, q) in queries.iter().enumerate() {
+            if database(q.holding) != Some(db) {
+                continue;
+            }
+            if let Some(why) = &login_failed {
+                out[i] = Some(Err(why.clone()));
+                continue;
+            }
+            if !run.time_left() || !run.bytes_left() {
+                let what = if run.time_left() { "byte" } else { "time" };
+                out[i] = Some(Err(format!("the {what} budget of the counts was spent")));
+                continue;
+            }
+            let mut session = match pg.take() {
+                Some(p) => p,
+                None => match run.connect(db).await {
+                    Ok(p) => p,
                     Err(e) => {
-                        out[i] = Some(Err(e.to_string()));
-                        if usable(&e) {
-                            pg = Some(session);
-                        } else {
-                            // Out of step: the next table gets a fresh connection.
-                            run.drop_conn(session);
-                        }
+                        let why = format!("could not log in to {db}: {e}");
+                        out[i] = Some(Err(why.clone()));
+                        login_failed = Some(why);
+                        continue;
+                    }
+                },
+            };
+            match count(&mut session, &run.budget, q, budget).await {
+                Ok(answer) => {
+                    out[i] = Some(answer);
+                    pg = Some(session);
+                }
+                Err(e) => {
+                    out[i] = Some(Err(e.to_string()));
+                    if usable(&e) {
+                        pg = Some(session);
+                    } else {
+                        // Out of step: the next table gets a fresh connection.
+                        run.drop_conn(session);
                     }
                 }
             }
-            if let Some(p) = pg {
-                run.close(p).await;
-            }
         }
-        out.into_iter()
-            .zip(queries)
-            .map(|(o, q)| {
-                o.unwrap_or_else(|| {
-                    Err(format!(
-                        "{} is not named database.schema.table",
-                        q.holding.name
-                    ))
-                })
+        if let Some(p) = pg {
+            run.close(p).await;
+        }
+    }
+    out.into_iter()
+        .zip(queries)
+        .map(|(o, q)| {
+            o.unwrap_or_else(|| {
+                Err(format!(
+                    "{} is not named database.schema.table",
+                    q.holding.name
+                ))
             })
-            .collect()
-    })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -519,8 +495,10 @@ mod tests {
     use super::super::inventory::tests::{args_for, instance_of, query_sql, WRITE_WORDS};
     use super::super::wire::{messages_for_tests, render, ALLOWED_QUERIES, QUERY_TYPES};
     use super::*;
-    use crate::driver::from_value_sample;
+    use crate::driver::Finding;
     use crate::driver::ProbeOptions;
+    use crate::driver::{from_value_sample, PRECISE_SAMPLE};
+    use crate::inventory::InventoryOptions;
     use crate::model::Access;
     use crate::testkit::{fixture, frames, FakeServer, Reply};
 
@@ -841,7 +819,14 @@ mod tests {
             })
             .collect();
         let budget = SubjectsBudget { per_container };
-        subjects(&ctx, &f, &InventoryOptions::default(), budget, &queries).await
+        subjects(Counting {
+            ctx: &ctx,
+            finding: &f,
+            opts: &InventoryOptions::default(),
+            budget,
+            queries: &queries,
+        })
+        .await
     }
 
     const UID: &[(&str, &str)] = &[("user_id", "uuid"), ("email", "text")];

@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 pub(super) use super::wire::Fail;
@@ -1000,33 +999,27 @@ fn holding(rel: &Relation, schema: Vec<(String, String)>) -> Holding {
 }
 
 /// The registered [`crate::driver::InventoryFn`].
-pub fn inventory<'a>(
-    ctx: &'a ProbeCtx,
-    finding: &'a Finding,
-    opts: &'a InventoryOptions,
-) -> BoxFuture<'a, Inventory> {
-    Box::pin(async move {
-        // Stop a little before the engine's own timeout so the partial answer is returned,
-        // not dropped with the future.
-        let mut run = Run {
-            ctx,
-            opts,
-            cred: finding.credential,
-            ssl: None,
-            budget: Arc::new(Budget::for_inventory(opts)),
-            notes: Vec::new(),
-        };
-        let (rels, mut columns) = run.catalogue().await;
-        let mut holdings: Vec<Holding> = rels
-            .iter()
-            .map(|r| holding(r, columns.remove(&r.qualified()).unwrap_or_default()))
-            .collect();
-        run.sample_all(&rels, &mut holdings).await;
-        Inventory {
-            holdings,
-            notes: run.notes,
-        }
-    })
+pub async fn inventory(ctx: &ProbeCtx, finding: &Finding, opts: &InventoryOptions) -> Inventory {
+    // Stop a little before the engine's own timeout so the partial answer is returned,
+    // not dropped with the future.
+    let mut run = Run {
+        ctx,
+        opts,
+        cred: finding.credential,
+        ssl: None,
+        budget: Arc::new(Budget::for_inventory(opts)),
+        notes: Vec::new(),
+    };
+    let (rels, mut columns) = run.catalogue().await;
+    let mut holdings: Vec<Holding> = rels
+        .iter()
+        .map(|r| holding(r, columns.remove(&r.qualified()).unwrap_or_default()))
+        .collect();
+    run.sample_all(&rels, &mut holdings).await;
+    Inventory {
+        holdings,
+        notes: run.notes,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -30,8 +30,8 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "StartupMessage as user postgres; AuthenticationOk is confirmed by SELECT datname FROM \
              pg_database; a SCRAM/MD5/cleartext challenge or SQLSTATE 28P01/28000 means authentication \
              is required",
-    handler: Handler::Raw(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
+    handler: hook!(raw: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

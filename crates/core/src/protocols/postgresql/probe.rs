@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-
 use super::wire::{
     fresh, login, simple_query, Login, LoginError, PgError, Ready, DATABASES, LIST_DATABASES,
     TERMINATE, USER,
@@ -107,72 +105,71 @@ pub(super) fn refused_access(err: &PgError) -> Access {
     }
 }
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, conn: Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move {
-        let mut f = Finding::new(ID);
-        let mut ssl = false;
-        let mut ssl_note = None;
-        let mut state = match attempt(ctx, Some(conn), false, None).await {
-            Err(LoginError::NotMe(seen)) => return Outcome::NotMe(seen),
-            other => other,
-        };
-        f.product = Some("PostgreSQL".into());
-        if let Ok(Login::Refused {
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, conn: Conn) -> Outcome {
+    let mut f = Finding::new(ID);
+    let mut ssl = false;
+    let mut ssl_note = None;
+    let mut state = match attempt(ctx, Some(conn), false, None).await {
+        Err(LoginError::NotMe(seen)) => return Outcome::NotMe(seen),
+        other => other,
+    };
+    f.product = Some("PostgreSQL".into());
+    if let Ok(Login::Refused {
+        err,
+        authenticated: false,
+    }) = &state
+    {
+        // `hostssl`-only servers refuse plaintext with 28000; inside TLS the answer may differ.
+        if err.code == "28000" && !ctx.tls {
+            match fresh(ctx, true).await {
+                Ok(conn) => {
+                    ssl = true;
+                    f.evidence.push(format!(
+                        "plaintext startup as user {USER} refused: {err}; SSLRequest accepted, \
+                             startup repeated over TLS"
+                    ));
+                    state = attempt(ctx, Some(conn), true, None).await;
+                }
+                Err(why) => ssl_note = Some(format!("SSLRequest after that: {why}")),
+            }
+        }
+    }
+    let over = if ssl { " over TLS" } else { "" };
+    match state {
+        Err(LoginError::NotMe(seen)) => f
+            .evidence
+            .push(format!("TLS startup not understood: {seen:?}")),
+        Err(LoginError::Broken(why)) => f
+            .evidence
+            .push(format!("startup as user {USER}{over}: {why}")),
+        Ok(Login::Ready(ready)) => read_and_judge(ctx, &mut f, ready, ssl).await,
+        Ok(Login::Refused {
+            err,
+            authenticated: true,
+        }) => f.evidence.push(format!(
+            "startup as user {USER}{over} accepted without a password (trust), but the session \
+                 failed: {err}"
+        )),
+        Ok(Login::Refused {
             err,
             authenticated: false,
-        }) = &state
-        {
-            // `hostssl`-only servers refuse plaintext with 28000; inside TLS the answer may differ.
-            if err.code == "28000" && !ctx.tls {
-                match fresh(ctx, true).await {
-                    Ok(conn) => {
-                        ssl = true;
-                        f.evidence.push(format!(
-                            "plaintext startup as user {USER} refused: {err}; SSLRequest accepted, \
-                             startup repeated over TLS"
-                        ));
-                        state = attempt(ctx, Some(conn), true, None).await;
-                    }
-                    Err(why) => ssl_note = Some(format!("SSLRequest after that: {why}")),
-                }
-            }
+        }) => {
+            f.access = refused_access(&err);
+            f.evidence
+                .push(format!("startup as user {USER}{over} refused: {err}"));
         }
-        let over = if ssl { " over TLS" } else { "" };
-        match state {
-            Err(LoginError::NotMe(seen)) => f
-                .evidence
-                .push(format!("TLS startup not understood: {seen:?}")),
-            Err(LoginError::Broken(why)) => f
-                .evidence
-                .push(format!("startup as user {USER}{over}: {why}")),
-            Ok(Login::Ready(ready)) => read_and_judge(ctx, &mut f, ready, ssl).await,
-            Ok(Login::Refused {
-                err,
-                authenticated: true,
-            }) => f.evidence.push(format!(
-                "startup as user {USER}{over} accepted without a password (trust), but the session \
-                 failed: {err}"
-            )),
-            Ok(Login::Refused {
-                err,
-                authenticated: false,
-            }) => {
-                f.access = refused_access(&err);
-                f.evidence
-                    .push(format!("startup as user {USER}{over} refused: {err}"));
-            }
-            Ok(Login::Challenge(challenge)) => {
-                f.access = Access::AuthRequired;
-                f.evidence.push(format!(
-                    "startup as user {USER}{over}: server requires authentication ({})",
-                    challenge.method()
-                ));
-                try_defaults(ctx, &mut f, ssl).await;
-            }
+        Ok(Login::Challenge(challenge)) => {
+            f.access = Access::AuthRequired;
+            f.evidence.push(format!(
+                "startup as user {USER}{over}: server requires authentication ({})",
+                challenge.method()
+            ));
+            try_defaults(ctx, &mut f, ssl).await;
         }
-        f.evidence.extend(ssl_note);
-        Outcome::Found(f)
-    })
+    }
+    f.evidence.extend(ssl_note);
+    Outcome::Found(f)
 }
 
 /// Tries the documented default credentials, each on a fresh connection.

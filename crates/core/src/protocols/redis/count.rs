@@ -2,11 +2,9 @@
 //! pattern is read (`SCAN MATCH` on its database, the person field of each key in pipelined
 //! batches) into a bounded distinct counter; and `EXISTS` for the key-id method.
 
-use futures::future::BoxFuture;
-
 use super::inventory::{bulk_texts, STRING_READ};
 use super::wire::{call, call_many, Value};
-use crate::driver::{Finding, ProbeCtx};
+use crate::driver::{Counting, ProbeCtx};
 use crate::net::Conn;
 
 /// `dbN:prefix:*` → (N, `prefix:`), for the patterns the grouper makes; None for others
@@ -182,58 +180,55 @@ pub(super) const EXISTS_BATCH: usize = 500;
 
 /// The registered [`crate::driver::KeysExistFn`]: `SELECT` the container's database, then
 /// `EXISTS k1 k2 …` (read-only; it answers a count, not the values).
-pub(super) fn keys_exist<'a>(
-    ctx: &'a ProbeCtx,
-    container: &'a str,
-    keys: &'a [String],
-) -> BoxFuture<'a, Result<u64, String>> {
-    Box::pin(async move {
-        let (db, _) = split_container(container).ok_or_else(|| "not a key pattern".to_string())?;
-        let mut conn = ctx.connect().await.map_err(|e| e.to_string())?;
-        select(&mut conn, ctx, db).await?;
-        let mut found = 0;
-        for batch in keys.chunks(EXISTS_BATCH) {
-            let mut args = vec!["EXISTS"];
-            args.extend(batch.iter().map(String::as_str));
-            match call(&mut conn, ctx, &args).await {
-                Ok(Value::Int(n)) => found += n.clamp(0, batch.len() as i64) as u64,
-                Ok(other) => return Err(format!("EXISTS answered {other:?}")),
-                Err(e) => return Err(e.to_string()),
-            }
+pub(super) async fn keys_exist(
+    ctx: &ProbeCtx,
+    container: &str,
+    keys: &[String],
+) -> Result<u64, String> {
+    let (db, _) = split_container(container).ok_or_else(|| "not a key pattern".to_string())?;
+    let mut conn = ctx.connect().await.map_err(|e| e.to_string())?;
+    select(&mut conn, ctx, db).await?;
+    let mut found = 0;
+    for batch in keys.chunks(EXISTS_BATCH) {
+        let mut args = vec!["EXISTS"];
+        args.extend(batch.iter().map(String::as_str));
+        match call(&mut conn, ctx, &args).await {
+            Ok(Value::Int(n)) => found += n.clamp(0, batch.len() as i64) as u64,
+            Ok(other) => return Err(format!("EXISTS answered {other:?}")),
+            Err(e) => return Err(e.to_string()),
         }
-        Ok(found)
-    })
+    }
+    Ok(found)
 }
 
 /// The registered [`crate::driver::SubjectsFn`].
-pub(super) fn subjects<'a>(
-    ctx: &'a ProbeCtx,
-    _finding: &'a Finding,
-    _opts: &'a crate::inventory::InventoryOptions,
-    budget: crate::driver::SubjectsBudget,
-    queries: &'a [crate::driver::SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<crate::driver::Subjects, String>>> {
-    Box::pin(async move {
-        let mut out = Vec::with_capacity(queries.len());
-        let mut conn: Option<Conn> = None;
-        for q in queries {
-            if conn.is_none() {
-                conn = ctx.connect().await.ok();
-            }
-            let Some(c) = conn.as_mut() else {
-                out.push(Err("connection failed".to_string()));
-                continue;
-            };
-            let deadline = tokio::time::Instant::now() + budget.per_container;
-            let r = count_pattern(c, ctx, q, deadline).await;
-            if r.is_err() {
-                // The connection may hold half a reply; the next pattern gets a fresh one.
-                conn = None;
-            }
-            out.push(r);
+pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
+    let Counting {
+        ctx,
+        finding: _,
+        opts: _,
+        budget,
+        queries,
+    } = c;
+    let mut out = Vec::with_capacity(queries.len());
+    let mut conn: Option<Conn> = None;
+    for q in queries {
+        if conn.is_none() {
+            conn = ctx.connect().await.ok();
         }
-        out
-    })
+        let Some(c) = conn.as_mut() else {
+            out.push(Err("connection failed".to_string()));
+            continue;
+        };
+        let deadline = tokio::time::Instant::now() + budget.per_container;
+        let r = count_pattern(c, ctx, q, deadline).await;
+        if r.is_err() {
+            // The connection may hold half a reply; the next pattern gets a fresh one.
+            conn = None;
+        }
+        out.push(r);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! without `--full`) into key patterns with counts and sizes, and a sample of values read with
 //! bounded reads of each key's type.
 
-use futures::future::BoxFuture;
-
 use super::wire::{call, call_many, Value};
 use crate::driver::{Finding, ProbeCtx};
 use crate::net::{Conn, NetError};
@@ -220,56 +218,53 @@ pub(super) async fn inventory_db(
     Ok(())
 }
 
-pub(super) fn inventory<'a>(
-    ctx: &'a ProbeCtx,
-    _finding: &'a Finding,
-    opts: &'a crate::inventory::InventoryOptions,
-) -> BoxFuture<'a, crate::inventory::Inventory> {
-    Box::pin(async move {
-        let mut inv = crate::inventory::Inventory::default();
-        let mut conn = match ctx.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                inv.notes.push(format!("inventory connection failed: {e}"));
-                return inv;
-            }
-        };
-        let dbs = match call(&mut conn, ctx, &["INFO", "keyspace"]).await {
-            Ok(v) => parse_keyspace(&v.text().unwrap_or_default()),
-            Err(e) => {
-                inv.notes.push(format!("INFO keyspace failed: {e}"));
-                return inv;
-            }
-        };
-        let mut budget = opts.byte_budget;
-        for (db, keys) in dbs {
-            if inv.holdings.len() >= opts.max_containers {
-                inv.notes.push(format!(
-                    "stopped listing at {} key patterns",
-                    opts.max_containers
-                ));
-                break;
-            }
-            if let Err(e) =
-                inventory_db(&mut conn, ctx, opts, db, keys, &mut budget, &mut inv).await
-            {
-                inv.notes.push(format!("db{db}: {e}"));
-                // The connection may hold half a reply; the next database gets a fresh one.
-                match ctx.connect().await {
-                    Ok(c) => conn = c,
-                    Err(_) => break,
-                }
-            }
-            if budget == 0 {
-                inv.notes.push(format!(
-                    "stopped at the {}-byte read budget",
-                    opts.byte_budget
-                ));
-                break;
+/// The protocol's [`crate::driver::InventoryFn`].
+pub(super) async fn inventory(
+    ctx: &ProbeCtx,
+    _finding: &Finding,
+    opts: &crate::inventory::InventoryOptions,
+) -> crate::inventory::Inventory {
+    let mut inv = crate::inventory::Inventory::default();
+    let mut conn = match ctx.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            inv.notes.push(format!("inventory connection failed: {e}"));
+            return inv;
+        }
+    };
+    let dbs = match call(&mut conn, ctx, &["INFO", "keyspace"]).await {
+        Ok(v) => parse_keyspace(&v.text().unwrap_or_default()),
+        Err(e) => {
+            inv.notes.push(format!("INFO keyspace failed: {e}"));
+            return inv;
+        }
+    };
+    let mut budget = opts.byte_budget;
+    for (db, keys) in dbs {
+        if inv.holdings.len() >= opts.max_containers {
+            inv.notes.push(format!(
+                "stopped listing at {} key patterns",
+                opts.max_containers
+            ));
+            break;
+        }
+        if let Err(e) = inventory_db(&mut conn, ctx, opts, db, keys, &mut budget, &mut inv).await {
+            inv.notes.push(format!("db{db}: {e}"));
+            // The connection may hold half a reply; the next database gets a fresh one.
+            match ctx.connect().await {
+                Ok(c) => conn = c,
+                Err(_) => break,
             }
         }
-        inv
-    })
+        if budget == 0 {
+            inv.notes.push(format!(
+                "stopped at the {}-byte read budget",
+                opts.byte_budget
+            ));
+            break;
+        }
+    }
+    inv
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub mod inventory;
 pub mod probe;
 pub mod wire;
 
-use crate::driver::{Handler, Protocol};
+use crate::driver::{hook, Protocol};
 
 pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
@@ -22,8 +22,8 @@ pub const PROTOCOL: Protocol = Protocol {
     default_credentials: &[],
     method:
         "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
-    handler: Handler::Raw(probe::probe),
-    inventory: Some(inventory::inventory),
-    subjects: Some(count::subjects),
-    keys_exist: Some(count::keys_exist),
+    handler: hook!(raw: probe::probe),
+    inventory: hook!(inventory: inventory::inventory),
+    subjects: hook!(count: count::subjects),
+    keys_exist: hook!(keys_exist: count::keys_exist),
 };

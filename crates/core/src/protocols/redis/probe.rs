@@ -1,7 +1,5 @@
 //! Identifying Redis and judging access: `INFO` and `DBSIZE` without `AUTH`.
 
-use futures::future::BoxFuture;
-
 use super::wire::{call, Value};
 use crate::driver::{Finding, Outcome, ProbeCtx, Seen};
 use crate::model::Access;
@@ -92,61 +90,60 @@ pub fn auth_error(msg: &str) -> Option<&'static str> {
     }
 }
 
-pub(super) fn probe<'a>(ctx: &'a ProbeCtx, mut conn: Conn) -> BoxFuture<'a, Outcome> {
-    Box::pin(async move {
-        let reply = match call(&mut conn, ctx, &["INFO"]).await {
-            Ok(v) => v,
-            Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
-        };
-        let mut f = Finding::new(ID);
-        match reply {
-            Value::Bulk(Some(bytes)) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let Some(info) = parse_info(&text) else {
-                    return Outcome::NotMe(Seen::Bytes(bytes[..bytes.len().min(64)].to_vec()));
-                };
-                f.product = Some(info.product);
-                f.version = info.version;
-                f.out_of_scope_peers = ctx.out_of_scope(info.peers);
-                f.evidence.push("INFO answered without AUTH".into());
-                match call(&mut conn, ctx, &["DBSIZE"]).await {
-                    Ok(Value::Int(n)) => {
-                        f.access = Access::Open;
-                        f.evidence
-                            .push(format!("DBSIZE answered {n} keys in db 0 without AUTH"));
-                    }
-                    Ok(Value::Error(msg)) if auth_error(&msg).is_some() => {
-                        f.access = Access::AuthRequired;
-                        f.evidence.push(format!("DBSIZE refused: -{msg}"));
-                    }
-                    Ok(other) => f
-                        .evidence
-                        .push(format!("DBSIZE gave an unexpected reply: {other:?}")),
-                    Err(e) => f.evidence.push(format!("DBSIZE failed: {e}")),
+/// The protocol's probe: is this its protocol, and can it be read without credentials?
+pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
+    let reply = match call(&mut conn, ctx, &["INFO"]).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
+    };
+    let mut f = Finding::new(ID);
+    match reply {
+        Value::Bulk(Some(bytes)) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let Some(info) = parse_info(&text) else {
+                return Outcome::NotMe(Seen::Bytes(bytes[..bytes.len().min(64)].to_vec()));
+            };
+            f.product = Some(info.product);
+            f.version = info.version;
+            f.out_of_scope_peers = ctx.out_of_scope(info.peers);
+            f.evidence.push("INFO answered without AUTH".into());
+            match call(&mut conn, ctx, &["DBSIZE"]).await {
+                Ok(Value::Int(n)) => {
+                    f.access = Access::Open;
+                    f.evidence
+                        .push(format!("DBSIZE answered {n} keys in db 0 without AUTH"));
                 }
-            }
-            Value::Error(msg) => match auth_error(&msg) {
-                Some(why) => {
-                    f.product = Some("Redis".into());
+                Ok(Value::Error(msg)) if auth_error(&msg).is_some() => {
                     f.access = Access::AuthRequired;
-                    f.evidence
-                        .push(format!("INFO without AUTH: server {why}: -{msg}"));
+                    f.evidence.push(format!("DBSIZE refused: -{msg}"));
                 }
-                // A RESP error to INFO (renamed or disabled command) is still a RESP server,
-                // but nothing proves access either way.
-                None if msg.starts_with("ERR") => {
-                    f.product = Some("Redis".into());
-                    f.evidence
-                        .push(format!("INFO answered with an error: -{msg}"));
-                }
-                None => return Outcome::NotMe(Seen::Bytes(msg.into_bytes())),
-            },
-            other => {
-                return Outcome::NotMe(Seen::Bytes(format!("{other:?}").into_bytes()));
+                Ok(other) => f
+                    .evidence
+                    .push(format!("DBSIZE gave an unexpected reply: {other:?}")),
+                Err(e) => f.evidence.push(format!("DBSIZE failed: {e}")),
             }
         }
-        Outcome::Found(f)
-    })
+        Value::Error(msg) => match auth_error(&msg) {
+            Some(why) => {
+                f.product = Some("Redis".into());
+                f.access = Access::AuthRequired;
+                f.evidence
+                    .push(format!("INFO without AUTH: server {why}: -{msg}"));
+            }
+            // A RESP error to INFO (renamed or disabled command) is still a RESP server,
+            // but nothing proves access either way.
+            None if msg.starts_with("ERR") => {
+                f.product = Some("Redis".into());
+                f.evidence
+                    .push(format!("INFO answered with an error: -{msg}"));
+            }
+            None => return Outcome::NotMe(Seen::Bytes(msg.into_bytes())),
+        },
+        other => {
+            return Outcome::NotMe(Seen::Bytes(format!("{other:?}").into_bytes()));
+        }
+    }
+    Outcome::Found(f)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::{ProbeCtx, ProbeOptions};
+use crate::inventory::Holding;
+use crate::net::Limits;
 
 /// The bytes of a captured fixture, by its path under `crates/core/fixtures/`.
 macro_rules! fixture {
@@ -138,6 +140,31 @@ pub fn split(mut bytes: &[u8], framing: Framing) -> Vec<Vec<u8>> {
     }
     assert!(bytes.is_empty(), "the fixture ends inside a frame");
     out
+}
+
+/// Connect, read and write timeouts all of `d` (tests that must not wait long).
+pub fn timeouts(d: Duration) -> Limits {
+    Limits {
+        connect_timeout: d,
+        read_timeout: d,
+        write_timeout: d,
+    }
+}
+
+/// A table as an inventory lists it: `records` rows (an exact count or not) and its columns
+/// (name, type), for the counters' tests.
+pub fn table(name: &str, records: u64, exact: bool, cols: &[(&str, &str)]) -> Holding {
+    Holding {
+        name: name.into(),
+        kind: "table",
+        records: Some(records),
+        records_exact: exact,
+        schema: cols
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        ..Holding::default()
+    }
 }
 
 type Answer = dyn Fn(&Message) -> Reply + Send + Sync;

@@ -29,9 +29,9 @@ pub use context::{
     preview, Connector, Credential, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
 };
 pub use count::{
-    exact_or, from_hashed, from_value_sample, secs, value_at, value_modulus, value_sample,
-    DistinctCounter, Got, LooseSample, Slot, Subjects, SubjectsBudget, SubjectsQuery, EXACT_ROWS,
-    GRACE, PRECISE_SAMPLE,
+    exact_or, from_hashed, from_value_sample, outer_column, secs, value_at, value_modulus,
+    value_sample, DistinctCounter, Got, LooseSample, Slot, Subjects, SubjectsBudget, SubjectsQuery,
+    EXACT_ROWS, GRACE, PRECISE_SAMPLE,
 };
 pub(crate) use entry::hook;
 pub use entry::{Counting, Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};

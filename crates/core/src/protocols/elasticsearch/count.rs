@@ -184,13 +184,7 @@ pub fn parse_cardinality(body: &[u8]) -> Option<Count> {
 
 /// The protocol's [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
-    let Counting {
-        ctx,
-        finding,
-        opts,
-        budget,
-        queries,
-    } = c;
+    let (ctx, finding, opts, budget, queries) = (c.ctx, c.finding, c.opts, c.budget, c.queries);
     let mut out = Vec::with_capacity(queries.len());
     // One index at a time: each count is a full pass over the index's doc values, and the
     // cluster is somebody's production.

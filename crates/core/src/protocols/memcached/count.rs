@@ -80,13 +80,7 @@ pub(super) async fn count_pattern(
 
 /// The registered [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
-    let Counting {
-        ctx,
-        finding: _,
-        opts: _,
-        budget,
-        queries,
-    } = c;
+    let (ctx, budget, queries) = (c.ctx, c.budget, c.queries);
     let mut out = Vec::with_capacity(queries.len());
     for q in queries {
         let deadline = tokio::time::Instant::now() + budget.per_container;

@@ -1169,7 +1169,7 @@ pub(super) mod tests {
     use crate::testkit::{fixture, frames, FakeServer, Message, Reply};
 
     use crate::driver::ProbeOptions;
-    use crate::net::Limits;
+
     use crate::protocols::mongodb::wire::{
         parse_reply, refuse_command, ALLOWED_COMMANDS, ALLOWED_STAGES,
     };
@@ -1733,11 +1733,7 @@ pub(super) mod tests {
     pub(in crate::protocols::mongodb) fn ctx(addr: SocketAddr) -> ProbeCtx {
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
-            limits: Limits {
-                connect_timeout: ms,
-                read_timeout: ms,
-                write_timeout: ms,
-            },
+            limits: crate::testkit::timeouts(ms),
             ..ProbeOptions::default()
         };
         crate::driver::test_ctx(addr, opts)

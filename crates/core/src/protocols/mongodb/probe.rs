@@ -216,7 +216,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::driver::{ProbeOptions, Seen};
-    use crate::net::Limits;
+
     use crate::protocols::mongodb::wire::tests::*;
     use crate::protocols::mongodb::wire::{read_i32, OP_MSG};
     use crate::testkit::{frames, FakeServer, Reply};
@@ -268,11 +268,7 @@ mod tests {
     fn ctx(addr: SocketAddr) -> ProbeCtx {
         let ms = Duration::from_millis(800);
         let opts = ProbeOptions {
-            limits: Limits {
-                connect_timeout: ms,
-                read_timeout: ms,
-                write_timeout: ms,
-            },
+            limits: crate::testkit::timeouts(ms),
             ..ProbeOptions::default()
         };
         crate::driver::test_ctx(addr, opts)

@@ -38,8 +38,8 @@ use super::wire::{
     COUNT_VALUES_MARIADB, COUNT_VALUES_MYSQL, SHOW_INDEX,
 };
 use crate::driver::{
-    self, exact_or, from_hashed, value_modulus, Budget, Counting, Slot, Subjects, SubjectsQuery,
-    EXACT_ROWS,
+    self, exact_or, from_hashed, outer_column, value_modulus, Budget, Counting, Slot, Subjects,
+    SubjectsQuery, EXACT_ROWS,
 };
 
 /// Servers without a statement time limit count only tables estimated at most this big.
@@ -191,14 +191,7 @@ pub fn column<'a>(field: &'a str, columns: &[(String, String)]) -> Result<&'a st
     {
         return Ok(field);
     }
-    let outer = columns
-        .iter()
-        .filter(|(c, _)| {
-            field
-                .strip_prefix(c.as_str())
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("[]"))
-        })
-        .max_by_key(|(c, _)| c.len());
+    let outer = outer_column(field, columns);
     Err(match outer {
         Some((c, ty)) => format!(
             "{field} is a path inside column {c} ({ty}), not a column: JSON values are not counted"
@@ -424,13 +417,7 @@ fn from_cardinality(
 
 /// The registered [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
-    let Counting {
-        ctx,
-        finding,
-        opts,
-        budget,
-        queries,
-    } = c;
+    let (ctx, finding, opts, budget, queries) = (c.ctx, c.finding, c.opts, c.budget, c.queries);
     let all = |why: String| queries.iter().map(|_| Err(why.clone())).collect();
     let user = match finding.credential {
         Some(c) if c.password.is_empty() => c.user,
@@ -706,19 +693,7 @@ mod tests {
         super::super::inventory::tests::fake_mariadb_answering(answer, stall).await
     }
 
-    fn holding(name: &str, records: u64, exact: bool, cols: &[(&str, &str)]) -> Holding {
-        Holding {
-            name: name.into(),
-            kind: "table",
-            records: Some(records),
-            records_exact: exact,
-            schema: cols
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            ..Holding::default()
-        }
-    }
+    use crate::testkit::table as holding;
 
     fn finding() -> Finding {
         let mut f = Finding::new("mysql");

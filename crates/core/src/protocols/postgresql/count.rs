@@ -37,8 +37,8 @@ use super::wire::{
     LOOKUP,
 };
 use crate::driver::{
-    self, exact_or, from_hashed, value_modulus, Budget, Counting, Failure, Slot, Subjects,
-    SubjectsBudget, SubjectsQuery, EXACT_ROWS,
+    self, exact_or, from_hashed, outer_column, value_modulus, Budget, Counting, Failure, Slot,
+    Subjects, SubjectsBudget, SubjectsQuery, EXACT_ROWS,
 };
 use crate::inventory::Holding;
 
@@ -79,14 +79,7 @@ pub fn target(field: &str, columns: &[(String, String)]) -> Result<Target, Strin
         return Ok(Target::Column(field.to_string()));
     }
     // Column names may hold dots themselves: the longest column the path starts with wins.
-    let outer = columns
-        .iter()
-        .filter(|(c, _)| {
-            field
-                .strip_prefix(c.as_str())
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("[]"))
-        })
-        .max_by_key(|(c, _)| c.len());
+    let outer = outer_column(field, columns);
     let Some((column, ty)) = outer else {
         return Err(format!("{field} is not a column of the table"));
     };
@@ -398,13 +391,7 @@ fn database(h: &Holding) -> Option<&str> {
 
 /// The registered [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
-    let Counting {
-        ctx,
-        finding,
-        opts,
-        budget,
-        queries,
-    } = c;
+    let (ctx, finding, opts, budget, queries) = (c.ctx, c.finding, c.opts, c.budget, c.queries);
     let mut run = Run {
         ctx,
         opts,
@@ -788,19 +775,7 @@ mod tests {
         (server, seen)
     }
 
-    fn holding(name: &str, records: u64, exact: bool, cols: &[(&str, &str)]) -> Holding {
-        Holding {
-            name: name.into(),
-            kind: "table",
-            records: Some(records),
-            records_exact: exact,
-            schema: cols
-                .iter()
-                .map(|(c, t)| (c.to_string(), t.to_string()))
-                .collect(),
-            ..Holding::default()
-        }
-    }
+    use crate::testkit::table as holding;
 
     async fn ask(
         addr: SocketAddr,

@@ -1037,7 +1037,6 @@ pub(super) mod tests {
     use super::*;
     use crate::driver::ProbeOptions;
     use crate::model::Access;
-    use crate::net::Limits;
 
     /// A whole inventory of a trust-auth PostgreSQL 15.18 seeded with the lab's main dataset
     /// (10 000 users), recorded with `record_inventory.py` through `leakscope scan --sample 5`:
@@ -1805,11 +1804,7 @@ pub(super) mod tests {
     fn ctx(addr: SocketAddr, frame_cap: usize) -> ProbeCtx {
         let ms = Duration::from_millis(300);
         let opts = ProbeOptions {
-            limits: Limits {
-                connect_timeout: ms,
-                read_timeout: ms,
-                write_timeout: ms,
-            },
+            limits: crate::testkit::timeouts(ms),
             frame_cap,
             ..ProbeOptions::default()
         };

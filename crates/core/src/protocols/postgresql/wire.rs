@@ -1103,7 +1103,7 @@ pub(super) mod tests {
     use super::*;
     use crate::driver::{Budget, ProbeOptions};
     use crate::model::Access;
-    use crate::net::Limits;
+
     use crate::protocols::postgresql::probe::refused_access;
     use crate::testkit::{fixture, FakeServer};
     use std::sync::Arc;
@@ -1472,11 +1472,7 @@ pub(super) mod tests {
     pub(in crate::protocols::postgresql) fn ctx(addr: SocketAddr, try_defaults: bool) -> ProbeCtx {
         let ms = Duration::from_millis(1500);
         let opts = ProbeOptions {
-            limits: Limits {
-                connect_timeout: ms,
-                read_timeout: ms,
-                write_timeout: ms,
-            },
+            limits: crate::testkit::timeouts(ms),
             try_defaults,
             auth_interval: Duration::from_millis(1),
             ..ProbeOptions::default()

@@ -203,13 +203,7 @@ pub(super) async fn keys_exist(
 
 /// The registered [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
-    let Counting {
-        ctx,
-        finding: _,
-        opts: _,
-        budget,
-        queries,
-    } = c;
+    let (ctx, budget, queries) = (c.ctx, c.budget, c.queries);
     let mut out = Vec::with_capacity(queries.len());
     let mut conn: Option<Conn> = None;
     for q in queries {

@@ -97,6 +97,8 @@ pub struct Conn {
     peer: SocketAddr,
     /// Bytes received over the whole connection (for the hostile-peer accounting).
     pub received: usize,
+    /// How long the TCP connect took: about one round trip to the peer.
+    rtt: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -112,6 +114,7 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Opens a TCP connection within `limits.connect_timeout`.
     pub async fn connect(peer: SocketAddr, limits: Limits) -> Result<Conn, NetError> {
+        let started = Instant::now();
         let stream =
             match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(peer)).await {
                 Err(_) => return Err(NetError::Timeout("connect")),
@@ -125,11 +128,17 @@ impl Conn {
             limits,
             peer,
             received: 0,
+            rtt: started.elapsed(),
         })
     }
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// How long the TCP connect took: about one round trip to the peer.
+    pub fn rtt(&self) -> Duration {
+        self.rtt
     }
 
     /// Changes how long one read may wait (for a reply known to take longer than most).
@@ -168,6 +177,7 @@ impl Conn {
             limits: self.limits,
             peer: self.peer,
             received: 0,
+            rtt: self.rtt,
         })
     }
 

@@ -10,13 +10,42 @@ use super::count::{Subjects, SubjectsBudget, SubjectsQuery};
 use super::http::Response;
 use crate::inventory::{Inventory, InventoryOptions};
 
-/// How a protocol is reached: raw bytes on a fresh connection, or an answer to `GET /`.
+/// A probe that gets a connection of its own.
+pub type RawFn = for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>;
+
+/// Whether the first bytes a server sent are this protocol's greeting.
+pub type GreetsFn = fn(&[u8]) -> bool;
+
+/// A probe that gets the response to the shared `GET /`.
+pub type HttpFn = for<'a> fn(&'a ProbeCtx, &'a Response) -> BoxFuture<'a, Outcome>;
+
+/// How identification reaches a protocol (see [`crate::identify`]): the kind of its first
+/// message decides when it is sent, so that a wrong guess costs a round trip or a close, never
+/// a read deadline.
 pub enum Handler {
-    /// Gets a fresh, unused connection; a server-first handler reads the greeting itself.
-    Raw(for<'a> fn(&'a ProbeCtx, Conn) -> BoxFuture<'a, Outcome>),
-    /// Gets the response to `GET /` (shared by every HTTP protocol) and may send more requests.
-    Http(for<'a> fn(&'a ProbeCtx, &'a Response) -> BoxFuture<'a, Outcome>),
+    /// The server speaks first (MySQL's greeting). `greets` tells a greeting of this protocol
+    /// from the first bytes a server sent; `probe` gets a connection whose greeting is still
+    /// unread.
+    Greeting {
+        greets: fn(&[u8]) -> bool,
+        probe: RawFn,
+    },
+    /// The client speaks first with a text line probe: its first send is at least
+    /// [`LINE_PROBE_MIN`] bytes and ends with a line break, so a text server answers it at once
+    /// and a binary server reads a whole header of nonsense and closes. Sent before any
+    /// binary probe.
+    Line(RawFn),
+    /// Gets the response to `GET /`, the line probe every HTTP protocol shares, and may send
+    /// more requests.
+    Http(HttpFn),
+    /// The client speaks first in binary frames, which a text server would wait on for a line
+    /// break: sent only to a server that closed on every line probe.
+    Binary(RawFn),
 }
+
+/// The shortest first send of a [`Handler::Line`] probe: MongoDB's message header, the longest
+/// fixed header a binary protocol reads before it judges a message.
+pub const LINE_PROBE_MIN: usize = 16;
 
 /// One row of the registry.
 pub struct Protocol {
@@ -25,8 +54,6 @@ pub struct Protocol {
     /// Human name for help and reports.
     pub name: &'static str,
     pub default_ports: &'static [u16],
-    /// The server sends a greeting before the client says anything (MySQL).
-    pub server_speaks_first: bool,
     pub default_credentials: &'static [Credential],
     /// What the probe asks and how it decides, in one line (used by `--help` and docs).
     pub method: &'static str,
@@ -66,20 +93,33 @@ pub type KeysExistFn =
 
 /// A registry hook from a protocol's async function, so a protocol writes its probe, inventory
 /// and counts as plain `async fn`s and none repeats the boxing:
-/// `hook!(raw: probe::probe)` ([`Handler::Raw`]), `hook!(http: probe::probe)`
-/// ([`Handler::Http`]), `hook!(inventory: inventory::inventory)` ([`InventoryFn`]),
+/// `hook!(line: probe::probe)` ([`Handler::Line`]), `hook!(binary: probe::probe)`
+/// ([`Handler::Binary`]), `hook!(greeting: wire::greets, probe::probe)` ([`Handler::Greeting`]),
+/// `hook!(http: probe::probe)` ([`Handler::Http`]), `hook!(inventory: inventory::inventory)` ([`InventoryFn`]),
 /// `hook!(count: count::subjects)` ([`SubjectsFn`]), `hook!(keys_exist: count::keys_exist)`
 /// ([`KeysExistFn`]).
 macro_rules! hook {
-    (raw: $f:path) => {{
+    (@raw $f:path) => {{
         fn hook<'a>(
             ctx: &'a $crate::driver::ProbeCtx,
             conn: $crate::net::Conn,
         ) -> futures::future::BoxFuture<'a, $crate::driver::Outcome> {
             Box::pin($f(ctx, conn))
         }
-        $crate::driver::Handler::Raw(hook)
+        hook
     }};
+    (line: $f:path) => {
+        $crate::driver::Handler::Line($crate::driver::hook!(@raw $f))
+    };
+    (binary: $f:path) => {
+        $crate::driver::Handler::Binary($crate::driver::hook!(@raw $f))
+    };
+    (greeting: $greets:path, $f:path) => {
+        $crate::driver::Handler::Greeting {
+            greets: $greets,
+            probe: $crate::driver::hook!(@raw $f),
+        }
+    };
     (http: $f:path) => {{
         fn hook<'a>(
             ctx: &'a $crate::driver::ProbeCtx,

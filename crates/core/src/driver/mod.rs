@@ -34,7 +34,10 @@ pub use count::{
     EXACT_ROWS, GRACE, PRECISE_SAMPLE,
 };
 pub(crate) use entry::hook;
-pub use entry::{Counting, Handler, InventoryFn, KeysExistFn, Protocol, SubjectsFn};
+pub use entry::{
+    Counting, GreetsFn, Handler, HttpFn, InventoryFn, KeysExistFn, Protocol, RawFn, SubjectsFn,
+    LINE_PROBE_MIN,
+};
 
 #[cfg(test)]
 mod tests {

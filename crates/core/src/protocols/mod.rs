@@ -13,10 +13,9 @@ pub mod mysql;
 pub mod postgresql;
 pub mod redis;
 
-/// Every protocol leakscope identifies, in the order they are tried on a port no entry claims.
-/// Client-first protocols come before server-first ones: a server that greets on connect
-/// (MySQL) answers each client-first probe at once with its greeting, so trying it last costs
-/// nothing, while trying it first would cost a banner wait on every silent client-first server.
+/// Every protocol leakscope identifies. Identification tries them by the kind of their first
+/// message (greeting, text line, binary; see [`crate::identify`]); within a kind, those that
+/// claim the port first, then this order.
 pub static REGISTRY: &[Protocol] = &[
     elasticsearch::PROTOCOL,
     redis::PROTOCOL,
@@ -56,8 +55,11 @@ pub fn candidates(port: u16) -> Vec<&'static Protocol> {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
 
     use super::REGISTRY;
+    use crate::driver::{Handler, Outcome, ProbeOptions, Seen, LINE_PROBE_MIN};
+    use crate::testkit::{timeouts, FakeServer, Reply};
 
     /// The code of a source file: everything before its first test module, comments out.
     fn code(path: &Path) -> String {
@@ -136,6 +138,78 @@ mod tests {
                         p.id
                     );
                 }
+            }
+        }
+    }
+
+    /// A read deadline far longer than a round trip: a probe that returns well within it
+    /// waited for none.
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    /// A binary server's header check: it reads a header's worth of a line probe and closes
+    /// (mongod and postgres on a length no message has). This framing takes a first send only
+    /// once it is [`LINE_PROBE_MIN`] bytes long and ends with a line break, so a line probe
+    /// that breaks either rule waits here for its read deadline.
+    fn header_of_nonsense(buf: &[u8], _: usize) -> Option<usize> {
+        (buf.len() >= LINE_PROBE_MIN && buf.ends_with(b"\n")).then_some(buf.len())
+    }
+
+    fn ctx(server: &FakeServer) -> crate::driver::ProbeCtx {
+        server.ctx_with(ProbeOptions {
+            limits: timeouts(DEADLINE),
+            ..ProbeOptions::default()
+        })
+    }
+
+    /// Every line probe's first send makes a binary server close: identification's "a wrong
+    /// guess costs a close" (see [`crate::identify`]).
+    #[tokio::test]
+    async fn every_line_probe_meets_a_binary_server_with_a_close() {
+        let mut tried = 0;
+        for p in REGISTRY {
+            let Handler::Line(probe) = p.handler else {
+                continue;
+            };
+            tried += 1;
+            let server = FakeServer::start(Vec::new(), header_of_nonsense, |_| Reply::Close).await;
+            let ctx = ctx(&server);
+            let t = Instant::now();
+            let conn = ctx.connect().await.expect("connect");
+            assert_eq!(
+                probe(&ctx, conn).await,
+                Outcome::NotMe(Seen::Closed),
+                "{}",
+                p.id
+            );
+            assert!(t.elapsed() < DEADLINE / 2, "{}: {:?}", p.id, t.elapsed());
+            assert_eq!(server.messages().len(), 1, "{}", p.id);
+        }
+        assert!(tried >= 2, "the registry has line probes");
+    }
+
+    /// Every line probe is answered at once by a text server of another protocol: "a wrong
+    /// guess costs a round trip".
+    #[tokio::test]
+    async fn every_line_probe_meets_a_text_server_with_a_round_trip() {
+        // What memcached and a web server say to a line they do not know (Redis's `-ERR`
+        // would be a Redis).
+        let refusals: [&[u8]; 2] = [b"ERROR\r\n", b"HTTP/1.1 400 Bad Request\r\n\r\n"];
+        for refusal in refusals {
+            for p in REGISTRY {
+                let Handler::Line(probe) = p.handler else {
+                    continue;
+                };
+                let server = FakeServer::lines(move |_| Reply::Send(refusal.to_vec())).await;
+                let ctx = ctx(&server);
+                let t = Instant::now();
+                let conn = ctx.connect().await.expect("connect");
+                let out = probe(&ctx, conn).await;
+                assert!(
+                    matches!(out, Outcome::NotMe(Seen::Bytes(_))),
+                    "{}: {out:?}",
+                    p.id
+                );
+                assert!(t.elapsed() < DEADLINE / 2, "{}: {:?}", p.id, t.elapsed());
             }
         }
     }

@@ -25,7 +25,6 @@ pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
     name: "Elasticsearch / OpenSearch",
     default_ports: &[9200, 9201],
-    server_speaks_first: false,
     default_credentials: probe::DEFAULTS,
     method: "GET / (root document, or the security layer's 401), then GET /_cat/indices without \
              credentials; cluster peers from GET /_nodes/http are reported, never contacted",

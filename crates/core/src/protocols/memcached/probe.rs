@@ -1,6 +1,6 @@
 //! Identifying Memcached and judging access: `version`, then `stats`.
 
-use super::wire::{call, check_line, check_stats, is_refusal, parse_version, stat, MAX_LINE};
+use super::wire::{check_line, check_stats, is_refusal, parse_version, send_lines, stat, MAX_LINE};
 use crate::driver::{preview, Finding, Outcome, ProbeCtx, Seen};
 use crate::model::Access;
 use crate::net::Conn;
@@ -9,8 +9,16 @@ use crate::net::Conn;
 pub(super) const ID: &str = "memcached";
 
 /// The protocol's probe: is this its protocol, and can it be read without credentials?
+///
+/// `version` and `stats` go out together, 16 bytes, so a server of another protocol answers
+/// or closes at once (see [`crate::identify`]); the `stats` reply is read only when `version`
+/// proved a Memcached.
 pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
-    let line = match call(&mut conn, "version", check_line, MAX_LINE).await {
+    let line = match send_lines(&mut conn, &["version", "stats"]).await {
+        Ok(()) => conn.read_frame(MAX_LINE, check_line).await,
+        Err(e) => Err(e),
+    };
+    let line = match line {
         Ok(l) => l,
         Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
     };
@@ -28,13 +36,9 @@ pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
     }
     f.evidence
         .push("`version` answered without authentication".into());
-    match call(
-        &mut conn,
-        "stats",
-        check_stats,
-        ctx.opts.frame_cap.min(64 * 1024),
-    )
-    .await
+    match conn
+        .read_frame(ctx.opts.frame_cap.min(64 * 1024), check_stats)
+        .await
     {
         Ok(reply) if reply.starts_with(b"STAT ") => {
             let text = String::from_utf8_lossy(&reply);

@@ -139,8 +139,8 @@ pub(super) fn parse_values(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// The one function that sends: refuses any line outside the allowlist (`get` with any keys).
-pub(super) async fn send_allowed(conn: &mut Conn, line: &str) -> Result<(), NetError> {
+/// The one check of every line sent: an allowlisted command (`get` with any keys).
+fn allowed_line(line: &str) -> Result<(), NetError> {
     let verb = if line.starts_with("get ") {
         "get"
     } else {
@@ -151,7 +151,25 @@ pub(super) async fn send_allowed(conn: &mut Conn, line: &str) -> Result<(), NetE
             "refusing to send non-allowlisted memcached command {verb}"
         )));
     }
-    conn.send(format!("{line}\r\n").as_bytes()).await
+    Ok(())
+}
+
+/// The one function that sends: checks every line against the allowlist, then sends them
+/// together (the probe's `version` and `stats` make one 16-byte write, see
+/// [`crate::driver::LINE_PROBE_MIN`]).
+pub(super) async fn send_lines(conn: &mut Conn, lines: &[&str]) -> Result<(), NetError> {
+    let mut out = String::new();
+    for line in lines {
+        allowed_line(line)?;
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    conn.send(out.as_bytes()).await
+}
+
+/// Sends one allowlisted line.
+pub(super) async fn send_allowed(conn: &mut Conn, line: &str) -> Result<(), NetError> {
+    send_lines(conn, &[line]).await
 }
 
 pub(super) async fn call(

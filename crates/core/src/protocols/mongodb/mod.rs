@@ -25,11 +25,10 @@ pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
     name: "MongoDB",
     default_ports: &[27017, 27018, 27019],
-    server_speaks_first: false,
     default_credentials: &[],
     method: "OP_MSG hello (isMaster, legacy OP_QUERY for old servers) and buildInfo, then \
              listDatabases without credentials; code 13 Unauthorized means authentication is required",
-    handler: hook!(raw: probe::probe),
+    handler: hook!(binary: probe::probe),
     inventory: hook!(inventory: inventory::inventory),
     subjects: hook!(count: count::subjects),
     keys_exist: None,

@@ -499,6 +499,25 @@ pub fn parse_err(payload: &[u8]) -> Option<ServerError> {
     })
 }
 
+/// Whether `bytes`, the first a server sent, start like a MySQL greeting: a packet of
+/// sequence 0 and a greeting's size whose payload is protocol 10 with a version starting with a
+/// digit, or an error packet (what a server sends a refused host instead). Enough to tell the
+/// protocol from a prefix; [`parse_greeting`] judges the whole packet.
+pub fn greets(bytes: &[u8]) -> bool {
+    let [a, b, c, seq, first, rest @ ..] = bytes else {
+        return false;
+    };
+    let len = u32::from_le_bytes([*a, *b, *c, 0]);
+    if *seq != 0 || !(3..=4096).contains(&len) {
+        return false;
+    }
+    match first {
+        10 => rest.first().is_some_and(u8::is_ascii_digit),
+        0xff => rest.len() >= 2,
+        _ => false,
+    }
+}
+
 /// Parses the first packet a server sends. `None`: not MySQL.
 pub fn parse_greeting(payload: &[u8]) -> Option<Greeting> {
     if payload.first() == Some(&0xff) {
@@ -1602,6 +1621,7 @@ pub(super) mod tests {
                 Check::Invalid(_) | Check::Incomplete | Check::TooLarge(_) => {}
             }
             assert_eq!(parse_greeting(bytes), None, "{bytes:?}");
+            assert!(!greets(bytes), "{bytes:?}");
         }
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         for i in 0..20_000 {
@@ -1615,6 +1635,21 @@ pub(super) mod tests {
         for n in 0..full.len() {
             let _ = parse_greeting(&full[..n]);
         }
+    }
+
+    #[test]
+    fn a_greeting_is_recognised_from_its_first_bytes() {
+        for g in [GREETING, HOST_NOT_ALLOWED] {
+            assert!(greets(g));
+            // Identification keeps at most 64 bytes of what a probe met.
+            assert!(greets(&g[..g.len().min(64)]));
+        }
+        // Too short to tell, a later packet, an absurd length.
+        assert!(!greets(&GREETING[..4]));
+        let mut later = GREETING.to_vec();
+        later[3] = 1;
+        assert!(!greets(&later));
+        assert!(!greets(b"\xff\xff\xff\x00\x0a5.7"));
     }
 
     #[test]

@@ -25,12 +25,11 @@ pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
     name: "PostgreSQL",
     default_ports: &[5432],
-    server_speaks_first: false,
     default_credentials: probe::DEFAULTS,
     method: "StartupMessage as user postgres; AuthenticationOk is confirmed by SELECT datname FROM \
              pg_database; a SCRAM/MD5/cleartext challenge or SQLSTATE 28P01/28000 means authentication \
              is required",
-    handler: hook!(raw: probe::probe),
+    handler: hook!(binary: probe::probe),
     inventory: hook!(inventory: inventory::inventory),
     subjects: hook!(count: count::subjects),
     keys_exist: None,

@@ -18,11 +18,10 @@ pub const PROTOCOL: Protocol = Protocol {
     id: probe::ID,
     name: "Redis",
     default_ports: &[6379, 6380],
-    server_speaks_first: false,
     default_credentials: &[],
     method:
         "INFO and DBSIZE without AUTH; -NOAUTH, -DENIED or -NOPERM mean authentication is required",
-    handler: hook!(raw: probe::probe),
+    handler: hook!(line: probe::probe),
     inventory: hook!(inventory: inventory::inventory),
     subjects: hook!(count: count::subjects),
     keys_exist: hook!(keys_exist: count::keys_exist),

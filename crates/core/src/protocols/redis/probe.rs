@@ -1,6 +1,6 @@
 //! Identifying Redis and judging access: `INFO` and `DBSIZE` without `AUTH`.
 
-use super::wire::{call, Value};
+use super::wire::{read_reply, send_many, Value};
 use crate::driver::{Finding, Outcome, ProbeCtx, Seen};
 use crate::model::Access;
 use crate::net::Conn;
@@ -91,8 +91,16 @@ pub fn auth_error(msg: &str) -> Option<&'static str> {
 }
 
 /// The protocol's probe: is this its protocol, and can it be read without credentials?
+///
+/// `INFO` and `DBSIZE` go out together: 30 bytes of RESP, more than a binary protocol's header,
+/// so a server of another protocol answers or closes at once (see [`crate::identify`]); the
+/// `DBSIZE` reply is read only when `INFO` proved a Redis.
 pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
-    let reply = match call(&mut conn, ctx, &["INFO"]).await {
+    let reply = match send_many(&mut conn, &[&["INFO"], &["DBSIZE"]]).await {
+        Ok(()) => read_reply(&mut conn, ctx).await.map(|(v, _)| v),
+        Err(e) => Err(e),
+    };
+    let reply = match reply {
         Ok(v) => v,
         Err(e) => return Outcome::NotMe(Seen::from_error(&e, conn.buffered())),
     };
@@ -107,7 +115,7 @@ pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
             f.version = info.version;
             f.out_of_scope_peers = ctx.out_of_scope(info.peers);
             f.evidence.push("INFO answered without AUTH".into());
-            match call(&mut conn, ctx, &["DBSIZE"]).await {
+            match read_reply(&mut conn, ctx).await.map(|(v, _)| v) {
                 Ok(Value::Int(n)) => {
                     f.access = Access::Open;
                     f.evidence

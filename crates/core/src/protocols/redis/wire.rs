@@ -235,24 +235,42 @@ pub(super) async fn call_many(
     ctx: &ProbeCtx,
     cmds: &[Vec<String>],
 ) -> Result<(Vec<Value>, usize), NetError> {
-    let mut out = Vec::new();
-    for c in cmds {
-        allowed(c.first().map(String::as_str).unwrap_or(""))?;
-        let args: Vec<&str> = c.iter().map(String::as_str).collect();
-        out.extend_from_slice(&command(&args));
-    }
-    conn.send(&out).await?;
-    let lim = limits(ctx);
+    let args: Vec<Vec<&str>> = cmds
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    let refs: Vec<&[&str]> = args.iter().map(Vec::as_slice).collect();
+    send_many(conn, &refs).await?;
     let mut replies = Vec::with_capacity(cmds.len());
     let mut bytes = 0;
     for _ in cmds {
-        let frame = conn
-            .read_frame(ctx.opts.frame_cap + 64, |b| check(b, lim))
-            .await?;
-        bytes += frame.len();
-        replies.push(parse(&frame));
+        let (reply, n) = read_reply(conn, ctx).await?;
+        bytes += n;
+        replies.push(reply);
     }
     Ok((replies, bytes))
+}
+
+/// Sends a batch of allowlisted commands at once, without reading their replies.
+pub(super) async fn send_many(conn: &mut Conn, cmds: &[&[&str]]) -> Result<(), NetError> {
+    let mut out = Vec::new();
+    for c in cmds {
+        allowed(c.first().copied().unwrap_or(""))?;
+        out.extend_from_slice(&command(c));
+    }
+    conn.send(&out).await
+}
+
+/// Reads the next reply, and the bytes it took.
+pub(super) async fn read_reply(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+) -> Result<(Value, usize), NetError> {
+    let lim = limits(ctx);
+    let frame = conn
+        .read_frame(ctx.opts.frame_cap + 64, |b| check(b, lim))
+        .await?;
+    Ok((parse(&frame), frame.len()))
 }
 
 #[cfg(test)]

@@ -208,6 +208,18 @@ impl ProbeCtx {
         }
     }
 
+    /// A fresh connection, or `None` with why not in `notes` (`{what} connection failed: …`),
+    /// for work that reports its failures as notes (an inventory).
+    pub async fn connect_or_note(&self, notes: &mut Vec<String>, what: &str) -> Option<Conn> {
+        match self.connect().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                notes.push(format!("{what} connection failed: {e}"));
+                None
+            }
+        }
+    }
+
     /// A copy of this context whose reads may take at least `min` (inventory reads of big
     /// containers legitimately take longer than an identification probe).
     pub fn with_read_timeout_at_least(&self, min: Duration) -> ProbeCtx {

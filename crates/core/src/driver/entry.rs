@@ -83,6 +83,23 @@ pub struct Counting<'a> {
     pub queries: &'a [SubjectsQuery<'a>],
 }
 
+impl<'a> Counting<'a> {
+    /// Counts the queries in order, one at a time (each is a pass over a container of
+    /// somebody's production store), each by its deadline: now plus the per-container time.
+    pub async fn one_at_a_time<F, Fut>(&self, mut count: F) -> Vec<Result<Subjects, String>>
+    where
+        F: FnMut(&'a SubjectsQuery<'a>, tokio::time::Instant) -> Fut,
+        Fut: std::future::Future<Output = Result<Subjects, String>>,
+    {
+        let mut out = Vec::with_capacity(self.queries.len());
+        for q in self.queries {
+            let deadline = tokio::time::Instant::now() + self.budget.per_container;
+            out.push(count(q, deadline).await);
+        }
+        out
+    }
+}
+
 /// A protocol's distinct counter: one answer per query, in order; `Err` says why not (a note).
 pub type SubjectsFn = for<'a> fn(Counting<'a>) -> BoxFuture<'a, Vec<Result<Subjects, String>>>;
 

@@ -184,14 +184,9 @@ pub fn parse_cardinality(body: &[u8]) -> Option<Count> {
 
 /// The protocol's [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
-    let (ctx, finding, opts, budget, queries) = (c.ctx, c.finding, c.opts, c.budget, c.queries);
-    let mut out = Vec::with_capacity(queries.len());
-    // One index at a time: each count is a full pass over the index's doc values, and the
-    // cluster is somebody's production.
-    for q in queries {
-        out.push(count(ctx, finding, opts, budget, q).await);
-    }
-    out
+    // Each count is a full pass over the index's doc values.
+    c.one_at_a_time(|q, _| count(c.ctx, c.finding, c.opts, c.budget, q))
+        .await
 }
 
 async fn count(

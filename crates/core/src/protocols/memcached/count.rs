@@ -80,11 +80,6 @@ pub(super) async fn count_pattern(
 
 /// The registered [`crate::driver::SubjectsFn`].
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
-    let (ctx, budget, queries) = (c.ctx, c.budget, c.queries);
-    let mut out = Vec::with_capacity(queries.len());
-    for q in queries {
-        let deadline = tokio::time::Instant::now() + budget.per_container;
-        out.push(count_pattern(ctx, q, deadline).await);
-    }
-    out
+    c.one_at_a_time(|q, deadline| count_pattern(c.ctx, q, deadline))
+        .await
 }

@@ -25,12 +25,8 @@ pub(super) async fn inventory(
     use crate::inventory::keys::Grouper;
     use crate::inventory::{Holding, Inventory};
     let mut inv = Inventory::default();
-    let mut conn = match ctx.connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            inv.notes.push(format!("inventory connection failed: {e}"));
-            return inv;
-        }
+    let Some(mut conn) = ctx.connect_or_note(&mut inv.notes, "inventory").await else {
+        return inv;
     };
     let items: u64 = match call(&mut conn, "stats", check_stats, 64 * 1024).await {
         Ok(r) => stat(&String::from_utf8_lossy(&r), "curr_items")

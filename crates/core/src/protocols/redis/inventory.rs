@@ -225,12 +225,8 @@ pub(super) async fn inventory(
     opts: &crate::inventory::InventoryOptions,
 ) -> crate::inventory::Inventory {
     let mut inv = crate::inventory::Inventory::default();
-    let mut conn = match ctx.connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            inv.notes.push(format!("inventory connection failed: {e}"));
-            return inv;
-        }
+    let Some(mut conn) = ctx.connect_or_note(&mut inv.notes, "inventory").await else {
+        return inv;
     };
     let dbs = match call(&mut conn, ctx, &["INFO", "keyspace"]).await {
         Ok(v) => parse_keyspace(&v.text().unwrap_or_default()),

@@ -62,3 +62,70 @@ pub(super) async fn probe(ctx: &ProbeCtx, mut conn: Conn) -> Outcome {
     }
     Outcome::Found(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{fixture, FakeServer, Message, Reply};
+
+    /// `version` then `stats` of Debian's memcached 1.6.18, captured from the lab.
+    const REAL: &[u8] = fixture!("memcached/version_stats.txt");
+
+    /// A memcached that answers `version` and `stats` with `version` and `stats`, and `ERROR`
+    /// to anything else, as memcached does.
+    async fn server(version: &'static [u8], stats: &'static [u8]) -> FakeServer {
+        FakeServer::lines(move |m: &Message| match m.text().trim_end() {
+            "version" => Reply::Send(version.to_vec()),
+            "stats" => Reply::Send(stats.to_vec()),
+            _ => Reply::Send(b"ERROR\r\n".to_vec()),
+        })
+        .await
+    }
+
+    async fn run(server: &FakeServer) -> Outcome {
+        let ctx = server.ctx();
+        let conn = ctx.connect().await.expect("connect");
+        probe(&ctx, conn).await
+    }
+
+    fn found(out: Outcome) -> Finding {
+        match out {
+            Outcome::Found(f) => f,
+            other => panic!("not found: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_memcached_is_open() {
+        let n = REAL.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let (version, stats) = REAL.split_at(n);
+        let server = server(version, stats).await;
+        let f = found(run(&server).await);
+        assert_eq!(f.version.as_deref(), Some("1.6.18"));
+        assert_eq!(f.access, Access::Open);
+        assert!(f.evidence[1].contains("curr_items 1"), "{:?}", f.evidence);
+        // Both commands, sent together (the 16 bytes identification counts on, see
+        // `protocols::tests`).
+        assert_eq!(server.texts(), ["version\r\n", "stats\r\n"]);
+    }
+
+    #[tokio::test]
+    async fn ascii_auth_and_sasl_require_authentication() {
+        let ascii = server(b"CLIENT_ERROR unauthenticated\r\n", b"").await;
+        assert_eq!(found(run(&ascii).await).access, Access::AuthRequired);
+        let sasl = server(
+            b"VERSION 1.6.18\r\n",
+            b"CLIENT_ERROR authentication failure\r\n",
+        )
+        .await;
+        assert_eq!(found(run(&sasl).await).access, Access::AuthRequired);
+    }
+
+    #[tokio::test]
+    async fn a_honeypot_proves_nothing_and_others_are_not_memcached() {
+        let honeypot = server(b"VERSION 1.6.21\r\n", b"OK\r\n").await;
+        assert_eq!(found(run(&honeypot).await).access, Access::Unknown);
+        let redis = FakeServer::lines(|_| Reply::Send(b"-ERR unknown command\r\n".to_vec())).await;
+        assert!(matches!(run(&redis).await, Outcome::NotMe(Seen::Bytes(_))));
+    }
+}

@@ -54,6 +54,12 @@ impl SubjectsBudget {
             .saturating_add(Duration::from_secs(5))
     }
 
+    /// The read timeout of a counting session whose deadline, not a read timeout, ends its
+    /// reads: one container's time, and 2 s for the answer to arrive after it.
+    pub fn read_timeout(&self) -> Duration {
+        self.per_container + Duration::from_secs(2)
+    }
+
     /// The counts' budget for `queries` containers: the engine's time for them ([`Self::total`])
     /// less the driver's margin, and `bytes`.
     pub fn budget(&self, queries: usize, bytes: usize) -> Budget {

@@ -19,8 +19,6 @@
 //! refuses that request with any other body. A search that timed out or lost shards counts only
 //! part of the index, so it gives an error (with the partial figure), not an estimate.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -204,7 +202,7 @@ async fn count(
     let s = Cluster::new(
         ctx,
         finding,
-        budget.per_container + Duration::from_secs(2),
+        budget.read_timeout(),
         Budget::new(Instant::now() + budget.per_container, opts.byte_budget),
     );
     let mapping = s
@@ -270,6 +268,8 @@ async fn count(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::driver::http;
     use crate::driver::ProbeOptions;

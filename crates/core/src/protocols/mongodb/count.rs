@@ -228,7 +228,7 @@ fn namespace(h: &Holding) -> Option<(&str, &str)> {
 pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<Subjects, String>> {
     let (ctx, finding, opts, budget, queries) = (c.ctx, c.finding, c.opts, c.budget, c.queries);
     // Reads may take the whole budget; the session's deadline, not a read timeout, ends them.
-    let ctx = ctx.with_read_timeout_at_least(budget.per_container + Duration::from_secs(2));
+    let ctx = ctx.with_read_timeout_at_least(budget.read_timeout());
     let setup = async {
         let conn = ctx
             .connect()

@@ -5,9 +5,10 @@
 //!    speaks first; a greeting goes to the protocol that recognises it
 //!    ([`Handler::Greeting`]), and a greeting no protocol knows ends identification.
 //! 2. Send the line probes ([`Handler::Line`], and `GET /` shared by every
-//!    [`Handler::Http`]): each is at least [`LINE_PROBE_MIN`] bytes and ends with a line break,
-//!    so whatever the server is, it answers at once (a text or HTTP server) or closes (a binary
-//!    server that read a header of nonsense). A greeting that arrives late is still recognised.
+//!    [`Handler::Http`]): each is at least [`LINE_PROBE_MIN`] bytes and ends with a line
+//!    break, so whatever the server is, it answers at once (a text or HTTP server) or closes (a
+//!    binary server that read a header of nonsense). A greeting that arrives late is still
+//!    recognised.
 //! 3. Only when every line probe was met with a close, the binary probes
 //!    ([`Handler::Binary`]): a text server, which would wait for a line break, never gets one.
 //!
@@ -15,9 +16,11 @@
 //! probe gets a fresh connection (the first reuses the one that proved the port open). A wrong
 //! guess costs a round trip or a close. Silence, the one thing that costs a read deadline,
 //! ends identification: no other probe would fare better with a server that answers nothing.
-//! When nothing matches in plaintext the same is tried inside TLS, so an HTTPS Elasticsearch on
-//! any port is found. What stays unidentified is reported as `http` (it spoke HTTP) or
+//! When nothing matches in plaintext (and the server did not answer plain HTTP) the same is
+//! tried inside TLS, so an HTTPS Elasticsearch on any port is found. What stays unidentified is reported as `http` (it spoke HTTP) or
 //! `unknown`, with what was seen as evidence.
+//!
+//! [`LINE_PROBE_MIN`]: crate::driver::LINE_PROBE_MIN
 
 use std::convert::Infallible;
 use std::sync::Arc;

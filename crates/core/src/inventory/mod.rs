@@ -1,10 +1,11 @@
 //! Inventory and sampling: what an exposed store holds, and a bounded, read-only sample of it.
 //!
 //! Each protocol implements an [`InventoryFn`](crate::driver::InventoryFn) (registered in the
-//! protocol registry) that lists containers (indices, collections, tables, key patterns …) with counts and sizes, reads
-//! each container's structure, and samples up to [`InventoryOptions::sample`] records, spread
-//! across the container where the store allows it cheaply. Records are flattened into field
-//! paths ([`flatten`]) with values truncated to a byte cap.
+//! protocol registry) that lists containers (indices, collections, tables, key patterns …)
+//! with counts and sizes, reads each container's structure, and samples up to
+//! [`InventoryOptions::sample`] records, spread across the container where the store allows it
+//! cheaply. Records are flattened into field paths ([`flatten`]) with values truncated to a
+//! byte cap.
 //!
 //! Samples stay inside the process: they feed classification and are never serialized. Budgets
 //! (time, bytes, number of containers) bound the work on huge stores; whatever a budget cut short

@@ -24,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "leakscope"
-NETS = ["127.0.10.0/24", "127.0.11.0/24", "127.0.12.0/24"]
+# The lab's three networks, in the lab's own loopback net (lab/manifest.json's `net`).
+NETS = []
 
 
 def loopback_only(targets):
@@ -56,10 +57,14 @@ def ports():
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--sixteen", action="store_true", help="also scan an empty loopback /16 (peak RSS)")
+    ap.add_argument("--bin", default=str(BIN), help="the leakscope binary (default: the release build)")
     args = ap.parse_args()
+    BIN = Path(args.bin)
     manifest = json.loads((ROOT / "lab" / "manifest.json").read_text())
+    NETS.extend(f"{manifest.get('net', '127.0')}.{n}.0/24" for n in (10, 11, 12))
     loopback_only(NETS)
     plist = ports()
     for s in manifest["services"]:

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let every_type: Vec<u8> = (0..=255).collect();
     let cap = 1 << 16;
-    let mut session = Session::default();
+    let mut session = Startup::default();
     let mut startup_done = false;
     let mut rows = Rows::default();
     let mut rows_done = false;

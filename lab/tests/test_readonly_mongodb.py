@@ -32,7 +32,7 @@ HARNESS = {"serverStatus", "hello", "ismaster", "isMaster", "ping", "endSessions
 
 def allowed_commands() -> set[str]:
     """ALLOWED_COMMANDS of the Rust MongoDB module, read from its source (one truth)."""
-    src = (lab.ROOT / "crates/core/src/probe/mongodb/mod.rs").read_text()
+    src = (lab.ROOT / "crates/core/src/protocols/mongodb/wire.rs").read_text()
     body = re.search(r"pub const ALLOWED_COMMANDS: &\[&str\] = &\[(.*?)\];", src, re.S).group(1)
     names = set(re.findall(r'"(\w+)"', body))
     assert {"find", "getMore", "killCursors", "count", "listCollections"} <= names, names

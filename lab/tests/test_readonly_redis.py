@@ -13,7 +13,7 @@ from conftest import container_key, lab, leakscope_scan
 
 def allowed_commands() -> set[str]:
     """ALLOWED_COMMANDS of the Rust Redis module, read from its source (one truth)."""
-    src = (lab.ROOT / "crates/core/src/probe/redis.rs").read_text()
+    src = (lab.ROOT / "crates/core/src/protocols/redis/wire.rs").read_text()
     body = re.search(r"pub const ALLOWED_COMMANDS: &\[&str\] = &\[(.*?)\];", src, re.S).group(1)
     names = {n.lower() for n in re.findall(r'"(\w+)"', body)}
     assert {"scan", "type", "getrange"} <= names, names

@@ -1,7 +1,7 @@
 //! Help text generated from the protocol registry, so `--help`, `leakscope protocols` and the
 //! docs cannot drift from what the scanner actually does.
 
-use leakscope_core::probe::{default_ports, REGISTRY};
+use leakscope_core::protocols::{default_ports, REGISTRY};
 
 fn ports(p: &[u16]) -> String {
     p.iter().map(u16::to_string).collect::<Vec<_>>().join(",")

@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use leakscope_core::driver::ProbeOptions;
 use leakscope_core::inventory::InventoryOptions;
 use leakscope_core::model::{ScanReport, Service, Severity, Stats};
 use leakscope_core::net::Limits;
-use leakscope_core::probe::{self, ProbeOptions};
+use leakscope_core::protocols;
 use leakscope_core::report::{self, html, markdown, summary, Format};
 use leakscope_core::scan::{self, Observer, ScanOptions};
 use leakscope_core::scope::{PortList, Scope, ScopeBuilder, ScopeFile, TargetSpec};
@@ -517,7 +518,7 @@ async fn build_scope(a: &ScanArgs) -> Result<Scope> {
     if let Some(p) = &a.ports {
         builder.ports = PortList::parse(p)?;
     } else if a.scope_file.is_none() || builder.ports.is_empty() {
-        builder.ports = PortList::from_ports(probe::default_ports())?;
+        builder.ports = PortList::from_ports(protocols::default_ports())?;
     }
     builder.allow_large = a.allow_large_scope;
     let scope = builder.build().await?;
@@ -1178,7 +1179,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-    use leakscope_core::probe::REGISTRY;
+    use leakscope_core::protocols::REGISTRY;
 
     #[test]
     fn cli_definition_is_valid() {

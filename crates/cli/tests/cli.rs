@@ -581,7 +581,7 @@ fn scans_cuts_long_columns_with_an_ellipsis() {
 #[test]
 fn the_schema_knows_every_protocol_and_category() {
     let protocols = common::schema_protocols();
-    for p in leakscope_core::probe::REGISTRY {
+    for p in leakscope_core::protocols::REGISTRY {
         assert!(
             protocols.iter().any(|x| x == p.id),
             "{} missing from the schema",

@@ -1,6 +1,7 @@
 //! Hostile peers: the `leakscope` binary against servers that misbehave on purpose.
 //!
-//! Every server here runs inside this test on a tokio listener bound to 127.0.40.x, one
+//! Every server here runs inside this test on a tokio listener bound to 127.N.40.x (N from
+//! `LEAKSCOPE_LAB_NET`, `127.N`, so parallel labs do not collide; 127.0 without it), one
 //! misbehaviour per `address:port`, on the real data-store ports so the real probes (the ones
 //! that claim the port first, then every other) are exercised. The scanner gets documented
 //! deadlines ([`TIMEOUT`], [`SERVICE_TIMEOUT`], [`INVENTORY_TIMEOUT`]) and must, over all of
@@ -117,8 +118,17 @@ enum Hostile {
     /// Answers "yes" in whatever protocol it is spoken to: `+OK`, HTTP 200 with a fake
     /// Elasticsearch root document for every path, a Mongo reply with ok:1 (and ismaster) to
     /// every command, PostgreSQL AuthenticationOk and CommandComplete to every query, a MySQL
-    /// greeting (to a silent client) then OK to every packet, memcached `VERSION` then `OK`.
+    /// greeting (to a client silent for 300 ms) then OK to every packet, memcached `VERSION`
+    /// then `OK`.
     Honeypot,
+    /// The honeypot's Mongo part alone: ok:1 to every command, and a close on a header that is
+    /// no Mongo message (as mongod does).
+    MongoHoneypot,
+    /// The honeypot's PostgreSQL part alone: trust login, CommandComplete to every query, and a
+    /// close on a startup packet of impossible length (as postgres does).
+    PgHoneypot,
+    /// The honeypot's MySQL part alone, greeting at once as mysqld does: OK to every packet.
+    MysqlHoneypot,
     /// Elasticsearch-security look-alike: 401 without credentials, the fake root document for
     /// every path with any credentials.
     EsAuthHoneypot,
@@ -148,7 +158,7 @@ impl Hostile {
 /// One hostile endpoint and the verdict it must get: (protocol, access) without and with
 /// `--try-defaults`.
 struct Case {
-    /// Last octet of 127.0.40.x, before the per-test offset.
+    /// Last octet of 127.N.40.x, before the per-test offset.
     host: u8,
     port: u16,
     kind: Hostile,
@@ -194,22 +204,29 @@ const CASES: &[Case] = &[
     ),
     case(21, 6379, Hostile::HttpOnRedisPort, ("http", "unknown")),
     case(22, 5432, Hostile::MysqlOnPgPort, ("mysql", "auth_required")),
-    // The honeypot on every port. On the Redis port `+OK` is not an INFO reply, so the next
-    // candidate (HTTP) meets the fake root document.
+    // The honeypot on every port. Identification sends the text probes (Redis, HTTP,
+    // Memcached) before any binary one, so that a wrong guess never waits on a text server for
+    // a line break: `+OK` is not an INFO reply, so `GET /` meets the fake root document, on
+    // every port but Memcached's (whose `version` goes first there). Never readable.
     case(30, 6379, Hostile::Honeypot, ("elasticsearch", "unknown")),
     case(30, 9200, Hostile::Honeypot, ("elasticsearch", "unknown")),
-    case(30, 27017, Hostile::Honeypot, ("mongodb", "unknown")),
-    case(30, 5432, Hostile::Honeypot, ("postgresql", "unknown")),
+    case(30, 27017, Hostile::Honeypot, ("elasticsearch", "unknown")),
+    case(30, 5432, Hostile::Honeypot, ("elasticsearch", "unknown")),
+    case(30, 3306, Hostile::Honeypot, ("elasticsearch", "unknown")),
+    case(30, 11211, Hostile::Honeypot, ("memcached", "unknown")),
+    // Its binary parts, each alone, close on the text probes as real servers do, so the binary
+    // probes and logins meet their "yes".
+    case(34, 27017, Hostile::MongoHoneypot, ("mongodb", "unknown")),
+    case(34, 5432, Hostile::PgHoneypot, ("postgresql", "unknown")),
     // A MySQL greeting says an account is needed; logging in "works", but no result set ever
     // comes back, so nothing is proven either way.
     Case {
-        host: 30,
+        host: 34,
         port: 3306,
-        kind: Hostile::Honeypot,
+        kind: Hostile::MysqlHoneypot,
         plain: ("mysql", "auth_required"),
         defaults: ("mysql", "unknown"),
     },
-    case(30, 11211, Hostile::Honeypot, ("memcached", "unknown")),
     case(
         31,
         9200,
@@ -949,18 +966,33 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
         Hostile::HttpOnRedisPort => nginx(s).await,
         Hostile::MysqlOnPgPort => mysql_server(s, mysql_refuse).await,
         Hostile::Honeypot => honeypot(s).await,
+        Hostile::MongoHoneypot => mongo_server(s, buf).await,
+        Hostile::PgHoneypot => pg_server(s, buf, false).await,
+        Hostile::MysqlHoneypot => mysql_server(s, mysql_yes).await,
         Hostile::EsAuthHoneypot => http_server(s, buf, es_auth_answer).await,
         Hostile::HttpEmptyJson => empty_json_server(s).await,
         Hostile::PgAnyPassword => pg_server(s, buf, true).await,
     }
 }
 
-/// Binds every case's listener (127.0.40.(host + offset)) and serves it in the background.
+/// The second octet of the loopback network this test may use: N of `LEAKSCOPE_LAB_NET=127.N`.
+fn net_octet() -> u8 {
+    match std::env::var("LEAKSCOPE_LAB_NET") {
+        Ok(net) => net
+            .strip_prefix("127.")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("LEAKSCOPE_LAB_NET={net:?} is not of the form 127.N")),
+        Err(_) => 0,
+    }
+}
+
+/// Binds every case's listener (127.N.40.(host + offset)) and serves it in the background.
 fn start(rt: &tokio::runtime::Runtime, offset: u8, log: &Log) -> Vec<(SocketAddr, &'static Case)> {
     let mut endpoints = Vec::new();
+    let net = net_octet();
     for (i, c) in CASES.iter().enumerate() {
         let addr = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 40, c.host + offset)),
+            IpAddr::V4(Ipv4Addr::new(127, net, 40, c.host + offset)),
             c.port,
         );
         let listener = rt.block_on(async {

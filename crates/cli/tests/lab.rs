@@ -80,7 +80,7 @@ fn lab_targets(m: &Value) -> Vec<String> {
 }
 
 fn default_ports() -> Vec<u16> {
-    leakscope_core::probe::default_ports()
+    leakscope_core::protocols::default_ports()
 }
 
 fn by_endpoint(report: &Value) -> BTreeMap<(String, u64), Value> {
@@ -232,5 +232,79 @@ fn exclusions_win() {
     assert!(
         !found.is_empty(),
         "the rest of the network is still scanned"
+    );
+}
+
+/// Every lab service, each behind a forwarder on a port no protocol claims, is identified with
+/// the protocol, product, TLS and verdict it has on its own port, and without waiting out a
+/// read deadline: identification goes by round trips (text probes, which a binary server
+/// closes on, before binary ones), not by the port and timeouts.
+#[test]
+fn every_service_is_identified_on_a_port_nobody_claims() {
+    use tokio::net::{TcpListener, TcpStream};
+
+    let m = manifest();
+    let services = m["services"].as_array().unwrap().clone();
+    // A third octet the lab does not use, in the lab's own net.
+    let front = format!("{}.41.1", net(&m));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut ports = Vec::new();
+    for (i, s) in services.iter().enumerate() {
+        let port = 47_000 + i as u16;
+        assert!(!default_ports().contains(&port));
+        let upstream = format!("{}:{}", s["address"].as_str().unwrap(), s["port"]);
+        let listener = rt
+            .block_on(TcpListener::bind((front.as_str(), port)))
+            .unwrap_or_else(|e| panic!("cannot bind the forwarder {front}:{port}: {e}"));
+        rt.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        ports.push(port.to_string());
+    }
+    // A read deadline longer than any round trip of the lab's servers: a scan that ends well
+    // within it spent none.
+    let timeout = 20;
+    let started = std::time::Instant::now();
+    let (_, report) = scan(&[
+        &front,
+        "--ports",
+        &ports.join(","),
+        "--try-defaults",
+        "--no-inventory",
+        "--timeout",
+        &timeout.to_string(),
+        "--service-timeout",
+        &(3 * timeout).to_string(),
+    ]);
+    let took = started.elapsed();
+    drop(rt);
+    let found = by_endpoint(&report);
+    let mut problems = Vec::new();
+    for (s, port) in services.iter().zip(&ports) {
+        let name = s["name"].as_str().unwrap();
+        let Some(got) = found.get(&(front.clone(), port.parse().unwrap())) else {
+            problems.push(format!("{name} on {front}:{port}: not reported"));
+            continue;
+        };
+        for field in ["protocol", "product", "tls", "access"] {
+            if got[field] != s[field] {
+                problems.push(format!(
+                    "{name} on port {port}: {field} = {}, expected {} (evidence {})",
+                    got[field], s[field], got["evidence"]
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        took < std::time::Duration::from_secs(timeout / 2),
+        "the scan took {took:?}: a read deadline of {timeout} s was waited out"
     );
 }

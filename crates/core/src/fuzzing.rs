@@ -25,60 +25,64 @@ pub mod decode {
 
 /// RESP frames and the Redis text replies inside them.
 pub mod resp {
-    pub use crate::probe::redis::{auth_error, parse_info, parse_keyspace};
-    pub use crate::probe::resp::{check, parse, RespLimits, Value};
+    pub use crate::protocols::redis::inventory::parse_keyspace;
+    pub use crate::protocols::redis::probe::{auth_error, parse_info};
+    pub use crate::protocols::redis::wire::{check, parse, RespLimits, Value};
 }
 
 /// HTTP responses.
 pub mod http {
-    pub use crate::probe::http::{check_response, parse_response, Response, MAX_HEAD};
+    pub use crate::driver::http::{check_response, parse_response, Response, MAX_HEAD};
 }
 
 /// Memcached text-protocol replies.
 pub mod memcached {
-    pub use crate::probe::memcached::fuzz_hooks::{
+    pub use crate::protocols::memcached::fuzz_hooks::{
         check_line, check_line_lf, check_stats, check_values, parse_values,
     };
-    pub use crate::probe::memcached::{parse_metadump_line, parse_version, stat};
+    pub use crate::protocols::memcached::wire::{parse_metadump_line, parse_version, stat};
 }
 
 /// MongoDB wire-protocol replies and the reply documents' parsers.
 pub mod mongodb {
-    pub use crate::probe::mongodb::fuzz_hooks::{document_json, inventory_parsers};
-    pub use crate::probe::mongodb::{
-        check_reply, command_error, parse_build_info, parse_connection_status, parse_hello,
-        parse_list_collections, parse_list_databases, parse_reply, Wire,
+    pub use crate::protocols::mongodb::fuzz_hooks::{document_json, inventory_parsers};
+    pub use crate::protocols::mongodb::probe::{
+        parse_connection_status, parse_list_collections, parse_list_databases,
+    };
+    pub use crate::protocols::mongodb::wire::{
+        check_reply, command_error, parse_build_info, parse_hello, parse_reply, Wire,
     };
 }
 
 /// PostgreSQL backend messages.
 pub mod postgresql {
-    pub use crate::probe::postgresql::fuzz_hooks::{startup_step, to_msg, Rows, StartupStep};
-    pub use crate::probe::postgresql::inventory::fuzz_hooks::check_result_message;
-    pub use crate::probe::postgresql::inventory::{
+    pub use crate::protocols::postgresql::fuzz_hooks::{
+        check_result_message, startup_step, to_msg, Rows, StartupStep,
+    };
+    pub use crate::protocols::postgresql::inventory::{
         parse_columns, parse_data_row, parse_databases, parse_relations, parse_row_description,
         Answer,
     };
-    pub use crate::probe::postgresql::{
+    pub use crate::protocols::postgresql::wire::{
         check_message, parse_auth, parse_error, parse_server_first, recognise, verify_server_final,
-        Msg, Session,
+        Msg, Startup,
     };
 }
 
 /// MySQL/MariaDB packets.
 pub mod mysql {
-    pub use crate::probe::mysql::fuzz_hooks::{
+    pub use crate::protocols::mysql::fuzz_hooks::{
         check_packet, is_eof_packet, is_ok_packet, parse_row, ResultReader,
     };
-    pub use crate::probe::mysql::{
+    pub use crate::protocols::mysql::wire::{
         parse_auth_reply, parse_err, parse_greeting, product_version, Greeting, QueryReply,
     };
 }
 
 /// Elasticsearch/OpenSearch response bodies.
 pub mod elasticsearch {
-    pub use crate::probe::elasticsearch::fuzz_hooks::inventory_parsers;
-    pub use crate::probe::elasticsearch::{
+    pub use crate::protocols::elasticsearch::fuzz_hooks::inventory_parsers;
+    pub use crate::protocols::elasticsearch::probe::{
         normalise_publish_address, parse_cat_count, parse_cat_indices, parse_cluster_health,
         parse_nodes_http, parse_refusal, parse_root_doc,
     };

@@ -25,6 +25,11 @@ pub enum Access {
 }
 
 impl Access {
+    /// True when the verdict means data can be read by whoever reaches the port.
+    pub fn is_exposed(self) -> bool {
+        matches!(self, Access::Open | Access::DefaultCredentials)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Access::Open => "open",

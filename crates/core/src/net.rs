@@ -97,6 +97,8 @@ pub struct Conn {
     peer: SocketAddr,
     /// Bytes received over the whole connection (for the hostile-peer accounting).
     pub received: usize,
+    /// How long the TCP connect took: about one round trip to the peer.
+    rtt: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -112,6 +114,7 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Opens a TCP connection within `limits.connect_timeout`.
     pub async fn connect(peer: SocketAddr, limits: Limits) -> Result<Conn, NetError> {
+        let started = Instant::now();
         let stream =
             match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(peer)).await {
                 Err(_) => return Err(NetError::Timeout("connect")),
@@ -125,11 +128,17 @@ impl Conn {
             limits,
             peer,
             received: 0,
+            rtt: started.elapsed(),
         })
     }
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// How long the TCP connect took: about one round trip to the peer.
+    pub fn rtt(&self) -> Duration {
+        self.rtt
     }
 
     /// Changes how long one read may wait (for a reply known to take longer than most).
@@ -168,6 +177,7 @@ impl Conn {
             limits: self.limits,
             peer: self.peer,
             received: 0,
+            rtt: self.rtt,
         })
     }
 
@@ -345,8 +355,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use crate::testkit::{FakeServer, Reply};
 
     fn limits(ms: u64) -> Limits {
         Limits {
@@ -363,43 +372,22 @@ mod tests {
         }
     }
 
-    async fn server(
-        script: impl FnOnce(TcpStream) -> tokio::task::JoinHandle<()> + Send + 'static,
-    ) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (s, _) = l.accept().await.unwrap();
-            let _ = script(s).await;
-        });
-        addr
-    }
-
     #[tokio::test]
     async fn frames_split_and_leftovers_kept() {
-        let addr = server(|mut s| {
-            tokio::spawn(async move {
-                s.write_all(b"one\ntw").await.unwrap();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                s.write_all(b"o\n").await.unwrap();
-            })
-        })
+        let server = FakeServer::opening(vec![
+            Reply::Send(b"one\ntw".to_vec()),
+            Reply::Later(Duration::from_millis(20), b"o\n".to_vec()),
+        ])
         .await;
-        let mut c = Conn::connect(addr, limits(500)).await.unwrap();
+        let mut c = Conn::connect(server.addr(), limits(500)).await.unwrap();
         assert_eq!(c.read_frame(64, line).await.unwrap(), b"one\n");
         assert_eq!(c.read_frame(64, line).await.unwrap(), b"two\n");
     }
 
     #[tokio::test]
     async fn endless_stream_hits_the_cap() {
-        let addr = server(|mut s| {
-            tokio::spawn(async move {
-                let junk = [b'x'; 4096];
-                while s.write_all(&junk).await.is_ok() {}
-            })
-        })
-        .await;
-        let mut c = Conn::connect(addr, limits(2000)).await.unwrap();
+        let server = FakeServer::opening(vec![Reply::Stream(Vec::new())]).await;
+        let mut c = Conn::connect(server.addr(), limits(2000)).await.unwrap();
         let err = c.read_frame(10_000, line).await.unwrap_err();
         assert!(matches!(err, NetError::TooLarge { cap: 10_000 }), "{err:?}");
         assert!(c.received <= 10_000);
@@ -407,18 +395,9 @@ mod tests {
 
     #[tokio::test]
     async fn dripping_peer_costs_one_deadline() {
-        let addr = server(|mut s| {
-            tokio::spawn(async move {
-                loop {
-                    if s.write_all(b"x").await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        })
-        .await;
-        let mut c = Conn::connect(addr, limits(300)).await.unwrap();
+        let server =
+            FakeServer::opening(vec![Reply::Drip(b"x".to_vec(), Duration::from_millis(50))]).await;
+        let mut c = Conn::connect(server.addr(), limits(300)).await.unwrap();
         let t = std::time::Instant::now();
         let err = c.read_frame(1 << 20, line).await.unwrap_err();
         assert!(matches!(err, NetError::Timeout("read")), "{err:?}");
@@ -431,14 +410,14 @@ mod tests {
 
     #[tokio::test]
     async fn closed_and_refused_are_distinguished() {
-        let addr = server(|s| tokio::spawn(async move { drop(s) })).await;
-        let mut c = Conn::connect(addr, limits(500)).await.unwrap();
+        let server = FakeServer::opening(vec![Reply::Close]).await;
+        let mut c = Conn::connect(server.addr(), limits(500)).await.unwrap();
         assert!(matches!(
             c.read_frame(64, line).await,
             Err(NetError::Closed(0))
         ));
         // A port nobody listens on (bound then dropped) refuses.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let free = l.local_addr().unwrap();
         drop(l);
         assert!(Conn::connect(free, limits(500))
@@ -449,14 +428,8 @@ mod tests {
 
     #[tokio::test]
     async fn silent_banner_is_empty_not_an_error() {
-        let addr = server(|s| {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                drop(s)
-            })
-        })
-        .await;
-        let mut c = Conn::connect(addr, limits(500)).await.unwrap();
+        let server = FakeServer::opening(vec![Reply::Stall(Duration::from_millis(500))]).await;
+        let mut c = Conn::connect(server.addr(), limits(500)).await.unwrap();
         assert!(c
             .read_banner(1024, Duration::from_millis(50))
             .await

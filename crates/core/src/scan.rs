@@ -35,8 +35,8 @@ pub fn fingerprinter() -> (Arc<Fingerprinter>, Option<String>) {
         }
     }
 }
+use crate::driver::{Connector, ProbeCtx, ProbeOptions};
 use crate::net::{Conn, Limits, NetError};
-use crate::probe::{Connector, ProbeCtx, ProbeOptions};
 use crate::rate::severity;
 use crate::scope::Scope;
 
@@ -179,10 +179,10 @@ enum EndpointResult {
 /// Runs the protocol's inventory within its time budget.
 async fn take_inventory(
     ctx: &ProbeCtx,
-    finding: &crate::probe::Finding,
+    finding: &crate::driver::Finding,
     opts: &InventoryOptions,
 ) -> Option<Inventory> {
-    let inventory = crate::probe::protocol(finding.protocol)?.inventory?;
+    let inventory = crate::protocols::protocol(finding.protocol)?.inventory?;
     Some(
         match tokio::time::timeout(opts.time_budget, inventory(ctx, finding, opts)).await {
             Ok(inv) => inv,
@@ -262,7 +262,7 @@ async fn probe_endpoint(
     let identified = match tokio::time::timeout(service_timeout, identify(&ctx, first)).await {
         Ok(id) => id,
         Err(_) => {
-            let mut f = crate::probe::Finding::new("unknown");
+            let mut f = crate::driver::Finding::new("unknown");
             f.evidence.push(format!(
                 "port open, but no protocol was identified within the {}s service deadline",
                 service_timeout.as_secs()
@@ -294,7 +294,7 @@ async fn probe_endpoint(
                             &ictx,
                             &finding,
                             iopts,
-                            crate::subjects::SubjectsBudget::for_options(iopts),
+                            crate::driver::SubjectsBudget::for_options(iopts),
                             &inv.holdings,
                             &mut found,
                         )
@@ -485,5 +485,5 @@ async fn run_over(
 
 /// True when a verdict means data can be read by whoever reaches the port.
 pub fn is_exposed(access: Access) -> bool {
-    matches!(access, Access::Open | Access::DefaultCredentials)
+    access.is_exposed()
 }

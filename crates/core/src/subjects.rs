@@ -5,7 +5,8 @@
 //! 1. the distinct key values of the sample, when the sample is the whole container;
 //! 2. the record count, when every sampled record's key (a Redis or Memcached key name) embeds
 //!    that record's person key, so keys and people are one to one;
-//! 3. the store's own distinct count, asked read-only by the protocol's [`SubjectsFn`]
+//! 3. the store's own distinct count, asked read-only by the protocol's
+//!    [`SubjectsFn`](crate::driver::SubjectsFn)
 //!    (OpenSearch `cardinality`, PostgreSQL unique index / `count(distinct)` / `pg_stats`,
 //!    MySQL unique index / `COUNT(DISTINCT)`, MongoDB unique index / `$group`), within a budget;
 //! 4. for a key pattern without a person key in its values (`alexa:<id>` holding tokens only):
@@ -19,13 +20,12 @@
 //! Where none applies the estimate stays empty rather than guessed.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use futures::future::BoxFuture;
-
+use crate::driver::{
+    Counting, Finding, KeysExistFn, ProbeCtx, Subjects, SubjectsBudget, SubjectsQuery,
+};
 use crate::inventory::{Holding, InventoryOptions};
 use crate::model::{Container, Field};
-use crate::probe::{Finding, ProbeCtx};
 
 /// Identity categories that single out one person, best first.
 pub const PERSON_KEYS: &[&str] = &[
@@ -35,70 +35,6 @@ pub const PERSON_KEYS: &[&str] = &[
     "identity.username",
     "identity.phone",
 ];
-
-/// One container whose distinct people the store is asked to count.
-#[derive(Debug, Clone)]
-pub struct SubjectsQuery<'a> {
-    pub holding: &'a Holding,
-    /// The person key as a flattened field path (`user_id`, `user.email`, `devices[].owner`).
-    pub field: String,
-    /// The store type of that field from the holding's schema, when declared.
-    pub field_type: Option<String>,
-}
-
-/// A distinct count and how it was obtained (`OpenSearch cardinality aggregation on user_id`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subjects {
-    pub count: u64,
-    pub method: String,
-}
-
-/// Settings for the store's distinct counts.
-#[derive(Debug, Clone, Copy)]
-pub struct SubjectsBudget {
-    /// Time for one container's count; the store is told this too where it can be
-    /// (`statement_timeout`, `maxTimeMS`, `max_statement_time`).
-    pub per_container: Duration,
-}
-
-impl Default for SubjectsBudget {
-    fn default() -> Self {
-        SubjectsBudget {
-            per_container: Duration::from_secs(10),
-        }
-    }
-}
-
-impl SubjectsBudget {
-    /// The user's `--subjects-timeout`; else ten seconds per container, and with `--full` (an
-    /// exact census was asked for) the inventory's own time budget per container.
-    pub fn for_options(opts: &InventoryOptions) -> SubjectsBudget {
-        let default = SubjectsBudget::default().per_container;
-        SubjectsBudget {
-            per_container: if let Some(b) = opts.subjects_budget {
-                b
-            } else if opts.full {
-                opts.time_budget.max(default)
-            } else {
-                default
-            },
-        }
-    }
-}
-
-/// A protocol's distinct counter: one answer per query, in order; `Err` says why not (a note).
-pub type SubjectsFn = for<'a> fn(
-    &'a ProbeCtx,
-    &'a Finding,
-    &'a InventoryOptions,
-    SubjectsBudget,
-    &'a [SubjectsQuery<'a>],
-) -> BoxFuture<'a, Vec<Result<Subjects, String>>>;
-
-/// How many of `keys` exist in the key-pattern container named `container` (`db0:user:*`):
-/// a read-only existence check, one round trip where the store allows.
-pub type KeysExistFn =
-    for<'a> fn(&'a ProbeCtx, &'a str, &'a [String]) -> BoxFuture<'a, Result<u64, String>>;
 
 /// Share of a container's sampled key ids that must be keys of a one-person-per-record
 /// pattern for its keys to be counted as people (method 4).
@@ -288,7 +224,7 @@ pub async fn estimate(
         ));
     }
     let mut notes = ask_store(ctx, finding, opts, budget, asks, containers).await;
-    let exists = crate::probe::protocol(finding.protocol).and_then(|p| p.keys_exist);
+    let exists = crate::protocols::protocol(finding.protocol).and_then(|p| p.keys_exist);
     notes.extend(by_key_ids(ctx, exists, holdings, containers).await);
     notes
 }
@@ -302,25 +238,32 @@ async fn ask_store(
     asks: Vec<(usize, SubjectsQuery<'_>)>,
     containers: &mut [Container],
 ) -> Vec<String> {
-    let counter = crate::probe::protocol(finding.protocol).and_then(|p| p.subjects);
+    let counter = crate::protocols::protocol(finding.protocol).and_then(|p| p.subjects);
     let (Some(counter), false) = (counter, asks.is_empty()) else {
         return Vec::new();
     };
     let queries: Vec<SubjectsQuery<'_>> = asks.iter().map(|(_, q)| q.clone()).collect();
-    let total = budget
-        .per_container
-        .saturating_mul(queries.len() as u32)
-        .saturating_add(Duration::from_secs(5));
-    let answers =
-        match tokio::time::timeout(total, counter(ctx, finding, opts, budget, &queries)).await {
-            Ok(a) => a,
-            Err(_) => {
-                return vec![format!(
-                    "distinct-people counts stopped at their {}s budget",
-                    total.as_secs()
-                )]
-            }
-        };
+    let total = budget.total(queries.len());
+    let answers = match tokio::time::timeout(
+        total,
+        counter(Counting {
+            ctx,
+            finding,
+            opts,
+            budget,
+            queries: &queries,
+        }),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => {
+            return vec![format!(
+                "distinct-people counts stopped at their {}s budget",
+                total.as_secs()
+            )]
+        }
+    };
     let mut notes = Vec::new();
     for ((i, q), answer) in asks.iter().zip(answers) {
         match answer {
@@ -389,184 +332,9 @@ async fn by_key_ids(
     notes
 }
 
-/// The value-sample modulus for a table of `rows`: a power of two leaving about 40 000
-/// sampled values when every row is a distinct value (± 1 % at 95 %). SQL stores count the
-/// distinct values whose hash is 0 modulo this, server-side, and multiply.
-pub fn value_modulus(rows: f64) -> u64 {
-    ((rows / 40_000.0).max(1.0) as u64)
-        .next_power_of_two()
-        .clamp(8, 4096)
-}
-
-/// The estimate from `k` sampled values at modulus `m`, and its relative error at 95 %: each
-/// value is in the sample with probability 1/m whatever its number of rows, so `k` is
-/// binomial and `k × m` unbiased, with relative standard error about 1/√k.
-pub fn from_value_sample(k: u64, m: u64) -> (u64, f64) {
-    let p = 1.0 / m as f64;
-    let err = 1.96 * ((1.0 - p) / (k.max(1) as f64)).sqrt();
-    (k * m, err)
-}
-
-/// The answer from `k` distinct values counted by `distinct` (`count(DISTINCT user_id)`) over
-/// the values whose `hash` is 0 modulo `m`, with the method and its error in words.
-pub fn value_sample(distinct: &str, hash: &str, k: u64, m: u64) -> Subjects {
-    let (count, err) = from_value_sample(k, m);
-    Subjects {
-        count,
-        method: format!(
-            "{distinct} over the values whose {hash} is 0 modulo {m} ({k} values), × {m}: \
-             an estimate within ±{:.1} % (95 %)",
-            err * 100.0
-        ),
-    }
-}
-
-/// `10 s`, `1.5 s`: a budget in a method's words.
-pub fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-/// The value at flattened `path` in a stored text (JSON is flattened the way samples are; a
-/// plain string is its own value at the empty path). For stores where leakscope reads values.
-pub fn value_at(text: String, path: &str, cap: usize) -> Option<String> {
-    crate::inventory::flatten::flatten_json(&serde_json::Value::String(text), cap)
-        .into_iter()
-        .find(|(p, _)| p == path)
-        .map(|(_, v)| v)
-}
-
-/// Counts distinct values in bounded memory: exactly up to [`DistinctCounter::EXACT`] values,
-/// then with a HyperLogLog (2^14 registers, standard error about 0.8 %) seeded from them.
-/// Used where the store has no distinct count of its own and leakscope reads every key.
-#[derive(Debug, Clone)]
-pub struct DistinctCounter {
-    exact: Option<HashSet<u64>>,
-    registers: Vec<u8>,
-}
-
-impl Default for DistinctCounter {
-    fn default() -> Self {
-        DistinctCounter {
-            exact: Some(HashSet::new()),
-            registers: Vec::new(),
-        }
-    }
-}
-
-impl DistinctCounter {
-    /// Values counted exactly before switching to the sketch (8 bytes each).
-    pub const EXACT: usize = 100_000;
-    const P: u32 = 14;
-
-    fn hash(value: &[u8]) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        // Fixed keys: the same value hashes the same in every counter of the run.
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
-    }
-
-    fn sketch(&mut self, h: u64) {
-        let m = 1usize << Self::P;
-        if self.registers.is_empty() {
-            self.registers = vec![0; m];
-        }
-        let idx = (h >> (64 - Self::P)) as usize;
-        let rest = (h << Self::P) | (1 << (Self::P - 1));
-        let rank = rest.leading_zeros() as u8 + 1;
-        if rank > self.registers[idx] {
-            self.registers[idx] = rank;
-        }
-    }
-
-    pub fn add(&mut self, value: &[u8]) {
-        let h = Self::hash(value);
-        match &mut self.exact {
-            Some(set) => {
-                set.insert(h);
-                if set.len() > Self::EXACT {
-                    let set = self.exact.take().unwrap_or_default();
-                    for h in set {
-                        self.sketch(h);
-                    }
-                }
-            }
-            None => self.sketch(h),
-        }
-    }
-
-    /// The answer after reading every key of a pattern or document of a collection (`unit`):
-    /// the count, with a method that says whether it is exact, what was read (`how`) and how
-    /// many lacked the field.
-    pub fn answer(&self, field: &str, read: u64, unit: &str, how: &str, missing: u64) -> Subjects {
-        let (count, exact) = self.count();
-        Subjects {
-            count,
-            method: format!(
-                "{} distinct {field} over all {read} {unit} read ({how}){}",
-                if exact {
-                    "exact"
-                } else {
-                    "HyperLogLog estimate of"
-                },
-                if missing > 0 {
-                    format!(", {missing} {unit} without it or gone")
-                } else {
-                    String::new()
-                }
-            ),
-        }
-    }
-
-    /// The count, and whether it is exact.
-    pub fn count(&self) -> (u64, bool) {
-        if let Some(set) = &self.exact {
-            return (set.len() as u64, true);
-        }
-        let m = self.registers.len() as f64;
-        let sum: f64 = self
-            .registers
-            .iter()
-            .map(|&r| 2f64.powi(-i32::from(r)))
-            .sum();
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let e = alpha * m * m / sum;
-        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        let e = if e <= 2.5 * m && zeros > 0 {
-            m * (m / zeros as f64).ln()
-        } else {
-            e
-        };
-        (e.round() as u64, false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn distinct_counter_is_exact_then_close() {
-        let mut c = DistinctCounter::default();
-        for i in 0..50_000u32 {
-            c.add(format!("user-{}", i % 20_000).as_bytes());
-        }
-        assert_eq!(c.count(), (20_000, true));
-        let mut c = DistinctCounter::default();
-        let n = 1_000_000u32;
-        for i in 0..2 * n {
-            c.add(format!("{:08x}-person", i % n).as_bytes());
-        }
-        let (got, exact) = c.count();
-        assert!(!exact);
-        let err = (got as f64 - f64::from(n)).abs() / f64::from(n);
-        assert!(
-            err < 0.03,
-            "HyperLogLog estimate {got} for {n} is {err:.4} off"
-        );
-    }
 
     fn field(path: &str, cat: &str) -> Field {
         Field {
@@ -758,7 +526,7 @@ mod key_id_tests {
             _: &'a ProbeCtx,
             _: &'a str,
             keys: &'a [String],
-        ) -> BoxFuture<'a, Result<u64, String>> {
+        ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
             let n = keys
                 .iter()
                 .filter(|k| {
@@ -787,9 +555,9 @@ mod key_id_tests {
             ),
             container(None, &["credential.oauth_token"], &[]),
         ];
-        let ctx = crate::probe::test_ctx(
+        let ctx = crate::driver::test_ctx(
             "127.0.0.1:1".parse().unwrap(),
-            crate::probe::ProbeOptions::default(),
+            crate::driver::ProbeOptions::default(),
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -1,20 +1,17 @@
 //! Inventory and sampling: what an exposed store holds, and a bounded, read-only sample of it.
 //!
-//! Each protocol module implements an [`InventoryFn`] (registered in the protocol registry) that
-//! lists containers (indices, collections, tables, key patterns …) with counts and sizes, reads
-//! each container's structure, and samples up to [`InventoryOptions::sample`] records, spread
-//! across the container where the store allows it cheaply. Records are flattened into field
-//! paths ([`flatten`]) with values truncated to a byte cap.
+//! Each protocol implements an [`InventoryFn`](crate::driver::InventoryFn) (registered in the
+//! protocol registry) that lists containers (indices, collections, tables, key patterns …)
+//! with counts and sizes, reads each container's structure, and samples up to
+//! [`InventoryOptions::sample`] records, spread across the container where the store allows it
+//! cheaply. Records are flattened into field paths ([`flatten`]) with values truncated to a
+//! byte cap.
 //!
 //! Samples stay inside the process: they feed classification and are never serialized. Budgets
 //! (time, bytes, number of containers) bound the work on huge stores; whatever a budget cut short
 //! is said in [`Inventory::notes`].
 
 use std::time::Duration;
-
-use futures::future::BoxFuture;
-
-use crate::probe::{Finding, ProbeCtx};
 
 pub mod flatten;
 pub mod keys;
@@ -37,7 +34,7 @@ pub struct InventoryOptions {
     /// Exact census: count every record (scroll, cursors, full SCAN) instead of catalogue figures.
     pub full: bool,
     /// Time for one container's distinct-people count; None = the default of
-    /// [`crate::subjects::SubjectsBudget::for_options`].
+    /// [`crate::driver::SubjectsBudget::for_options`].
     pub subjects_budget: Option<Duration>,
 }
 
@@ -85,10 +82,6 @@ pub struct Inventory {
     /// What a budget or an error cut short, in words.
     pub notes: Vec<String>,
 }
-
-/// A protocol's inventory: lists, counts and samples what `finding` says is readable.
-pub type InventoryFn =
-    for<'a> fn(&'a ProbeCtx, &'a Finding, &'a InventoryOptions) -> BoxFuture<'a, Inventory>;
 
 /// The field paths seen in a sample, in first-seen order, with how many records had each.
 pub fn paths_seen(sample: &[Record]) -> Vec<(String, u64)> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Access, ScanReport, Service, Severity};
+use crate::model::{ScanReport, Service, Severity};
 
 /// Exposure figures of one scan.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,7 +29,7 @@ pub struct Summary {
 
 /// True when a verdict means data can be read by whoever reaches the port.
 pub fn exposed(s: &Service) -> bool {
-    matches!(s.access, Access::Open | Access::DefaultCredentials)
+    s.access.is_exposed()
 }
 
 impl Summary {

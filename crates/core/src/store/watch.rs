@@ -447,7 +447,7 @@ impl Store {
             .clone()
             .unwrap_or_else(|| report.started_at.clone());
         for s in report.services.iter_mut() {
-            if !crate::scan::is_exposed(s.access) {
+            if !s.access.is_exposed() {
                 continue;
             }
             let Ok(ip) = s.address.parse() else {
@@ -474,11 +474,7 @@ impl Store {
             .map_err(|_| corrupt(format!("time {:?}", report.started_at)))?;
         let tx = self.conn.unchecked_transaction().map_err(&e)?;
         let mut exposed = std::collections::HashSet::new();
-        for s in report
-            .services
-            .iter()
-            .filter(|s| crate::scan::is_exposed(s.access))
-        {
+        for s in report.services.iter().filter(|s| s.access.is_exposed()) {
             let addr = parse_addr(&s.address, s.port)?;
             exposed.insert(addr);
             let op = WindowOp::Open {

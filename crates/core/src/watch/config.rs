@@ -419,7 +419,7 @@ impl GroupConfig {
                 builder.ports = PortList::parse(p).map_err(|e| self.err(format!("ports: {e}")))?
             }
             None if self.scope_file.is_none() || builder.ports.is_empty() => {
-                builder.ports = PortList::from_ports(crate::probe::default_ports())
+                builder.ports = PortList::from_ports(crate::protocols::default_ports())
                     .map_err(|e| self.err(e.to_string()))?;
             }
             None => {}

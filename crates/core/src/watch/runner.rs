@@ -34,10 +34,10 @@ use super::metrics::Metrics;
 use super::state::{self, Effects, Policy, Raised};
 use super::{EventKind, WatchError};
 use crate::classify::Fingerprinter;
+use crate::driver::ProbeOptions;
 use crate::inventory::InventoryOptions;
 use crate::model::{Exposure, ScanReport, Service, Severity};
 use crate::net::Limits;
-use crate::probe::ProbeOptions;
 use crate::scan::{self, Observer, Quiet, ScanOptions};
 use crate::scope::Scope;
 use crate::store::{

@@ -255,23 +255,37 @@ async fn probe_endpoint(
         Arc::new(connector.clone()),
     );
     let first = match ctx.connect().await {
-        Ok(c) => c,
+        Ok(c) => Some(c),
         Err(NetError::Refused) => return EndpointResult::Closed,
+        // The handshake completed and the peer reset or closed before this side looked: a
+        // port that is open (something accepted), not a network that could not be reached.
+        Err(NetError::Reset | NetError::Closed(_)) => None,
         Err(_) => return EndpointResult::Failed,
     };
-    let identified = match tokio::time::timeout(service_timeout, identify(&ctx, first)).await {
-        Ok(id) => id,
-        Err(_) => {
+    let identified = match first {
+        None => {
             let mut f = crate::driver::Finding::new("unknown");
-            f.evidence.push(format!(
-                "port open, but no protocol was identified within the {}s service deadline",
-                service_timeout.as_secs()
-            ));
+            f.evidence
+                .push("port open; the peer accepted the connection, then reset it".to_string());
             Identified {
                 finding: f,
                 tls: false,
             }
         }
+        Some(first) => match tokio::time::timeout(service_timeout, identify(&ctx, first)).await {
+            Ok(id) => id,
+            Err(_) => {
+                let mut f = crate::driver::Finding::new("unknown");
+                f.evidence.push(format!(
+                    "port open, but no protocol was identified within the {}s service deadline",
+                    service_timeout.as_secs()
+                ));
+                Identified {
+                    finding: f,
+                    tls: false,
+                }
+            }
+        },
     };
     let Identified { finding, tls } = identified;
     let inv = match (&inventory, is_exposed(finding.access)) {
@@ -391,6 +405,11 @@ async fn run_over(
     observer: Arc<dyn Observer>,
     endpoints: impl for<'a> FnOnce(&'a Scope) -> EndpointIter<'a>,
 ) -> ScanReport {
+    // Compiling the classifier's rules and loading its validators' tables takes long enough
+    // (130 ms in a debug build) to stall a runtime thread; done inside the first endpoint's
+    // task (the first name or evidence to mask) it delays every probe beside it, so a
+    // server-first peer's greeting window passes before the probes are sent.
+    let _ = tokio::task::spawn_blocking(crate::classify::names::warm_up).await;
     let started = SystemTime::now();
     let t0 = Instant::now();
     let probe_opts = Arc::new(opts.probe.clone());

@@ -31,7 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fixtures  # noqa: E402
+from kinds import KINDS  # noqa: E402  (new protocols' servers: lab/kinds/<kind>.py)
+
+LAB_MODULE = sys.modules[__name__]
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "lab"
@@ -66,7 +70,7 @@ class Service:
     """One lab server. `access` is the verdict a correct scanner must reach (with --try-defaults)."""
 
     name: str
-    kind: str  # opensearch | ferretdb | redis | postgres | mariadb | memcached
+    kind: str  # opensearch | ferretdb | redis | postgres | mariadb | memcached | stunnel | a lab/kinds/ kind
     address: str
     port: int
     access: str  # open | default_credentials | auth_required
@@ -81,6 +85,8 @@ class Service:
 
     @property
     def protocol(self) -> str:
+        if self.kind in KINDS:
+            return KINDS[self.kind].protocol
         return {
             "stunnel": "elasticsearch",
             "opensearch": "elasticsearch",
@@ -93,6 +99,8 @@ class Service:
 
     @property
     def product(self) -> str:
+        if self.kind in KINDS:
+            return KINDS[self.kind].product
         return {
             "stunnel": "OpenSearch",
             "opensearch": "OpenSearch",
@@ -153,7 +161,10 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
 
 
 def install(quiet: bool = False) -> None:
-    missing = [pkg for pkg, path in APT_PACKAGES.items() if not Path(path).exists()]
+    wanted = dict(APT_PACKAGES)
+    for kind in KINDS.values():
+        wanted.update(kind.apt)
+    missing = [pkg for pkg, path in wanted.items() if not Path(path).exists()]
     if missing:
         log(f"installing Debian packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -161,6 +172,8 @@ def install(quiet: bool = False) -> None:
         run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
     install_ferretdb()
     run(["bash", str(LAB / "opensearch" / "build.sh")])
+    for kind in KINDS.values():
+        kind.install(LAB_MODULE)
     install_venv()
     fixtures.install()
     labgen()  # builds the generator if needed
@@ -285,7 +298,9 @@ def start_service(svc: Service, state: dict) -> None:
     check_loopback(svc.address)
     d = STATE / svc.name
     d.mkdir(parents=True, exist_ok=True)
-    if svc.kind == "opensearch":
+    if svc.kind in KINDS:
+        KINDS[svc.kind].start(LAB_MODULE, svc, d, state)
+    elif svc.kind == "opensearch":
         spawn(
             svc,
             ["bash", str(LAB / "opensearch" / "run.sh"), "--host", svc.address, "--http-port", str(svc.port),
@@ -448,7 +463,10 @@ def wait_ready(svc: Service, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if svc.kind == "opensearch":
+            if svc.kind in KINDS:
+                if KINDS[svc.kind].ready(LAB_MODULE, svc):
+                    return
+            elif svc.kind == "opensearch":
                 status, _ = http_req(svc, "GET", "/_cluster/health?wait_for_status=yellow&timeout=5s")
                 if status == 200:
                     return
@@ -473,7 +491,9 @@ def wait_ready(svc: Service, timeout: float = 180) -> None:
 
 def configure(svc: Service) -> None:
     """Accounts and passwords, set through the local socket before anything is loaded."""
-    if svc.kind == "postgres":
+    if svc.kind in KINDS:
+        KINDS[svc.kind].configure(LAB_MODULE, svc)
+    elif svc.kind == "postgres":
         if svc.password:
             psql(svc, f"ALTER USER postgres PASSWORD '{svc.password}'")
         if svc.dataset != "apps":
@@ -601,6 +621,9 @@ def seed_memcached(svc: Service, ga: list[str]) -> None:
 
 
 def seed(svc: Service, truth: dict, ga: list[str]) -> None:
+    if svc.kind in KINDS:
+        KINDS[svc.kind].seed(LAB_MODULE, svc, truth, ga)
+        return
     layout = truth["layouts"][svc.protocol]
     if svc.kind == "opensearch":
         seed_opensearch(svc, layout, ga)
@@ -619,6 +642,8 @@ def seed(svc: Service, truth: dict, ga: list[str]) -> None:
 
 def server_version(svc: Service) -> str | None:
     try:
+        if svc.kind in KINDS:
+            return KINDS[svc.kind].version(LAB_MODULE, svc)
         if svc.kind == "opensearch":
             return json.loads(http_req(svc, "GET", "/")[1])["version"]["number"]
         if svc.kind == "stunnel":
@@ -789,7 +814,9 @@ def write_manifest(services: list[Service], truths: dict, users: int, state: dic
                 if svc.access == "default_credentials"
                 else None,
                 "dataset": {"users": truth["users"], "seed": truth["seed"]},
-                "containers": truth["layouts"][svc.protocol],
+                "containers": KINDS[svc.kind].containers(LAB_MODULE, svc, truth)
+                if svc.kind in KINDS
+                else truth["layouts"][svc.protocol],
             }
         )
     out["fixtures"] = {
@@ -859,6 +886,8 @@ def lab_listeners() -> list[str]:
 def probe(svc: Service) -> str:
     """A protocol-level answer from the service, as a short string (what a person would check)."""
     try:
+        if svc.kind in KINDS:
+            return KINDS[svc.kind].probe(LAB_MODULE, svc)
         if svc.kind in ("opensearch", "stunnel"):
             req = https_req if svc.tls else http_req
             doc = json.loads(req(svc, "GET", "/")[1])

@@ -161,6 +161,7 @@ pub fn from_sample(h: &Holding, key: &Field) -> Option<Subjects> {
                 key.path,
                 h.sample.len()
             ),
+            interval: None,
         });
     }
     // Keys name one person each when every sampled key embeds its record's person key and no
@@ -184,6 +185,7 @@ pub fn from_sample(h: &Holding, key: &Field) -> Option<Subjects> {
             h.sample.len(),
             key.path
         ),
+        interval: None,
     })
 }
 
@@ -243,6 +245,7 @@ async fn ask_store(
         return Vec::new();
     };
     let queries: Vec<SubjectsQuery<'_>> = asks.iter().map(|(_, q)| q.clone()).collect();
+    let budget = budget.shared(queries.len());
     let total = budget.total(queries.len());
     let answers = match tokio::time::timeout(
         total,
@@ -259,8 +262,8 @@ async fn ask_store(
         Ok(a) => a,
         Err(_) => {
             return vec![format!(
-                "distinct-people counts stopped at their {}s budget",
-                total.as_secs()
+                "distinct-people counts stopped at their {} budget",
+                crate::driver::secs(total)
             )]
         }
     };
@@ -270,6 +273,7 @@ async fn ask_store(
             Ok(s) => {
                 containers[*i].subjects_estimate = Some(s.count);
                 containers[*i].subjects_method = Some(s.method);
+                containers[*i].subjects_interval = s.interval;
             }
             Err(why) => notes.push(format!(
                 "{}: no distinct-people count for {} ({why})",
@@ -428,6 +432,7 @@ mod key_id_tests {
             sampled: 0,
             subjects_estimate: subjects,
             subjects_method: None,
+            subjects_interval: None,
             categories: cats.iter().map(|c| c.to_string()).collect(),
             fields: fields
                 .iter()

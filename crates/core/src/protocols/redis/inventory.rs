@@ -124,29 +124,31 @@ pub(super) fn read_command(kind: &str, key: &str, n: usize) -> Option<Vec<String
     }
 }
 
-/// When one database's listing and sampling must end.
-pub(super) struct Until {
-    /// The SCAN stops here; counts are extrapolated from the keys seen.
-    pub scan: Instant,
-    /// Sampling stops here; patterns not sampled by then are listed without a sample.
-    pub sample: Instant,
+/// `SELECT db` on `conn`.
+async fn select(conn: &mut Conn, ctx: &ProbeCtx, db: u32) -> Result<(), NetError> {
+    match call(conn, ctx, &["SELECT", &db.to_string()]).await? {
+        Value::Simple(_) => Ok(()),
+        other => Err(NetError::Invalid(format!("SELECT {db} answered {other:?}"))),
+    }
 }
 
-pub(super) async fn inventory_db(
+/// The keys to sample of each pattern listed: (index in the inventory's holdings, keys).
+type ToSample = Vec<(usize, Vec<String>)>;
+
+/// Lists one database's key patterns (SCAN until `until` or the key budget), with counts,
+/// into `inv`, unsampled; returns what to sample of each.
+pub(super) async fn list_db(
     conn: &mut Conn,
     ctx: &ProbeCtx,
     opts: &crate::inventory::InventoryOptions,
     (db, dbsize): (u32, u64),
     budget: &mut usize,
-    until: &Until,
+    until: Instant,
     inv: &mut crate::inventory::Inventory,
-) -> Result<(), NetError> {
+) -> Result<ToSample, NetError> {
     use crate::inventory::keys::Grouper;
     use crate::inventory::Holding;
-    match call(conn, ctx, &["SELECT", &db.to_string()]).await? {
-        Value::Simple(_) => {}
-        other => return Err(NetError::Invalid(format!("SELECT {db} answered {other:?}"))),
-    }
+    select(conn, ctx, db).await?;
     let mut groups = Grouper::new(MAX_PATTERNS, opts.sample);
     let mut cursor = "0".to_string();
     let limit = if opts.full { u64::MAX } else { SCAN_BUDGET };
@@ -177,7 +179,7 @@ pub(super) async fn inventory_db(
         if cursor == "0" || groups.total >= limit || *budget == 0 {
             break;
         }
-        if Instant::now() >= until.scan {
+        if Instant::now() >= until {
             timed_out = true;
             break;
         }
@@ -194,11 +196,7 @@ pub(super) async fn inventory_db(
             }
         ));
     }
-    // Set when a read outlasted the deadline: the connection may hold a late reply.
-    let mut dirty = false;
     let scanned = groups.total.max(1);
-    // Names first: every pattern is in the inventory before any value is read, so a budget
-    // that ends during sampling leaves them listed.
     let mut to_sample = Vec::new();
     for (name, g) in groups.finish() {
         let records = if complete {
@@ -219,18 +217,33 @@ pub(super) async fn inventory_db(
             sample_keys: Vec::new(),
         });
     }
+    Ok(to_sample)
+}
+
+/// Reads the sample of each pattern of database `db` listed by [`list_db`], until `until`:
+/// `Ok(false)` when the time ran out with a read outstanding (the connection may hold a late
+/// reply).
+async fn sample_db(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+    opts: &crate::inventory::InventoryOptions,
+    (db, to_sample): (u32, ToSample),
+    budget: &mut usize,
+    until: Instant,
+    inv: &mut crate::inventory::Inventory,
+) -> Result<bool, NetError> {
+    select(conn, ctx, db).await?;
     for (at, keys) in to_sample {
         for chunk in keys.chunks(100) {
-            if *budget == 0 || opts.sample == 0 || dirty || Instant::now() >= until.sample {
-                break;
+            if *budget == 0 || Instant::now() >= until {
+                return Ok(true);
             }
             let types: Vec<Vec<String>> = chunk
                 .iter()
                 .map(|k| vec!["TYPE".into(), k.clone()])
                 .collect();
-            let Ok(kinds) = timeout_at(until.sample, call_many(conn, ctx, &types)).await else {
-                dirty = true;
-                break;
+            let Ok(kinds) = timeout_at(until, call_many(conn, ctx, &types)).await else {
+                return Ok(false);
             };
             let (kinds, bytes) = kinds?;
             *budget = budget.saturating_sub(bytes);
@@ -243,9 +256,8 @@ pub(super) async fn inventory_db(
                 })
                 .collect();
             let cmds: Vec<Vec<String>> = reads.iter().map(|(_, c)| c.clone()).collect();
-            let Ok(values) = timeout_at(until.sample, call_many(conn, ctx, &cmds)).await else {
-                dirty = true;
-                break;
+            let Ok(values) = timeout_at(until, call_many(conn, ctx, &cmds)).await else {
+                return Ok(false);
             };
             let (values, bytes) = values?;
             *budget = budget.saturating_sub(bytes);
@@ -260,12 +272,7 @@ pub(super) async fn inventory_db(
             }
         }
     }
-    if dirty {
-        return Err(NetError::Invalid(
-            "samples cut short at the time budget; patterns after it are listed unsampled".into(),
-        ));
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// The protocol's [`crate::driver::InventoryFn`].
@@ -310,6 +317,8 @@ async fn work(
         .time_budget
         .saturating_sub(crate::driver::margin(opts.time_budget));
     let (scan_end, sample_end) = (start + work / 2, start + work);
+    // Names first: every database is listed before any value is read.
+    let mut listed: Vec<(u32, ToSample)> = Vec::new();
     let n_dbs = dbs.len();
     for (i, (db, keys)) in dbs.into_iter().enumerate() {
         if inv.holdings.len() >= opts.max_containers {
@@ -321,18 +330,16 @@ async fn work(
         }
         let now = Instant::now();
         let left = u32::try_from(n_dbs - i).unwrap_or(u32::MAX);
-        let until = Until {
-            scan: now + scan_end.saturating_duration_since(now) / left,
-            sample: sample_end,
-        };
-        if let Err(e) =
-            inventory_db(&mut conn, ctx, opts, (db, keys), &mut budget, &until, inv).await
-        {
-            inv.notes.push(format!("db{db}: {e}"));
-            // The connection may hold half a reply; the next database gets a fresh one.
-            match ctx.connect().await {
-                Ok(c) => conn = c,
-                Err(_) => break,
+        let until = now + scan_end.saturating_duration_since(now) / left;
+        match list_db(&mut conn, ctx, opts, (db, keys), &mut budget, until, inv).await {
+            Ok(plan) => listed.push((db, plan)),
+            Err(e) => {
+                inv.notes.push(format!("db{db}: {e}"));
+                // The connection may hold half a reply; the next database gets a fresh one.
+                match ctx.connect().await {
+                    Ok(c) => conn = c,
+                    Err(_) => return,
+                }
             }
         }
         if budget == 0 {
@@ -340,7 +347,42 @@ async fn work(
                 "stopped at the {}-byte read budget",
                 opts.byte_budget
             ));
-            break;
+            return;
+        }
+    }
+    if opts.sample == 0 {
+        return;
+    }
+    for (db, plan) in listed {
+        match sample_db(
+            &mut conn,
+            ctx,
+            opts,
+            (db, plan),
+            &mut budget,
+            sample_end,
+            inv,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                inv.notes.push(format!(
+                    "db{db}: samples cut short at the time budget; the patterns after it are \
+                     listed unsampled"
+                ));
+                return;
+            }
+            Err(e) => {
+                inv.notes.push(format!("db{db}: sampling failed: {e}"));
+                match ctx.connect().await {
+                    Ok(c) => conn = c,
+                    Err(_) => return,
+                }
+            }
+        }
+        if Instant::now() >= sample_end {
+            return;
         }
     }
 }

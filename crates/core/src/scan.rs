@@ -322,8 +322,19 @@ async fn probe_endpoint(
                     for h in &mut inv.holdings {
                         crate::inventory::keys::add_key_fields(h);
                     }
-                    let mut found = containers(&inv, fp);
-                    let mut notes = inv.notes;
+                    // Classification is CPU work: off the async workers, so that the other
+                    // services' round trips (and their budgets) do not wait behind it.
+                    let fp = fp.clone();
+                    let (inv, mut found) = match tokio::task::spawn_blocking(move || {
+                        let found = containers(&inv, &fp);
+                        (inv, found)
+                    })
+                    .await
+                    {
+                        Ok(done) => done,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    let mut notes = inv.notes.clone();
                     notes.extend(
                         crate::subjects::estimate(
                             &ictx,

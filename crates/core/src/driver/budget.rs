@@ -32,8 +32,9 @@ use tokio::time::Instant;
 
 use crate::inventory::InventoryOptions;
 
-/// The default time of one service's inventory and people counts, in seconds: the whole
-/// 2.4 M-user lab in under 10 s with identification (bench/RESULTS.md, seed scale).
+/// The default time of one service's inventory and people counts, in seconds (the budget
+/// model is in this module's docs, `driver/budget.rs`): meant to keep the whole 2.4 M-user lab
+/// under 10 s with identification (bench/RESULTS.md, seed scale).
 pub const SERVICE_DEFAULT: f64 = 7.0;
 
 /// The inventory's share of a service's budget when the people counts share it too.

@@ -38,7 +38,7 @@ pub struct SubjectsBudget {
     /// Time for one container's count; the store is told this too where it can be
     /// (`statement_timeout`, `maxTimeMS`, `max_statement_time`).
     pub per_container: Duration,
-    /// When the service's own budget ends (see [`super::budget`]): the counts stop then
+    /// When the service's own budget ends (see [`super::SERVICE_DEFAULT`] for the model): the counts stop then
     /// however many containers are left, and each container's share is what is left divided
     /// among those still to count. None: a share of `per_container` each, however long.
     pub until: Option<Instant>,
@@ -99,7 +99,7 @@ impl SubjectsBudget {
 
     /// The user's `--subjects-timeout`; with `--full` (an exact census was asked for) the
     /// inventory's own time budget per container; else the rest of the service's budget,
-    /// shared among its containers (`service_end`, see [`super::budget`]).
+    /// shared among its containers (`service_end`, see [`super::SERVICE_DEFAULT`]).
     pub fn for_options(opts: &InventoryOptions, service_end: Instant) -> SubjectsBudget {
         let default = SubjectsBudget::default().per_container;
         if let Some(b) = opts.subjects_budget {
@@ -317,6 +317,18 @@ impl ValueProfile {
     }
 }
 
+/// A read of a pattern's person field cut short: `read` records read (`missing` of them without
+/// the field) of `total`, the `field`, how the records were read (`how`) and why it stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct CutShort<'a> {
+    pub read: u64,
+    pub missing: u64,
+    pub total: u64,
+    pub field: &'a str,
+    pub how: &'a str,
+    pub why: &'a str,
+}
+
 /// Distinct values among `total` records when a read that went through them in an order
 /// unrelated to their values (Redis SCAN walks its hash table) was cut short: `counter` holds
 /// every value read (`read` records, `missing` of them without one) and `profile` the
@@ -327,13 +339,16 @@ impl ValueProfile {
 pub fn partial_read(
     counter: &DistinctCounter,
     profile: &ValueProfile,
-    read: u64,
-    missing: u64,
-    total: u64,
-    field: &str,
-    how: &str,
-    why: &str,
+    cut: CutShort<'_>,
 ) -> Option<Subjects> {
+    let CutShort {
+        read,
+        missing,
+        total,
+        field,
+        how,
+        why,
+    } = cut;
     let (n, d, f1, f2) = profile.counts();
     let with_value = read.saturating_sub(missing);
     if n < 100 || with_value == 0 || total <= read {
@@ -541,16 +556,15 @@ mod tests {
             counter.add(v.as_bytes());
             profile.add(v.as_bytes());
         }
-        partial_read(
-            &counter,
-            &profile,
+        let cut = CutShort {
             read,
-            0,
-            records,
-            "user_id",
-            "SCAN",
-            "time ran out",
-        )
+            missing: 0,
+            total: records,
+            field: "user_id",
+            how: "SCAN",
+            why: "time ran out",
+        };
+        partial_read(&counter, &profile, cut)
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub use context::{
 };
 pub use count::{
     around, exact_or, from_hashed, from_value_sample, outer_column, partial_read, secs, value_at,
-    value_modulus, value_sample, DistinctCounter, Got, LooseSample, Slot, Subjects, SubjectsBudget,
-    SubjectsQuery, ValueProfile, EXACT_ROWS, GRACE, PRECISE_SAMPLE,
+    value_modulus, value_sample, CutShort, DistinctCounter, Got, LooseSample, Slot, Subjects,
+    SubjectsBudget, SubjectsQuery, ValueProfile, EXACT_ROWS, GRACE, PRECISE_SAMPLE,
 };
 pub(crate) use entry::hook;
 pub use entry::{

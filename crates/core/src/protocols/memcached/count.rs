@@ -39,12 +39,14 @@ pub(super) async fn count_pattern(
             return crate::driver::partial_read(
                 &counter,
                 &profile,
-                keys_read,
-                missing,
-                q.holding.records.unwrap_or(0),
-                &q.field,
-                "lru_crawler metadump, get",
-                "its share of the time budget ran out",
+                crate::driver::CutShort {
+                    read: keys_read,
+                    missing,
+                    total: q.holding.records.unwrap_or(0),
+                    field: &q.field,
+                    how: "lru_crawler metadump, get",
+                    why: "its share of the time budget ran out",
+                },
             )
             .ok_or_else(|| format!("read {keys_read} keys of {name} before the time budget"));
         }

@@ -77,16 +77,17 @@ pub(super) async fn count_pattern(
         if tokio::time::Instant::now() >= deadline {
             // SCAN walks the hash table, in an order unrelated to the values: the keys read
             // so far are a random sample of the pattern's, and the estimate says so.
-            let total = q.holding.records.unwrap_or(0);
             return crate::driver::partial_read(
                 &counter,
                 &profile,
-                keys_read,
-                missing,
-                total,
-                &q.field,
-                &format!("SCAN MATCH {want}"),
-                "its share of the time budget ran out",
+                crate::driver::CutShort {
+                    read: keys_read,
+                    missing,
+                    total: q.holding.records.unwrap_or(0),
+                    field: &q.field,
+                    how: &format!("SCAN MATCH {want}"),
+                    why: "its share of the time budget ran out",
+                },
             )
             .ok_or_else(|| {
                 format!(

@@ -393,16 +393,19 @@ struct ScanArgs {
     #[arg(long)]
     no_inventory: bool,
 
-    /// Time budget in seconds for the inventory and sampling of one service; what it cuts short
-    /// is said in the report [default: 30, or 3600 with --full].
+    /// Time budget in seconds for one service after it is identified: listing, counts,
+    /// samples and people counts (60 % for the inventory, the rest shared among the people
+    /// counts); what it cuts short is said in the report, marked estimated or missing
+    /// [default: 7, or 3600 with --full].
     ///
     /// Example: --inventory-timeout 120
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     inventory_timeout: Option<f64>,
 
-    /// Time budget in seconds for counting the distinct people of one container: the store's
-    /// own distinct count, or reading every key of a Redis/Memcached pattern (millions of keys
-    /// take longer than the default) [default: 10, or the inventory timeout with --full].
+    /// Time budget in seconds for counting the distinct people of one container, on top of the
+    /// service's --inventory-timeout: the store's own distinct count, or reading every key of
+    /// a Redis/Memcached pattern [default: the rest of the service's budget, shared among its
+    /// containers; the inventory timeout each with --full].
     ///
     /// Example: --subjects-timeout 120
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -695,7 +698,7 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             time_budget: Duration::from_secs_f64(a.inventory_timeout.unwrap_or(if a.full {
                 3600.0
             } else {
-                30.0
+                leakscope_core::driver::SERVICE_DEFAULT
             })),
             full: a.full,
             subjects_budget: a.subjects_timeout.map(Duration::from_secs_f64),

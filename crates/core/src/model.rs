@@ -192,6 +192,10 @@ pub struct Container {
     /// How `subjects_estimate` was obtained (the store's distinct count, the sample …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects_method: Option<String>,
+    /// Where the truth of an estimated `subjects_estimate` lies, `[low, high]`: a 95 % interval
+    /// of a sampled ratio, or the certain bounds of a read cut short (the method says which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects_interval: Option<[u64; 2]>,
     pub categories: Vec<String>,
     pub fields: Vec<Field>,
 }

@@ -77,6 +77,7 @@ mod tests {
                     sampled: 10,
                     subjects_estimate: None,
                     subjects_method: None,
+                    subjects_interval: None,
                     categories: cats.iter().map(|c| c.to_string()).collect(),
                     fields: Vec::new(),
                 })

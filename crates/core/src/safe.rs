@@ -162,6 +162,7 @@ mod tests {
                 sampled: 1,
                 subjects_estimate: None,
                 subjects_method: Some("distinct by_mail.erin@example.com values".into()),
+                subjects_interval: None,
                 categories: vec![],
                 fields: vec![Field {
                     path: "by_mail.erin@example.com.plan".into(),

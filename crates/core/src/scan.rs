@@ -176,6 +176,9 @@ enum EndpointResult {
     Service(Box<Service>),
 }
 
+/// How long past its time budget an inventory is waited for before it is dropped.
+const INVENTORY_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs the protocol's inventory within its time budget.
 async fn take_inventory(
     ctx: &ProbeCtx,
@@ -184,13 +187,21 @@ async fn take_inventory(
 ) -> Option<Inventory> {
     let inventory = crate::protocols::protocol(finding.protocol)?.inventory?;
     Some(
-        match tokio::time::timeout(opts.time_budget, inventory(ctx, finding, opts)).await {
+        // Protocols end their own work a margin before `time_budget` and return what they
+        // found; this timeout, which drops all of it, is the guard against one that does not,
+        // so it leaves a second more for a loaded machine.
+        match tokio::time::timeout(
+            opts.time_budget + INVENTORY_GRACE,
+            inventory(ctx, finding, opts),
+        )
+        .await
+        {
             Ok(inv) => inv,
             Err(_) => Inventory {
                 holdings: Vec::new(),
                 notes: vec![format!(
-                    "inventory stopped at its {}s time budget before it finished",
-                    opts.time_budget.as_secs()
+                    "inventory stopped at its {} time budget before it finished",
+                    crate::driver::secs(opts.time_budget)
                 )],
             },
         },
@@ -230,6 +241,7 @@ fn containers(inv: &Inventory, fp: &Fingerprinter) -> Vec<Container> {
                 sampled: h.sample.len() as u64,
                 subjects_estimate: None,
                 subjects_method: None,
+                subjects_interval: None,
                 categories: c.categories,
                 fields,
             }
@@ -295,20 +307,40 @@ async fn probe_endpoint(
             } else {
                 ctx.with_tls_off()
             };
-            match take_inventory(&ictx, &finding, iopts).await {
+            let start = tokio::time::Instant::now();
+            let service_end = start
+                + iopts
+                    .time_budget
+                    .saturating_sub(crate::driver::margin(iopts.time_budget));
+            let inventory_opts = InventoryOptions {
+                time_budget: iopts.inventory_time(),
+                ..(**iopts).clone()
+            };
+            match take_inventory(&ictx, &finding, &inventory_opts).await {
                 Some(mut inv) => {
                     // Key names are data: their variable segments are classified as fields.
                     for h in &mut inv.holdings {
                         crate::inventory::keys::add_key_fields(h);
                     }
-                    let mut found = containers(&inv, fp);
-                    let mut notes = inv.notes;
+                    // Classification is CPU work: off the async workers, so that the other
+                    // services' round trips (and their budgets) do not wait behind it.
+                    let fp = fp.clone();
+                    let (inv, mut found) = match tokio::task::spawn_blocking(move || {
+                        let found = containers(&inv, &fp);
+                        (inv, found)
+                    })
+                    .await
+                    {
+                        Ok(done) => done,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    let mut notes = inv.notes.clone();
                     notes.extend(
                         crate::subjects::estimate(
                             &ictx,
                             &finding,
                             iopts,
-                            crate::driver::SubjectsBudget::for_options(iopts),
+                            crate::driver::SubjectsBudget::for_options(iopts, service_end),
                             &inv.holdings,
                             &mut found,
                         )

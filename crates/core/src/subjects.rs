@@ -161,6 +161,7 @@ pub fn from_sample(h: &Holding, key: &Field) -> Option<Subjects> {
                 key.path,
                 h.sample.len()
             ),
+            interval: None,
         });
     }
     // Keys name one person each when every sampled key embeds its record's person key and no
@@ -184,6 +185,7 @@ pub fn from_sample(h: &Holding, key: &Field) -> Option<Subjects> {
             h.sample.len(),
             key.path
         ),
+        interval: None,
     })
 }
 
@@ -226,7 +228,34 @@ pub async fn estimate(
     let mut notes = ask_store(ctx, finding, opts, budget, asks, containers).await;
     let exists = crate::protocols::protocol(finding.protocol).and_then(|p| p.keys_exist);
     notes.extend(by_key_ids(ctx, exists, holdings, containers).await);
+    if opts.sample > 0 {
+        notes.extend(unexplained(containers, &notes));
+    }
     notes
+}
+
+/// Why a container that may hold people has no estimate, where no note says so yet: it was
+/// not sampled (the budget ran out first), or its sample has data but no person field.
+fn unexplained(containers: &[Container], notes: &[String]) -> Vec<String> {
+    containers
+        .iter()
+        .filter(|c| c.subjects_estimate.is_none() && !c.system && c.records != Some(0))
+        .filter(|c| {
+            !notes
+                .iter()
+                .any(|n| n.starts_with(&format!("{}: ", c.name)))
+        })
+        .filter_map(|c| {
+            let why = if c.sampled == 0 {
+                "not sampled within the budget, so its person field is unknown"
+            } else if !c.categories.is_empty() {
+                "no person field in its sample, and no other container's keys match its key ids"
+            } else {
+                return None;
+            };
+            Some(format!("{}: no distinct-people count ({why})", c.name))
+        })
+        .collect()
 }
 
 /// Method 3: the protocol's distinct counts for `asks` (container index, query).
@@ -243,6 +272,7 @@ async fn ask_store(
         return Vec::new();
     };
     let queries: Vec<SubjectsQuery<'_>> = asks.iter().map(|(_, q)| q.clone()).collect();
+    let budget = budget.shared(queries.len());
     let total = budget.total(queries.len());
     let answers = match tokio::time::timeout(
         total,
@@ -258,10 +288,19 @@ async fn ask_store(
     {
         Ok(a) => a,
         Err(_) => {
-            return vec![format!(
-                "distinct-people counts stopped at their {}s budget",
-                total.as_secs()
-            )]
+            // Each container without a count says why, as a container whose count failed does.
+            return asks
+                .iter()
+                .map(|(_, q)| {
+                    format!(
+                        "{}: no distinct-people count for {} (the counts stopped at their {} \
+                         budget)",
+                        q.holding.name,
+                        q.field,
+                        crate::driver::secs(total)
+                    )
+                })
+                .collect();
         }
     };
     let mut notes = Vec::new();
@@ -270,6 +309,7 @@ async fn ask_store(
             Ok(s) => {
                 containers[*i].subjects_estimate = Some(s.count);
                 containers[*i].subjects_method = Some(s.method);
+                containers[*i].subjects_interval = s.interval;
             }
             Err(why) => notes.push(format!(
                 "{}: no distinct-people count for {} ({why})",
@@ -428,6 +468,7 @@ mod key_id_tests {
             sampled: 0,
             subjects_estimate: subjects,
             subjects_method: None,
+            subjects_interval: None,
             categories: cats.iter().map(|c| c.to_string()).collect(),
             fields: fields
                 .iter()

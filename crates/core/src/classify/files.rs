@@ -512,6 +512,7 @@ pub fn classify_files(
             sampled: r.records,
             subjects_estimate: None,
             subjects_method: None,
+            subjects_interval: None,
             categories: r.categories,
             fields: r.fields,
         };

@@ -1,5 +1,24 @@
 //! What one piece of work on a service may spend: time until a deadline, and bytes read.
 //!
+//! # The budget model
+//!
+//! A scan's time is bounded per service, and a service's time per container:
+//! - **Per service** (`--inventory-timeout`, [`SERVICE_DEFAULT`]): everything after the
+//!   service is identified and judged: the listing, record counts, samples and people
+//!   counts. Services are inventoried concurrently, so a whole scan takes about the
+//!   identification plus the slowest service's budget.
+//! - Inside it, the **inventory** (listing, then counts and samples, each protocol asking the
+//!   cheap questions first) gets [`INVENTORY_SHARE`] of it, and the **people counts** the rest,
+//!   shared among the containers still to count (`SubjectsBudget::until`).
+//! - **Per container**: a protocol's expensive question (a count, a distinct count, a key
+//!   read) ends at its share and the container keeps what was learned, marked as estimated
+//!   or missing with the reason.
+//!
+//! More time: `--inventory-timeout` for the whole service; `--subjects-timeout` gives each
+//! container's people count that long on top of the inventory's budget (which then keeps the
+//! whole service budget). `--full` asks for exact figures: 3600 s per service, each people
+//! count the same.
+//!
 //! An inventory, the people counts of a service, one probe's queries: each gets one
 //! [`Budget`], shared by every connection it opens (atomically, so concurrent requests of one
 //! inventory draw on the same bytes). The scan engine bounds the same work with its own timeout
@@ -12,6 +31,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::inventory::InventoryOptions;
+
+/// The default time of one service's inventory and people counts, in seconds (the budget
+/// model is in this module's docs, `driver/budget.rs`): meant to keep the whole 2.4 M-user lab
+/// under 10 s with identification (bench/RESULTS.md, seed scale).
+pub const SERVICE_DEFAULT: f64 = 7.0;
+
+/// The inventory's share of a service's budget when the people counts share it too.
+pub const INVENTORY_SHARE: f32 = 0.6;
 
 /// The most a protocol's budget ends before the engine's timeout.
 const MAX_MARGIN: Duration = Duration::from_secs(2);

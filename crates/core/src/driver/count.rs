@@ -27,6 +27,9 @@ pub struct SubjectsQuery<'a> {
 pub struct Subjects {
     pub count: u64,
     pub method: String,
+    /// Where an estimate's truth lies (`[low, high]`): a 95 % interval for a sampled ratio, or
+    /// certain bounds for a read cut short. None for exact counts and where unknown.
+    pub interval: Option<[u64; 2]>,
 }
 
 /// Settings for the store's distinct counts.
@@ -35,23 +38,50 @@ pub struct SubjectsBudget {
     /// Time for one container's count; the store is told this too where it can be
     /// (`statement_timeout`, `maxTimeMS`, `max_statement_time`).
     pub per_container: Duration,
+    /// When the service's own budget ends (see [`super::SERVICE_DEFAULT`] for the model): the counts stop then
+    /// however many containers are left, and each container's share is what is left divided
+    /// among those still to count. None: a share of `per_container` each, however long.
+    pub until: Option<Instant>,
 }
 
 impl Default for SubjectsBudget {
     fn default() -> Self {
         SubjectsBudget {
             per_container: Duration::from_secs(10),
+            until: None,
         }
     }
 }
 
 impl SubjectsBudget {
     /// Time the engine gives the counts of `queries` containers: each its share, plus 5 s for
-    /// logins and the slowest answer.
+    /// logins and the slowest answer; with [`Self::until`], never more than a [`GRACE`] past it
+    /// (the counters end by then themselves; the grace keeps their answers from being dropped
+    /// with the future at the same instant).
     pub fn total(&self, queries: usize) -> Duration {
-        self.per_container
+        let each = self
+            .per_container
             .saturating_mul(u32::try_from(queries).unwrap_or(u32::MAX))
-            .saturating_add(Duration::from_secs(5))
+            .saturating_add(Duration::from_secs(5));
+        match self.until {
+            Some(until) => each.min(until.saturating_duration_since(Instant::now()) + GRACE),
+            None => each,
+        }
+    }
+
+    /// The budget for `queries` containers to count from now: with [`Self::until`], each
+    /// container's share is the time left divided among them (at most `per_container`).
+    pub fn shared(&self, queries: usize) -> SubjectsBudget {
+        match self.until {
+            Some(until) => SubjectsBudget {
+                per_container: self.per_container.min(
+                    until.saturating_duration_since(Instant::now())
+                        / u32::try_from(queries.max(1)).unwrap_or(u32::MAX),
+                ),
+                until: Some(until),
+            },
+            None => *self,
+        }
     }
 
     /// The read timeout of a counting session whose deadline, not a read timeout, ends its
@@ -67,18 +97,26 @@ impl SubjectsBudget {
         Budget::new(Instant::now() + total.saturating_sub(margin(total)), bytes)
     }
 
-    /// The user's `--subjects-timeout`; else ten seconds per container, and with `--full` (an
-    /// exact census was asked for) the inventory's own time budget per container.
-    pub fn for_options(opts: &InventoryOptions) -> SubjectsBudget {
+    /// The user's `--subjects-timeout`; with `--full` (an exact census was asked for) the
+    /// inventory's own time budget per container; else the rest of the service's budget,
+    /// shared among its containers (`service_end`, see [`super::SERVICE_DEFAULT`]).
+    pub fn for_options(opts: &InventoryOptions, service_end: Instant) -> SubjectsBudget {
         let default = SubjectsBudget::default().per_container;
-        SubjectsBudget {
-            per_container: if let Some(b) = opts.subjects_budget {
-                b
-            } else if opts.full {
-                opts.time_budget.max(default)
-            } else {
-                default
-            },
+        if let Some(b) = opts.subjects_budget {
+            SubjectsBudget {
+                per_container: b,
+                until: None,
+            }
+        } else if opts.full {
+            SubjectsBudget {
+                per_container: opts.time_budget.max(default),
+                until: None,
+            }
+        } else {
+            SubjectsBudget {
+                per_container: default,
+                until: Some(service_end),
+            }
         }
     }
 }
@@ -112,7 +150,17 @@ pub fn value_sample(distinct: &str, hash: &str, k: u64, m: u64) -> Subjects {
              an estimate within ±{:.1} % (95 %)",
             err * 100.0
         ),
+        interval: Some(around(count, err)),
     }
+}
+
+/// `count` ± `err` (relative), as an interval.
+pub fn around(count: u64, err: f64) -> [u64; 2] {
+    let c = count as f64;
+    [
+        (c * (1.0 - err)).max(0.0).round() as u64,
+        (c * (1.0 + err)).round() as u64,
+    ]
 }
 
 /// `10 s`, `1.5 s`: a budget in a method's words.
@@ -156,7 +204,7 @@ impl DistinctCounter {
     pub const EXACT: usize = 100_000;
     const P: u32 = 14;
 
-    fn hash(value: &[u8]) -> u64 {
+    pub(crate) fn hash(value: &[u8]) -> u64 {
         use std::hash::{BuildHasher, BuildHasherDefault};
         // Fixed keys: the same value hashes the same in every counter of the run.
         BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
@@ -211,6 +259,8 @@ impl DistinctCounter {
                     String::new()
                 }
             ),
+            // 2^14 registers: a standard error of 1.04/128, so ±1.6 % at 95 %.
+            interval: (!exact).then(|| around(count, 0.0163)),
         }
     }
 
@@ -235,6 +285,102 @@ impl DistinctCounter {
         };
         (e.round() as u64, false)
     }
+}
+
+/// How often each value occurs among the first records of a read that may be cut short: the
+/// frequency profile the estimate of [`partial_read`] needs. Bounded: it stops taking records
+/// once it holds [`ValueProfile::CAP`] distinct values (the records it took stay a sample).
+#[derive(Debug, Clone, Default)]
+pub struct ValueProfile {
+    seen: std::collections::HashMap<u64, u32>,
+    records: u64,
+    full: bool,
+}
+
+impl ValueProfile {
+    /// Distinct values kept (about 16 bytes each).
+    pub const CAP: usize = 200_000;
+
+    pub fn add(&mut self, value: &[u8]) {
+        if self.full {
+            return;
+        }
+        *self.seen.entry(DistinctCounter::hash(value)).or_insert(0) += 1;
+        self.records += 1;
+        self.full = self.seen.len() >= Self::CAP;
+    }
+
+    /// Records taken, distinct values among them, and the values seen once and twice.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let f = |k: u32| self.seen.values().filter(|&&c| c == k).count() as u64;
+        (self.records, self.seen.len() as u64, f(1), f(2))
+    }
+}
+
+/// A read of a pattern's person field cut short: `read` records read (`missing` of them without
+/// the field) of `total`, the `field`, how the records were read (`how`) and why it stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct CutShort<'a> {
+    pub read: u64,
+    pub missing: u64,
+    pub total: u64,
+    pub field: &'a str,
+    pub how: &'a str,
+    pub why: &'a str,
+}
+
+/// Distinct values among `total` records when a read that went through them in an order
+/// unrelated to their values (Redis SCAN walks its hash table) was cut short: `counter` holds
+/// every value read (`read` records, `missing` of them without one) and `profile` the
+/// frequencies among the first of them. The estimate treats the records read as a random
+/// sample of fraction q and adds to the values seen the unseen ones by Chao and Lin's estimator
+/// for sampling without replacement (f1² / (2·n/(n−1)·f2 + q/(1−q)·f1)); the interval is
+/// certain: at least the values seen, at most those plus one per record not read.
+pub fn partial_read(
+    counter: &DistinctCounter,
+    profile: &ValueProfile,
+    cut: CutShort<'_>,
+) -> Option<Subjects> {
+    let CutShort {
+        read,
+        missing,
+        total,
+        field,
+        how,
+        why,
+    } = cut;
+    let (n, d, f1, f2) = profile.counts();
+    let with_value = read.saturating_sub(missing);
+    if n < 100 || with_value == 0 || total <= read {
+        return None;
+    }
+    // The records of the whole pattern that hold a value, at the share read.
+    let total_valued = (total as f64 * with_value as f64 / read as f64).max(n as f64);
+    let q = (n as f64 / total_valued).min(0.999);
+    let (n_f, f1_f, f2_f) = (n as f64, f1 as f64, f2 as f64);
+    let unseen = if f1 == 0 {
+        0.0
+    } else {
+        f1_f * f1_f / (2.0 * n_f / (n_f - 1.0) * f2_f + q / (1.0 - q) * f1_f)
+    };
+    // The distinct values read: exact, or a HyperLogLog figure whose low end is taken.
+    let seen = match counter.count() {
+        (seen, true) => seen,
+        (seen, false) => around(seen, 0.0163)[0],
+    };
+    let high = seen + (total - read);
+    let count = ((d as f64 + unseen).round() as u64).clamp(seen, high);
+    Some(Subjects {
+        count,
+        method: format!(
+            "estimate from the first {read} of {total} keys read ({how}) before {why}: {d} \
+             distinct {field} among {n} of them ({f1} seen once, {f2} twice), unseen ones by \
+             Chao and Lin's estimator for a sample of {:.1} %; between {seen} (distinct values \
+             read) and {high} (one more per key not read)",
+            q * 100.0
+        ),
+        interval: Some([seen, high]),
+    })
 }
 
 /// How much later than a SQL server's own statement time limit a count stops waiting, so that
@@ -372,6 +518,7 @@ pub fn exact_or<E: std::fmt::Display>(
         Got::Answer(n) => Ok(Subjects {
             count: n,
             method: format!("{counted}, exact"),
+            interval: None,
         }),
         Got::OutOfTime(why) => match sampled {
             Some(LooseSample { hash, k, m }) => {
@@ -389,6 +536,53 @@ pub fn exact_or<E: std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read cut short after a random `share` of `records` (value of record i: `value(i)`).
+    fn cut_read(records: u64, share: f64, value: impl Fn(u64) -> u64) -> Option<Subjects> {
+        // A fixed pseudo-random order (records sorted by a SplitMix64 hash of their index)
+        // stands for SCAN's, which has nothing to do with the values.
+        let mix = |i: u64| {
+            let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut order: Vec<u64> = (0..records).collect();
+        order.sort_by_key(|&i| mix(i));
+        let read = (records as f64 * share) as u64;
+        let (mut counter, mut profile) = (DistinctCounter::default(), ValueProfile::default());
+        for &i in order.iter().take(read as usize) {
+            let v = format!("person-{}", value(i));
+            counter.add(v.as_bytes());
+            profile.add(v.as_bytes());
+        }
+        let cut = CutShort {
+            read,
+            missing: 0,
+            total: records,
+            field: "user_id",
+            how: "SCAN",
+            why: "time ran out",
+        };
+        partial_read(&counter, &profile, cut)
+    }
+
+    #[test]
+    fn a_read_cut_short_estimates_within_its_bounds() {
+        // One record per person: every value read is new, the estimate is the record count.
+        let s = cut_read(500_000, 0.05, |i| i).unwrap();
+        assert_eq!(s.count, 500_000, "{}", s.method);
+        let [lo, hi] = s.interval.unwrap();
+        assert!(lo <= 25_000 && hi >= 500_000, "{lo} {hi}");
+        // Two records per person (pairs): 250,000 people; a 20 % read sees many pairs.
+        let s = cut_read(500_000, 0.2, |i| i / 2).unwrap();
+        let err = (s.count as f64 - 250_000.0).abs() / 250_000.0;
+        assert!(err < 0.05, "{} for 250000 ({})", s.count, s.method);
+        let [lo, hi] = s.interval.unwrap();
+        assert!(lo <= 250_000 && 250_000 <= hi);
+        // Too little read to say anything: no estimate.
+        assert!(cut_read(500_000, 0.0001, |i| i).is_none());
+    }
 
     #[test]
     fn distinct_counter_is_exact_then_close() {

@@ -84,16 +84,31 @@ pub struct Counting<'a> {
 }
 
 impl<'a> Counting<'a> {
+    /// When the count of query `i` (in order) must end if it starts now: its share of the
+    /// budget, the time left shared among the queries still to count where the service's
+    /// budget bounds them ([`SubjectsBudget::shared`]).
+    pub fn deadline_for(&self, i: usize) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        match self.budget.until {
+            Some(until) => {
+                let left =
+                    u32::try_from(self.queries.len().saturating_sub(i).max(1)).unwrap_or(u32::MAX);
+                now + until.saturating_duration_since(now) / left
+            }
+            None => now + self.budget.per_container,
+        }
+    }
+
     /// Counts the queries in order, one at a time (each is a pass over a container of
-    /// somebody's production store), each by its deadline: now plus the per-container time.
+    /// somebody's production store), each by its deadline ([`Self::deadline_for`]).
     pub async fn one_at_a_time<F, Fut>(&self, mut count: F) -> Vec<Result<Subjects, String>>
     where
         F: FnMut(&'a SubjectsQuery<'a>, tokio::time::Instant) -> Fut,
         Fut: std::future::Future<Output = Result<Subjects, String>>,
     {
         let mut out = Vec::with_capacity(self.queries.len());
-        for q in self.queries {
-            let deadline = tokio::time::Instant::now() + self.budget.per_container;
+        for (i, q) in self.queries.iter().enumerate() {
+            let deadline = self.deadline_for(i);
             out.push(count(q, deadline).await);
         }
         out

@@ -19,7 +19,7 @@ pub mod http;
 mod session;
 pub mod sql;
 
-pub use budget::{margin, Budget, Spent};
+pub use budget::{margin, Budget, Spent, INVENTORY_SHARE, SERVICE_DEFAULT};
 pub use failure::Failure;
 pub use session::{Session, Wait};
 
@@ -29,9 +29,9 @@ pub use context::{
     preview, Connector, Credential, DirectConnector, Finding, Outcome, ProbeCtx, ProbeOptions, Seen,
 };
 pub use count::{
-    exact_or, from_hashed, from_value_sample, outer_column, secs, value_at, value_modulus,
-    value_sample, DistinctCounter, Got, LooseSample, Slot, Subjects, SubjectsBudget, SubjectsQuery,
-    EXACT_ROWS, GRACE, PRECISE_SAMPLE,
+    around, exact_or, from_hashed, from_value_sample, outer_column, partial_read, secs, value_at,
+    value_modulus, value_sample, CutShort, DistinctCounter, Got, LooseSample, Slot, Subjects,
+    SubjectsBudget, SubjectsQuery, ValueProfile, EXACT_ROWS, GRACE, PRECISE_SAMPLE,
 };
 pub(crate) use entry::hook;
 pub use entry::{

@@ -27,7 +27,8 @@ pub struct InventoryOptions {
     pub value_cap: usize,
     /// Containers listed per service; more are counted and noted, not listed.
     pub max_containers: usize,
-    /// Time for the whole inventory of one service.
+    /// Time for one service: its inventory and, unless `subjects_budget` or `full` say
+    /// otherwise, its people counts (the model is in `driver::budget`'s docs).
     pub time_budget: Duration,
     /// Bytes read from one service for inventory and sampling together.
     pub byte_budget: usize,
@@ -36,6 +37,18 @@ pub struct InventoryOptions {
     /// Time for one container's distinct-people count; None = the default of
     /// [`crate::driver::SubjectsBudget::for_options`].
     pub subjects_budget: Option<Duration>,
+}
+
+impl InventoryOptions {
+    /// The time of the inventory alone: [`crate::driver::INVENTORY_SHARE`] of the service's
+    /// when the people counts share it, else all of it.
+    pub fn inventory_time(&self) -> Duration {
+        if self.subjects_budget.is_none() && !self.full {
+            self.time_budget.mul_f32(crate::driver::INVENTORY_SHARE)
+        } else {
+            self.time_budget
+        }
+    }
 }
 
 impl Default for InventoryOptions {

@@ -488,6 +488,7 @@ mod tests {
                 sampled: 200,
                 subjects_estimate: Some(1990),
                 subjects_method: Some("HyperLogLog of user_id".into()),
+                subjects_interval: None,
                 categories: vec!["credential.api_token".into(), "identity.email".into()],
                 fields: vec![
                     Field {

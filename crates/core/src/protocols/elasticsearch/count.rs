@@ -263,6 +263,7 @@ async fn count(
              {PRECISION_THRESHOLD}) on {}{under}",
             target.field
         ),
+        interval: None,
     })
 }
 
@@ -538,6 +539,7 @@ mod tests {
         ];
         let budget = SubjectsBudget {
             per_container: Duration::from_millis(1500),
+            until: None,
         };
         let t0 = std::time::Instant::now();
         let got = subjects(Counting {
@@ -555,7 +557,8 @@ mod tests {
                 count: 10_000,
                 method: "OpenSearch cardinality aggregation (HyperLogLog++, precision_threshold \
                          40000) on user_id.keyword"
-                    .into()
+                    .into(),
+                interval: None,
             })
         );
         assert!(got[1].as_ref().unwrap_err().contains("object"), "{got:?}");

@@ -464,7 +464,10 @@ pub(super) async fn inventory(
         let why = if s.budget().bytes_left() == 0 {
             format!("the {}-byte budget was spent", s.budget().limit())
         } else {
-            format!("the {}s time budget ran out", opts.time_budget.as_secs())
+            format!(
+                "the {} time budget ran out",
+                crate::driver::secs(opts.time_budget)
+            )
         };
         inv.notes.push(format!(
             "{why}: {cut} of {} indices are listed with _cat/indices figures only (mapping, sample or count missing)",

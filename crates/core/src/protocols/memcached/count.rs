@@ -1,6 +1,7 @@
 //! Distinct people per key pattern: Memcached has no distinct count of its own, so every key of
 //! the pattern is read (the key dump on one connection, `get` batches on another) into a
-//! bounded distinct counter.
+//! bounded distinct counter; when the budget ends first, an estimate from the keys read, with
+//! its interval ([`crate::driver::partial_read`]).
 
 use super::wire::{call_get, check_line_lf, parse_metadump_line, parse_values, send_allowed};
 use super::wire::{GET_BATCH, MAX_LINE};
@@ -26,15 +27,28 @@ pub(super) async fn count_pattern(
         .await
         .map_err(|e| e.to_string())?;
     let mut counter = crate::driver::DistinctCounter::default();
+    let mut profile = crate::driver::ValueProfile::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
     let mut batch: Vec<String> = Vec::with_capacity(GET_BATCH);
     let cap = ctx.opts.frame_cap;
     let mut done = false;
     while !done {
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "read {keys_read} keys of {name} before the time budget"
-            ));
+            // The dump walks the slabs, in an order unrelated to the values: the keys read are
+            // a random sample of the pattern's.
+            return crate::driver::partial_read(
+                &counter,
+                &profile,
+                crate::driver::CutShort {
+                    read: keys_read,
+                    missing,
+                    total: q.holding.records.unwrap_or(0),
+                    field: &q.field,
+                    how: "lru_crawler metadump, get",
+                    why: "its share of the time budget ran out",
+                },
+            )
+            .ok_or_else(|| format!("read {keys_read} keys of {name} before the time budget"));
         }
         let line = dump
             .read_frame(MAX_LINE + 2, check_line_lf)
@@ -63,7 +77,10 @@ pub(super) async fn count_pattern(
                 keys_read += 1;
                 let text = String::from_utf8_lossy(&data).into_owned();
                 match crate::driver::value_at(text, &q.field, cap) {
-                    Some(v) => counter.add(v.as_bytes()),
+                    Some(v) => {
+                        counter.add(v.as_bytes());
+                        profile.add(v.as_bytes());
+                    }
                     None => missing += 1,
                 }
             }

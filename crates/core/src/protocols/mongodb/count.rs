@@ -319,6 +319,7 @@ async fn count(
                              the documents' {how}",
                             key.plain
                         ),
+                        interval: None,
                     });
                 }
             }
@@ -386,6 +387,7 @@ async fn count(
             key.plain,
             max_time.as_millis()
         ),
+        interval: None,
     })
 }
 
@@ -646,6 +648,7 @@ mod tests {
         ];
         let budget = SubjectsBudget {
             per_container: Duration::from_millis(1500),
+            until: None,
         };
         let t0 = std::time::Instant::now();
         let got = subjects(
@@ -661,7 +664,8 @@ mod tests {
                 count: 10_000,
                 method: "MongoDB unique index user_id_1 on user_id: one person per document, \
                          so the documents' exact count"
-                    .into()
+                    .into(),
+                interval: None,
             }
         );
         let g = got[1].as_ref().unwrap();
@@ -801,6 +805,7 @@ mod tests {
         };
         let budget = SubjectsBudget {
             per_container: Duration::from_millis(1500),
+            until: None,
         };
         let mut ferret = finding("FerretDB");
         ferret.version = Some("1.24.2".into());

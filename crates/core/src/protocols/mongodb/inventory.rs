@@ -472,7 +472,10 @@ fn stop_reason(e: &Failure, opts: &InventoryOptions) -> String {
         Failure::Budget(Spent::Bytes) => {
             format!("the {}-byte read budget ran out", opts.byte_budget)
         }
-        _ => format!("the {}s time budget ran out", opts.time_budget.as_secs()),
+        _ => format!(
+            "the {} time budget ran out",
+            crate::driver::secs(opts.time_budget)
+        ),
     }
 }
 
@@ -545,8 +548,8 @@ pub(super) async fn inventory(
         Ok(Ok(())) => {}
         Ok(Err(why)) => st.notes.push(format!("inventory stopped early: {why}")),
         Err(_) => st.notes.push(format!(
-            "inventory stopped early: the {}s time budget ran out",
-            opts.time_budget.as_secs()
+            "inventory stopped early: the {} time budget ran out",
+            crate::driver::secs(opts.time_budget)
         )),
     }
     if let Some(s) = st.session.as_mut() {

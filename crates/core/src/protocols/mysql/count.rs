@@ -318,6 +318,7 @@ async fn count(
                 return Ok(Ok(Subjects {
                     count: n,
                     method: format!("{one_per_row}; the table's exact row count (inventory)"),
+                    interval: None,
                 }));
             }
         }
@@ -331,6 +332,7 @@ async fn count(
             Got::Answer(set) => number(&set).map(|n| Subjects {
                 count: n,
                 method: format!("{one_per_row}; the table's exact COUNT({col})"),
+                interval: None,
             }),
             Got::OutOfTime(why) => match &facts.leading {
                 Some((ix, n)) => Ok(Subjects {
@@ -339,6 +341,7 @@ async fn count(
                         "{one_per_row}; CARDINALITY of index {ix}, the server's row estimate \
                          (InnoDB samples it), since the exact COUNT({col}) {why}"
                     ),
+                    interval: None,
                 }),
                 None => Err(format!(
                     "COUNT({col}) {why}, and the index has no cardinality"
@@ -408,6 +411,7 @@ fn from_cardinality(
                 "CARDINALITY of index {ix} on {col}: the server's index statistic (InnoDB \
                  estimates it from sampled pages), since {what} {why}"
             ),
+            interval: None,
         }),
         None => Err(format!(
             "{what} of {col} {why}, and no index statistic covers {col}"
@@ -719,7 +723,10 @@ mod tests {
                 field_type: None,
             })
             .collect();
-        let budget = SubjectsBudget { per_container };
+        let budget = SubjectsBudget {
+            per_container,
+            until: None,
+        };
         subjects(Counting {
             ctx: &ctx,
             finding: &finding(),
@@ -817,7 +824,8 @@ mod tests {
                 count: 18627 * 128,
                 method: "COUNT(DISTINCT user_id) over the values whose CRC32 is 0 modulo 128 \
                          (18627 values), × 128: an estimate within ±1.4 % (95 %)"
-                    .into()
+                    .into(),
+                interval: Some([2350150, 2418362]),
             }
         );
         assert_eq!(ok(9).count, 60 * 128);

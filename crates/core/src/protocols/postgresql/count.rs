@@ -268,6 +268,7 @@ async fn count(
                 Got::Answer(a) => number(&a).map(|n| Subjects {
                     count: n,
                     method: format!("{counted}, exact"),
+                    interval: None,
                 }),
                 Got::OutOfTime(why) => Err(format!(
                     "{counted} {why}; no statistics describe a json key"
@@ -284,6 +285,7 @@ async fn count(
                 return Ok(Ok(Subjects {
                     count: n,
                     method: format!("{one_per_row}; the table's exact count(*) (inventory)"),
+                    interval: None,
                 }));
             }
         }
@@ -300,6 +302,7 @@ async fn count(
             Got::Answer(a) => number(&a).map(|n| Subjects {
                 count: n,
                 method: format!("{one_per_row}; the table's exact {what}"),
+                interval: None,
             }),
             Got::OutOfTime(why) => match rows {
                 Some(r) => {
@@ -314,6 +317,7 @@ async fn count(
                             "{one_per_row}; the catalogue's row estimate (reltuples), since the \
                              exact {what} {why}"
                         ),
+                        interval: None,
                     })
                 }
                 None => Err(format!(
@@ -381,6 +385,7 @@ fn from_stats(col: &str, facts: &Facts, rows: Option<f64>, why: &str) -> Result<
             "pg_stats.n_distinct of {col} ({figure}): a statistics estimate from ANALYZE's \
              sample (often low when values repeat a few times each), since count(DISTINCT) {why}"
         ),
+        interval: None,
     })
 }
 
@@ -793,7 +798,10 @@ mod tests {
                 field_type: None,
             })
             .collect();
-        let budget = SubjectsBudget { per_container };
+        let budget = SubjectsBudget {
+            per_container,
+            until: None,
+        };
         subjects(Counting {
             ctx: &ctx,
             finding: &f,
@@ -861,7 +869,8 @@ mod tests {
                 count: 10000,
                 method: "unique index users_pkey on user_id: one person per row; the table's \
                          exact count(*) (inventory)"
-                    .into()
+                    .into(),
+                interval: None,
             }
         );
         assert_eq!(ok(1).count, 10000);
@@ -874,7 +883,8 @@ mod tests {
             ok(2),
             Subjects {
                 count: 10000,
-                method: "count(DISTINCT user_id), exact".into()
+                method: "count(DISTINCT user_id), exact".into(),
+                interval: None,
             }
         );
         assert_eq!(ok(3).count, 6980);
@@ -896,14 +906,16 @@ mod tests {
                 count: 18713 * 128,
                 method: "count(DISTINCT user_id) over the values whose hash is 0 modulo 128 \
                          (18713 values), × 128: an estimate within ±1.4 % (95 %)"
-                    .into()
+                    .into(),
+                interval: Some([2361079, 2429449]),
             }
         );
         assert_eq!(
             ok(9),
             Subjects {
                 count: 6980,
-                method: "count(DISTINCT user_id), exact".into()
+                method: "count(DISTINCT user_id), exact".into(),
+                interval: None,
             }
         );
 

@@ -1,6 +1,9 @@
-//! Distinct people per key pattern: Redis has no distinct count of a field, so every key of the
-//! pattern is read (`SCAN MATCH` on its database, the person field of each key in pipelined
-//! batches) into a bounded distinct counter; and `EXISTS` for the key-id method.
+//! Distinct people per key pattern: Redis has no distinct count of a field, so the keys of the
+//! pattern are read (`SCAN MATCH` on its database, the person field of each key in pipelined
+//! batches) into a bounded distinct counter, until the container's share of the budget ends:
+//! then the keys read are a random sample (SCAN's order has nothing to do with the values) and
+//! the answer an estimate with its interval ([`crate::driver::partial_read`]); and `EXISTS` for
+//! the key-id method.
 
 use super::inventory::{bulk_texts, STRING_READ};
 use super::wire::{call, call_many, Value};
@@ -65,16 +68,33 @@ pub(super) async fn count_pattern(
     let want = format!("{prefix}*");
     select(conn, ctx, db).await?;
     let mut counter = crate::driver::DistinctCounter::default();
+    let mut profile = crate::driver::ValueProfile::default();
     let (mut keys_read, mut missing) = (0u64, 0u64);
     let mut uniform: Option<String> = None;
     let mut cursor = "0".to_string();
     let matcher = format!("{}*", glob_literal(prefix));
     loop {
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "read {keys_read} keys of {} before the time budget",
-                q.holding.name
-            ));
+            // SCAN walks the hash table, in an order unrelated to the values: the keys read
+            // so far are a random sample of the pattern's, and the estimate says so.
+            return crate::driver::partial_read(
+                &counter,
+                &profile,
+                crate::driver::CutShort {
+                    read: keys_read,
+                    missing,
+                    total: q.holding.records.unwrap_or(0),
+                    field: &q.field,
+                    how: &format!("SCAN MATCH {want}"),
+                    why: "its share of the time budget ran out",
+                },
+            )
+            .ok_or_else(|| {
+                format!(
+                    "read {keys_read} keys of {} before the time budget",
+                    q.holding.name
+                )
+            });
         }
         let reply = call(
             conn,
@@ -145,7 +165,10 @@ pub(super) async fn count_pattern(
             for (kind, v) in kinds.iter().zip(&values) {
                 keys_read += 1;
                 match person_value(kind, v, &q.field, STRING_READ) {
-                    Some(p) => counter.add(p.as_bytes()),
+                    Some(p) => {
+                        counter.add(p.as_bytes());
+                        profile.add(p.as_bytes());
+                    }
                     None => missing += 1,
                 }
             }
@@ -201,11 +224,13 @@ pub(super) async fn keys_exist(
 }
 
 /// The registered [`crate::driver::SubjectsFn`].
-pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subjects, String>> {
-    let (ctx, budget, queries) = (c.ctx, c.budget, c.queries);
+pub(super) async fn subjects(
+    counting: Counting<'_>,
+) -> Vec<Result<crate::driver::Subjects, String>> {
+    let (ctx, queries) = (counting.ctx, counting.queries);
     let mut out = Vec::with_capacity(queries.len());
     let mut conn: Option<Conn> = None;
-    for q in queries {
+    for (i, q) in queries.iter().enumerate() {
         if conn.is_none() {
             conn = ctx.connect().await.ok();
         }
@@ -213,7 +238,7 @@ pub(super) async fn subjects(c: Counting<'_>) -> Vec<Result<crate::driver::Subje
             out.push(Err("connection failed".to_string()));
             continue;
         };
-        let deadline = tokio::time::Instant::now() + budget.per_container;
+        let deadline = counting.deadline_for(i);
         let r = count_pattern(c, ctx, q, deadline).await;
         if r.is_err() {
             // The connection may hold half a reply; the next pattern gets a fresh one.

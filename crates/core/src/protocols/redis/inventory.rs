@@ -1,6 +1,14 @@
 //! Redis inventory: the databases of `INFO keyspace`, each `SCAN`ned (a bounded number of keys
 //! without `--full`) into key patterns with counts and sizes, and a sample of values read with
 //! bounded reads of each key's type.
+//!
+//! Names first: the SCANs of all databases share the first half of the inventory's time (each
+//! database its part of what is left, so a huge db0 cannot leave db1 unlisted), and counts past
+//! it are extrapolated; samples are read until the inventory's own deadline, after which the
+//! remaining patterns are listed unsampled. The engine's timeout, which would drop every
+//! pattern found, is never reached.
+
+use tokio::time::{timeout_at, Instant};
 
 use super::wire::{call, call_many, Value};
 use crate::driver::{Finding, ProbeCtx};
@@ -116,24 +124,35 @@ pub(super) fn read_command(kind: &str, key: &str, n: usize) -> Option<Vec<String
     }
 }
 
-pub(super) async fn inventory_db(
+/// `SELECT db` on `conn`.
+async fn select(conn: &mut Conn, ctx: &ProbeCtx, db: u32) -> Result<(), NetError> {
+    match call(conn, ctx, &["SELECT", &db.to_string()]).await? {
+        Value::Simple(_) => Ok(()),
+        other => Err(NetError::Invalid(format!("SELECT {db} answered {other:?}"))),
+    }
+}
+
+/// The keys to sample of each pattern listed: (index in the inventory's holdings, keys).
+type ToSample = Vec<(usize, Vec<String>)>;
+
+/// Lists one database's key patterns (SCAN until `until` or the key budget), with counts,
+/// into `inv`, unsampled; returns what to sample of each.
+pub(super) async fn list_db(
     conn: &mut Conn,
     ctx: &ProbeCtx,
     opts: &crate::inventory::InventoryOptions,
-    db: u32,
-    dbsize: u64,
+    (db, dbsize): (u32, u64),
     budget: &mut usize,
+    until: Instant,
     inv: &mut crate::inventory::Inventory,
-) -> Result<(), NetError> {
+) -> Result<ToSample, NetError> {
     use crate::inventory::keys::Grouper;
     use crate::inventory::Holding;
-    match call(conn, ctx, &["SELECT", &db.to_string()]).await? {
-        Value::Simple(_) => {}
-        other => return Err(NetError::Invalid(format!("SELECT {db} answered {other:?}"))),
-    }
+    select(conn, ctx, db).await?;
     let mut groups = Grouper::new(MAX_PATTERNS, opts.sample);
     let mut cursor = "0".to_string();
     let limit = if opts.full { u64::MAX } else { SCAN_BUDGET };
+    let mut timed_out = false;
     loop {
         let (replies, bytes) = call_many(
             conn,
@@ -160,32 +179,73 @@ pub(super) async fn inventory_db(
         if cursor == "0" || groups.total >= limit || *budget == 0 {
             break;
         }
+        if Instant::now() >= until {
+            timed_out = true;
+            break;
+        }
     }
     let complete = cursor == "0";
     if !complete {
         inv.notes.push(format!(
-            "db{db}: looked at {} of {dbsize} keys; counts per pattern are extrapolated",
-            groups.total
+            "db{db}: looked at {} of {dbsize} keys{}; counts per pattern are extrapolated",
+            groups.total,
+            if timed_out {
+                " (the listing's share of the time budget ran out)"
+            } else {
+                ""
+            }
         ));
     }
     let scanned = groups.total.max(1);
+    let mut to_sample = Vec::new();
     for (name, g) in groups.finish() {
         let records = if complete {
             g.keys
         } else {
             g.keys.saturating_mul(dbsize) / scanned
         };
-        let mut sample = Vec::new();
-        let mut sample_keys = Vec::new();
-        for chunk in g.sample.chunks(100) {
-            if *budget == 0 || opts.sample == 0 {
-                break;
+        to_sample.push((inv.holdings.len(), g.sample));
+        inv.holdings.push(Holding {
+            name: format!("db{db}:{name}"),
+            kind: "keyspace",
+            records: Some(records),
+            records_exact: complete,
+            bytes: None,
+            system: false,
+            schema: Vec::new(),
+            sample: Vec::new(),
+            sample_keys: Vec::new(),
+        });
+    }
+    Ok(to_sample)
+}
+
+/// Reads the sample of each pattern of database `db` listed by [`list_db`], until `until`:
+/// `Ok(false)` when the time ran out with a read outstanding (the connection may hold a late
+/// reply).
+async fn sample_db(
+    conn: &mut Conn,
+    ctx: &ProbeCtx,
+    opts: &crate::inventory::InventoryOptions,
+    (db, to_sample): (u32, ToSample),
+    budget: &mut usize,
+    until: Instant,
+    inv: &mut crate::inventory::Inventory,
+) -> Result<bool, NetError> {
+    select(conn, ctx, db).await?;
+    for (at, keys) in to_sample {
+        for chunk in keys.chunks(100) {
+            if *budget == 0 || Instant::now() >= until {
+                return Ok(true);
             }
             let types: Vec<Vec<String>> = chunk
                 .iter()
                 .map(|k| vec!["TYPE".into(), k.clone()])
                 .collect();
-            let (kinds, bytes) = call_many(conn, ctx, &types).await?;
+            let Ok(kinds) = timeout_at(until, call_many(conn, ctx, &types)).await else {
+                return Ok(false);
+            };
+            let (kinds, bytes) = kinds?;
             *budget = budget.saturating_sub(bytes);
             let kinds: Vec<String> = kinds.iter().map(|k| k.text().unwrap_or_default()).collect();
             let reads: Vec<(usize, Vec<String>)> = kinds
@@ -196,30 +256,23 @@ pub(super) async fn inventory_db(
                 })
                 .collect();
             let cmds: Vec<Vec<String>> = reads.iter().map(|(_, c)| c.clone()).collect();
-            let (values, bytes) = call_many(conn, ctx, &cmds).await?;
+            let Ok(values) = timeout_at(until, call_many(conn, ctx, &cmds)).await else {
+                return Ok(false);
+            };
+            let (values, bytes) = values?;
             *budget = budget.saturating_sub(bytes);
+            let h = &mut inv.holdings[at];
             for ((i, _), v) in reads.iter().zip(values.iter()) {
                 if let Some(rec) = record_of(&kinds[*i], v, opts.value_cap) {
                     if !rec.is_empty() {
-                        sample.push(rec);
-                        sample_keys.push(chunk[*i].clone());
+                        h.sample.push(rec);
+                        h.sample_keys.push(chunk[*i].clone());
                     }
                 }
             }
         }
-        inv.holdings.push(Holding {
-            name: format!("db{db}:{name}"),
-            kind: "keyspace",
-            records: Some(records),
-            records_exact: complete,
-            bytes: None,
-            system: false,
-            schema: Vec::new(),
-            sample,
-            sample_keys,
-        });
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The protocol's [`crate::driver::InventoryFn`].
@@ -229,18 +282,45 @@ pub(super) async fn inventory(
     opts: &crate::inventory::InventoryOptions,
 ) -> crate::inventory::Inventory {
     let mut inv = crate::inventory::Inventory::default();
+    // The inventory outlives the work: a round trip that outlasts even the work's own
+    // deadlines (a starved machine) ends here, before the engine's timeout would drop it all.
+    let margin = crate::driver::margin(opts.time_budget);
+    let hard = Instant::now() + opts.time_budget.saturating_sub(margin / 2);
+    if timeout_at(hard, work(ctx, opts, &mut inv)).await.is_err() {
+        inv.notes.push(format!(
+            "inventory stopped at its {} time budget; what was listed by then is kept",
+            crate::driver::secs(opts.time_budget)
+        ));
+    }
+    inv
+}
+
+async fn work(
+    ctx: &ProbeCtx,
+    opts: &crate::inventory::InventoryOptions,
+    inv: &mut crate::inventory::Inventory,
+) {
     let Some(mut conn) = ctx.connect_or_note(&mut inv.notes, "inventory").await else {
-        return inv;
+        return;
     };
     let dbs = match call(&mut conn, ctx, &["INFO", "keyspace"]).await {
         Ok(v) => parse_keyspace(&v.text().unwrap_or_default()),
         Err(e) => {
             inv.notes.push(format!("INFO keyspace failed: {e}"));
-            return inv;
+            return;
         }
     };
     let mut budget = opts.byte_budget;
-    for (db, keys) in dbs {
+    // Stop a little before the engine's timeout, which would drop every pattern found.
+    let start = Instant::now();
+    let work = opts
+        .time_budget
+        .saturating_sub(crate::driver::margin(opts.time_budget));
+    let (scan_end, sample_end) = (start + work / 2, start + work);
+    // Names first: every database is listed before any value is read.
+    let mut listed: Vec<(u32, ToSample)> = Vec::new();
+    let n_dbs = dbs.len();
+    for (i, (db, keys)) in dbs.into_iter().enumerate() {
         if inv.holdings.len() >= opts.max_containers {
             inv.notes.push(format!(
                 "stopped listing at {} key patterns",
@@ -248,12 +328,18 @@ pub(super) async fn inventory(
             ));
             break;
         }
-        if let Err(e) = inventory_db(&mut conn, ctx, opts, db, keys, &mut budget, &mut inv).await {
-            inv.notes.push(format!("db{db}: {e}"));
-            // The connection may hold half a reply; the next database gets a fresh one.
-            match ctx.connect().await {
-                Ok(c) => conn = c,
-                Err(_) => break,
+        let now = Instant::now();
+        let left = u32::try_from(n_dbs - i).unwrap_or(u32::MAX);
+        let until = now + scan_end.saturating_duration_since(now) / left;
+        match list_db(&mut conn, ctx, opts, (db, keys), &mut budget, until, inv).await {
+            Ok(plan) => listed.push((db, plan)),
+            Err(e) => {
+                inv.notes.push(format!("db{db}: {e}"));
+                // The connection may hold half a reply; the next database gets a fresh one.
+                match ctx.connect().await {
+                    Ok(c) => conn = c,
+                    Err(_) => return,
+                }
             }
         }
         if budget == 0 {
@@ -261,10 +347,44 @@ pub(super) async fn inventory(
                 "stopped at the {}-byte read budget",
                 opts.byte_budget
             ));
-            break;
+            return;
         }
     }
-    inv
+    if opts.sample == 0 {
+        return;
+    }
+    for (db, plan) in listed {
+        match sample_db(
+            &mut conn,
+            ctx,
+            opts,
+            (db, plan),
+            &mut budget,
+            sample_end,
+            inv,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                inv.notes.push(format!(
+                    "db{db}: samples cut short at the time budget; the patterns after it are \
+                     listed unsampled"
+                ));
+                return;
+            }
+            Err(e) => {
+                inv.notes.push(format!("db{db}: sampling failed: {e}"));
+                match ctx.connect().await {
+                    Ok(c) => conn = c,
+                    Err(_) => return,
+                }
+            }
+        }
+        if Instant::now() >= sample_end {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

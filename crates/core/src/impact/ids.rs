@@ -131,9 +131,14 @@ impl PeopleKey {
     /// The fingerprint of `raw` as an identifier of `kind` in `system` (an `address:port`),
     /// or `None` when it is not one.
     pub fn fingerprint(&self, kind: IdKind, system: &str, raw: &str) -> Option<u64> {
+        self.fingerprint_scoped(kind, system, raw).map(|(fp, _)| fp)
+    }
+
+    /// [`Self::fingerprint`], and whether the identifier is only meaningful in `system`.
+    pub fn fingerprint_scoped(&self, kind: IdKind, system: &str, raw: &str) -> Option<(u64, bool)> {
         let (norm, global) = normalise(kind, raw)?;
         let scope = if global { "" } else { system };
-        Some(self.0.hash_one((kind, scope, norm.as_str())))
+        Some((self.0.hash_one((kind, scope, norm.as_str())), !global))
     }
 }
 
@@ -172,9 +177,10 @@ mod tests {
         );
         // A UUID is one account wherever it appears.
         let u = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let upper = u.to_uppercase();
         assert_eq!(
             fp(IdKind::UserId, "a:1", u),
-            fp(IdKind::UserId, "b:1", &u.to_uppercase())
+            fp(IdKind::UserId, "b:1", &upper)
         );
         // Kinds never collide: an id that happens to equal a user name is not that user.
         assert_ne!(

@@ -40,6 +40,16 @@ type Sketch = CardinalityEstimator<u64, wyhash::WyHash, 14, 6>;
 /// Relative error of the sketch at 95 % (2 × 1.04 / √2^14) once it counts approximately.
 const SKETCH_ERR: f64 = 0.0163;
 
+/// The sketch's relative error at 95 % for a count `n`: none while it still holds every
+/// fingerprint (its small and array forms, up to 128), then [`SKETCH_ERR`].
+fn sketch_err(n: f64) -> f64 {
+    if n < 128.0 {
+        0.0
+    } else {
+        SKETCH_ERR
+    }
+}
+
 /// What one container's read says about its people.
 #[derive(Debug, Clone, Default)]
 pub struct Sighting {
@@ -180,12 +190,7 @@ pub fn estimate(sightings: &[Sighting]) -> Option<Impact> {
     }
     let lone_n = lone_sketch.estimate() as f64;
     let known_n = known.estimate() as f64;
-    // Exact while small: the sketch keeps every fingerprint below a few hundred.
-    let known_err = if (known_n - known_set.len() as f64).abs() < 0.5 {
-        0.0
-    } else {
-        SKETCH_ERR
-    };
+    let known_err = sketch_err(known_n);
 
     // Partial containers, the largest first.
     let mut partial: Vec<(usize, f64)> = sightings
@@ -239,10 +244,10 @@ pub fn estimate(sightings: &[Sighting]) -> Option<Impact> {
     }
 
     let lone_all = lone_n + lone_partial;
-    let (known_n, lone_high) = if known_n + add < 0.5 {
-        (lone_all, 0.0)
+    let (known_n, known_err, lone_high) = if known_n + add < 0.5 {
+        (lone_all, sketch_err(lone_all), 0.0)
     } else {
-        (known_n, lone_n * (1.0 + known_err))
+        (known_n, known_err, lone_n * (1.0 + sketch_err(lone_n)))
     };
     let people_n = (known_n + add).round();
     let low = (known_n * (1.0 - known_err) + add_lo).round().min(people_n);
@@ -526,7 +531,8 @@ mod tests {
         // The same system's ids in two containers (users, orders) are the same people.
         let mut orders = a.clone();
         orders.container = "orders".into();
-        assert_eq!(estimate(&[a, orders]).unwrap().people, 300);
+        let one = estimate(&[a, orders]).unwrap();
+        assert!((297..=303).contains(&one.people), "{one:?}");
     }
 
     #[test]
@@ -776,7 +782,9 @@ mod sighting_tests {
             s.records.iter().map(Vec::len).collect::<Vec<_>>(),
             [1, 1, 1]
         );
-        assert_eq!(estimate(&[s]).unwrap().people, 3);
+        // The third is known by user name alone: maybe one of the two, maybe not.
+        let i = estimate(&[s]).unwrap();
+        assert_eq!((i.people, i.people_high), (2, 3), "{i:?}");
         // A container without identifier fields says nothing.
         let none = Container {
             fields: vec![field("note", "free_text")],

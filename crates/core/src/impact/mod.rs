@@ -356,7 +356,7 @@ pub fn sighting(
     let records = h
         .sample
         .iter()
-        .map(|rec| {
+        .flat_map(|rec| {
             // Two values at one path (`to[]`: a mailing's recipients, a job queue's
             // messages) make the record a list of people: each is its own, nothing is linked.
             let mut paths: Vec<&str> = rec
@@ -398,7 +398,6 @@ pub fn sighting(
                 vec![ids.into_iter().map(|(_, fp)| fp).collect::<Vec<u64>>()]
             }
         })
-        .flatten()
         .filter(|fps: &Vec<u64>| !fps.is_empty())
         .collect();
     let mut kinds: Vec<IdKind> = fields.iter().map(|(_, k)| *k).collect();

@@ -46,7 +46,7 @@ const NATIONAL_REGIONS: &[rlibphonenumber::Region] = {
 };
 
 /// A phone number in E.164 (`+4915112345678`), from international (`+49 …`, `0049 …`) or
-/// national writing (the first of [`NATIONAL_REGIONS`] where it is a valid number).
+/// national writing (the first of the classifier's markets where it is a valid number).
 pub fn e164(raw: &str) -> Option<String> {
     let t = raw.trim();
     let digits = t.bytes().filter(u8::is_ascii_digit).count();

@@ -779,6 +779,9 @@ async fn scan(a: ScanArgs) -> Result<ExitCode> {
             stats.duration_ms = earlier_ms + report.stats.duration_ms;
             let finished = report.finished_at.clone().unwrap_or_default();
             st.finish(id, &finished, &stats)?;
+            // A resumed scan's earlier runs left no fingerprints (they are never stored), so
+            // its people cannot be de-duplicated across runs: no figure rather than a wrong one.
+            st.set_impact(id, report.impact.as_ref().filter(|_| resume_id.is_none()))?;
             st.scan_windows(id)?;
             // The stored scan is the union of every run of it (a resumed scan included).
             let (mut stored, _) = st.load(id)?;

@@ -207,6 +207,7 @@ mod tests {
             scan_id: "x".into(),
             started_at: "2026-12-01T00:00:00Z".into(),
             finished_at: finished.then(|| "2026-12-01T00:01:00Z".into()),
+            impact: None,
             stats: Stats::default(),
             services,
         }

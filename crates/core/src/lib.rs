@@ -10,7 +10,8 @@
 //! (which sensitive data the samples hold); [`safe`] (what a server sent, made safe as it enters
 //! the model); [`driver`] (the protocol contract every protocol is built on); [`protocols`] (one
 //! folder per protocol, and the registry); [`identify`] (one endpoint); [`subjects`] (how many
-//! people a container exposes); [`rate`] (severity); [`scan`] (the engine); then [`store`] and
+//! people a container exposes); [`impact`] (how many people the whole scan exposes,
+//! de-duplicated across stores); [`rate`] (severity); [`scan`] (the engine); then [`store`] and
 //! [`report`] (output formats), which read only the model, and [`diff`] (two scans compared,
 //! with the report's summary); last [`watch`] (continuous checking and alerts, on the engine,
 //! the store and the reports).
@@ -28,6 +29,7 @@ pub mod driver;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identify;
+pub mod impact;
 pub mod inventory;
 pub mod model;
 pub mod net;

@@ -253,8 +253,25 @@ pub struct ScanReport {
     pub started_at: String,
     /// RFC 3339; null while the scan runs or after it was interrupted (an incomplete scan).
     pub finished_at: Option<String>,
+    /// How many people the scan's exposed stores hold, de-duplicated across containers and
+    /// services; absent when no exposed container names a person (or without an inventory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
     pub stats: Stats,
     pub services: Vec<Service>,
+}
+
+/// Distinct people over the whole scan (see [`crate::impact`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    /// The estimate.
+    pub people: u64,
+    /// Lower end of its 95 % interval.
+    pub people_low: u64,
+    /// Upper end of its 95 % interval.
+    pub people_high: u64,
+    /// How it was obtained, in words.
+    pub method: String,
 }
 
 impl ScanReport {

@@ -173,7 +173,8 @@ impl HostSlots {
 enum EndpointResult {
     Closed,
     Failed,
-    Service(Box<Service>),
+    /// A service, and what its containers say about people (fingerprints only).
+    Service(Box<Service>, Vec<crate::impact::Sighting>),
 }
 
 /// How long past its time budget an inventory is waited for before it is dropped.
@@ -256,6 +257,7 @@ async fn probe_endpoint(
     connector: Arc<EngineConnector>,
     service_timeout: Duration,
     inventory: Option<(Arc<InventoryOptions>, Arc<Fingerprinter>)>,
+    people_key: Arc<crate::impact::PeopleKey>,
 ) -> EndpointResult {
     let host = scope.host_names(addr.ip()).first().cloned();
     let ctx = ProbeCtx::new(
@@ -300,7 +302,7 @@ async fn probe_endpoint(
         },
     };
     let Identified { finding, tls } = identified;
-    let inv = match (&inventory, is_exposed(finding.access)) {
+    let mut inv = match (&inventory, is_exposed(finding.access)) {
         (Some((iopts, fp)), true) => {
             let ictx = if tls {
                 ctx.with_tls()
@@ -346,13 +348,27 @@ async fn probe_endpoint(
                         )
                         .await,
                     );
-                    Some((found, notes))
+                    let sightings = people_read(
+                        &ictx,
+                        &finding,
+                        iopts,
+                        service_end,
+                        (&people_key, addr),
+                        &inv,
+                        &found,
+                    )
+                    .await;
+                    Some((found, notes, sightings))
                 }
                 None => None,
             }
         }
         _ => None,
     };
+    let sightings = inv
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.2))
+        .unwrap_or_default();
     let mut service = Service {
         address: addr.ip().to_string(),
         port: addr.port(),
@@ -374,7 +390,64 @@ async fn probe_endpoint(
     // Everything the server chose enters the model here, once: controls escaped, sensitive
     // names masked (after the inventory and the people counts, which need the real names).
     crate::safe::service(&mut service);
-    EndpointResult::Service(Box::new(service))
+    EndpointResult::Service(Box::new(service), sightings)
+}
+
+/// Below this much of the service budget left, the people read is not started: the
+/// classification sample stands in (with the wider interval that gives).
+const PEOPLE_READ_MIN: Duration = Duration::from_millis(500);
+
+/// The people read: the containers that name a person, read whole where the people-read
+/// budget allows ([`crate::impact::PEOPLE_READ`] records, the inventory's time budget), and
+/// fingerprinted. The classification sample is used where it already holds every record, or
+/// where the people read did not get further.
+async fn people_read(
+    ctx: &ProbeCtx,
+    finding: &crate::driver::Finding,
+    opts: &InventoryOptions,
+    service_end: tokio::time::Instant,
+    (key, addr): (&crate::impact::PeopleKey, SocketAddr),
+    inv: &Inventory,
+    found: &[Container],
+) -> Vec<crate::impact::Sighting> {
+    let system = addr.to_string();
+    let wanted = |(h, c): &(&crate::inventory::Holding, &Container)| {
+        !crate::impact::id_fields(c).is_empty() && !crate::impact::read_whole(h)
+    };
+    // The people read lives inside the service's budget (what the inventory and the people
+    // counts left of it): a scan's time is the budget a person set, whatever it reads.
+    let left = service_end.saturating_duration_since(tokio::time::Instant::now());
+    let more = if opts.sample > 0
+        && left >= PEOPLE_READ_MIN
+        && inv.holdings.iter().zip(found).any(|p| wanted(&p))
+    {
+        let big = InventoryOptions {
+            sample: crate::impact::PEOPLE_READ.max(opts.sample),
+            byte_budget: opts.byte_budget.saturating_mul(4),
+            time_budget: left,
+            ..opts.clone()
+        };
+        take_inventory(ctx, finding, &big).await.map(|mut i| {
+            for h in &mut i.holdings {
+                crate::inventory::keys::add_key_fields(h);
+            }
+            i.holdings
+        })
+    } else {
+        None
+    };
+    inv.holdings
+        .iter()
+        .zip(found)
+        .filter_map(|(h, c)| {
+            let read = more
+                .iter()
+                .flatten()
+                .find(|m| m.name == h.name && m.sample.len() > h.sample.len())
+                .unwrap_or(h);
+            crate::impact::sighting(key, &system, c, read)
+        })
+        .collect()
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -453,6 +526,7 @@ async fn run_over(
     let global = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
     let per_host = opts.per_host.max(1);
+    let people_key = Arc::new(crate::impact::PeopleKey::new());
     let inventory_opts = opts
         .inventory
         .clone()
@@ -472,17 +546,21 @@ async fn run_over(
             );
             let timeout = opts.service_timeout;
             let inventory = inventory_opts.clone();
+            let people_key = people_key.clone();
             async move {
                 let host = slots.enter(addr.ip(), per_host);
                 let result = {
                     let _h = host.acquire().await.expect("host semaphore open");
                     let _g = global.acquire().await.expect("global semaphore open");
-                    probe_endpoint(addr, scope, probe_opts, connector, timeout, inventory).await
+                    probe_endpoint(
+                        addr, scope, probe_opts, connector, timeout, inventory, people_key,
+                    )
+                    .await
                 };
                 slots.leave(addr.ip());
                 counters.0.fetch_add(1, Ordering::Relaxed);
                 match &result {
-                    EndpointResult::Service(s) => {
+                    EndpointResult::Service(s, _) => {
                         counters.1.fetch_add(1, Ordering::Relaxed);
                         observer.endpoint_done(addr, Some(s));
                     }
@@ -498,15 +576,16 @@ async fn run_over(
         // The global semaphore is the real limit; buffering a little more keeps it saturated
         // while finished futures are collected.
         .buffer_unordered(opts.concurrency.max(1) * 2);
-    let mut services: Vec<Service> = stream
+    let (mut services, sightings): (Vec<Service>, Vec<Vec<crate::impact::Sighting>>) = stream
         .filter_map(|r| async move {
             match r {
-                EndpointResult::Service(s) => Some(*s),
+                EndpointResult::Service(s, people) => Some((*s, people)),
                 _ => None,
             }
         })
-        .collect()
+        .unzip()
         .await;
+    let impact = crate::impact::estimate(&sightings.concat());
     services.sort_by(|a, b| {
         let ka = (a.address.parse::<IpAddr>().ok(), a.port);
         let kb = (b.address.parse::<IpAddr>().ok(), b.port);
@@ -529,6 +608,7 @@ async fn run_over(
         scan_id: opts.scan_id.clone().unwrap_or_else(|| scan_id_at(started)),
         started_at: rfc3339(started),
         finished_at: Some(rfc3339(finished)),
+        impact,
         stats,
         services,
     }

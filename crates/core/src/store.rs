@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::model::{ScanReport, Service, Stats, SCAN_SCHEMA};
+use crate::model::{Impact, ScanReport, Service, Stats, SCAN_SCHEMA};
 
 /// Migrations, in order. Append only: a released migration never changes.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_watch.sql")),
+    (3, include_str!("../migrations/0003_impact.sql")),
 ];
 
 mod watch;
@@ -297,6 +298,21 @@ impl Store {
         Ok(())
     }
 
+    /// Records the people of a scan's last run across all its stores (`None`: not estimated).
+    pub fn set_impact(&self, id: &str, impact: Option<&Impact>) -> Result<(), StoreError> {
+        let doc = impact
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn
+            .execute(
+                "UPDATE scans SET impact = ?2 WHERE id = ?1",
+                params![id, doc],
+            )
+            .map_err(sql(&self.path))?;
+        Ok(())
+    }
+
     /// Marks a scan interrupted (Ctrl-C).
     pub fn interrupt(&self, id: &str) -> Result<(), StoreError> {
         self.conn
@@ -462,17 +478,18 @@ impl Store {
     /// A stored scan as its contract document.
     pub fn load(&self, id: &str) -> Result<(ScanReport, ScanStatus), StoreError> {
         let id = self.resolve(id)?;
-        let (started_at, finished_at, status, stats): (
+        let (started_at, finished_at, status, stats, impact): (
             String,
             Option<String>,
             String,
+            Option<String>,
             Option<String>,
         ) = self
             .conn
             .query_row(
-                "SELECT started_at, finished_at, status, stats FROM scans WHERE id = ?1",
+                "SELECT started_at, finished_at, status, stats, impact FROM scans WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .map_err(sql(&self.path))?;
         let services = self.services_of(&id)?;
@@ -492,6 +509,10 @@ impl Store {
             started_at,
             // Only a scan that ran to its end has finished (the contract's null otherwise).
             finished_at: finished_at.filter(|_| status == ScanStatus::Complete),
+            impact: impact
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             stats,
             services,
         };

@@ -47,6 +47,7 @@ const STYLE: &str = r#"
 main{max-width:1100px;margin:0 auto;padding:24px}h1{margin:0 0 4px;font-size:26px}h2{margin:32px 0 12px;font-size:20px}h3{margin:0;font-size:16px}
 .meta{color:#5b6472;font-size:13px}.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-top:16px}
 .card{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px #0002}.card .n{font-size:28px;font-weight:700}.card.bad .n{color:#b00020}
+.card .sub{color:#5b6472;font-size:12px;margin-top:4px}
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}.chart{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
 .chart.wide{grid-column:1 / span 2}.svc{background:#fff;border-radius:8px;padding:14px 16px;margin:12px 0;box-shadow:0 1px 2px #0002;border-left:6px solid #9aa5b1;break-inside:avoid}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600;margin-left:6px;vertical-align:middle}
@@ -189,12 +190,21 @@ pub fn render(report: &ScanReport, history: &[TimelinePoint]) -> String {
     };
     let _ = write!(
         o,
-        r#"<section class="cards" id="summary"><div class="card{bad}"><div class="n" id="exposed-count">{e}</div>of <span id="services-count">{t}</span> services readable without credentials</div><div class="card"><div class="n" id="people">{p}{s}</div>people whose data is exposed</div><div class="card"><div class="n" id="records">{r}</div>records in exposed stores</div><div class="card{bad}"><div class="n" id="worst">{w}</div>worst severity</div></section>"#,
+        r#"<section class="cards" id="summary"><div class="card{bad}"><div class="n" id="exposed-count">{e}</div>of <span id="services-count">{t}</span> services readable without credentials</div><div class="card"><div class="n" id="people">{p}{s}</div>people whose data is exposed{i}</div><div class="card"><div class="n" id="records">{r}</div>records in exposed stores</div><div class="card{bad}"><div class="n" id="worst">{w}</div>worst severity</div></section>"#,
         bad = if sum.exposed > 0 { " bad" } else { "" },
         e = sum.exposed,
         t = sum.services,
         p = people,
         s = thousands(sum.subjects),
+        i = match &sum.impact {
+            Some(i) => format!(
+                r#"<div class="sub" id="people-interval" title="{}">95 %: {}–{}, each person counted once across stores</div>"#,
+                esc(&i.method),
+                thousands(i.people_low),
+                thousands(i.people_high)
+            ),
+            None => String::new(),
+        },
         r = if sum.exposed > 0 && !sum.inventoried {
             "–".to_string()
         } else {
@@ -359,6 +369,7 @@ mod tests {
             scan_id: "x<y".into(),
             started_at: "2026-11-28T10:00:00Z".into(),
             finished_at: Some("2026-11-28T10:00:01Z".into()),
+            impact: None,
             stats: Default::default(),
             services: vec![],
         };

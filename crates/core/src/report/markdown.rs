@@ -82,15 +82,13 @@ pub fn findings(report: &ScanReport) -> String {
     );
     let _ = writeln!(
         o,
-        "- {} in exposed stores; people affected {} {}.",
+        "- {} in exposed stores; people affected: {}.",
         records_phrase(&sum),
-        if sum.subjects_from_records {
-            "at most"
-        } else {
-            "about"
-        },
-        thousands(sum.subjects)
+        sum.people_phrase()
     );
+    if let Some(i) = &sum.impact {
+        let _ = writeln!(o, "- How people were counted across stores: {}.", i.method);
+    }
     if !sum.records_by_category.is_empty() {
         let _ = writeln!(o, "\n| category | records exposed |\n|---|---|");
         let mut cats: Vec<_> = sum.records_by_category.iter().collect();
@@ -266,10 +264,20 @@ pub fn gdpr(report: &ScanReport, windows: &BTreeMap<String, Window>) -> String {
             "about"
         },
         thousands(sum.subjects),
-        if sum.subjects_from_records {
-            "upper bound from record counts; no distinct-person estimate was available"
-        } else {
-            "distinct people per store, summed over stores; the same person may be in several stores"
+        match &sum.impact {
+            Some(i) => format!(
+                "95 % interval {} to {}; distinct people across all exposed stores, the same \
+                 person counted once: {}",
+                thousands(i.people_low),
+                thousands(i.people_high),
+                i.method
+            ),
+            None if sum.subjects_from_records => {
+                "upper bound from record counts; no distinct-person estimate was available".into()
+            }
+            None => "distinct people per store, summed over stores; the same person may be in \
+                     several stores"
+                .into(),
         }
     );
     let _ = writeln!(

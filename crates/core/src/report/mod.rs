@@ -93,11 +93,7 @@ fn write_table(report: &ScanReport, color: bool, out: &mut dyn Write) -> io::Res
     } else if sum.exposed == 0 {
         "No readable data store among the endpoints probed so far.".to_string()
     } else {
-        let people = match (sum.subjects, sum.subjects_from_records) {
-            (0, _) => "people not estimated".to_string(),
-            (n, true) => format!("at most {} people", summary::thousands(n)),
-            (n, false) => format!("about {} people", summary::thousands(n)),
-        };
+        let people = sum.people_phrase();
         format!(
             "EXPOSED: {} of {} services readable without credentials; {}; {people}.",
             sum.exposed,
@@ -250,6 +246,7 @@ mod tests {
             scan_id: "0123456789abcdef".into(),
             started_at: "2026-12-01T00:00:00Z".into(),
             finished_at: finished.then(|| "2026-12-01T00:01:00Z".into()),
+            impact: None,
             stats,
             services,
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{ScanReport, Service, Severity};
+use crate::model::{Impact, ScanReport, Service, Severity};
 
 /// Exposure figures of one scan.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,10 +16,12 @@ pub struct Summary {
     pub exposed_records: u64,
     /// Records per sensitive category, over exposed services' containers holding it.
     pub records_by_category: BTreeMap<String, u64>,
-    /// Approximate number of people in exposed stores: per service the largest estimate (the
-    /// same people recur across one store's containers), summed over services (different
-    /// stores may hold the same people too, so this is an upper bound).
+    /// Approximate number of people in exposed stores: the scan's `impact` (distinct people
+    /// across all stores) where it has one; else, for scans without it, per service the largest
+    /// estimate, summed over services (an upper bound: stores may hold the same people).
     pub subjects: u64,
+    /// The scan's de-duplicated people figure with its interval, when it has one.
+    pub impact: Option<Impact>,
     /// True when `subjects` had to fall back to record counts (no distinct-people estimate).
     pub subjects_from_records: bool,
     /// Whether any exposed service lists what it holds (false with `--no-inventory`: then
@@ -68,7 +70,28 @@ impl Summary {
                 None => {}
             }
         }
+        if let Some(i) = &report.impact {
+            sum.subjects = i.people;
+            sum.subjects_from_records = false;
+            sum.impact = Some(i.clone());
+        }
         sum
+    }
+
+    /// `about 10,512 people (95 %: 10,400–10,700)`, or the per-store figure's words for scans
+    /// without a de-duplicated one.
+    pub fn people_phrase(&self) -> String {
+        match (&self.impact, self.subjects, self.subjects_from_records) {
+            (Some(i), _, _) => format!(
+                "about {} people (95 % interval {}–{}, de-duplicated across stores)",
+                thousands(i.people),
+                thousands(i.people_low),
+                thousands(i.people_high)
+            ),
+            (None, 0, _) => "people not estimated".to_string(),
+            (None, n, true) => format!("at most {} people", thousands(n)),
+            (None, n, false) => format!("about {} people", thousands(n)),
+        }
     }
 
     /// The worst severity present.

@@ -854,7 +854,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

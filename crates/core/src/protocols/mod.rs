@@ -6,6 +6,7 @@
 
 use crate::driver::Protocol;
 
+pub mod clickhouse;
 pub mod elasticsearch;
 pub mod memcached;
 pub mod mongodb;
@@ -23,6 +24,7 @@ pub static REGISTRY: &[Protocol] = &[
     postgresql::PROTOCOL,
     memcached::PROTOCOL,
     mysql::PROTOCOL,
+    clickhouse::PROTOCOL,
 ];
 
 /// Looks a protocol up by id.

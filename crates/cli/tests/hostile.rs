@@ -141,6 +141,9 @@ enum Hostile {
     ClickHouseNativeFlood,
     /// `Ok.` to every HTTP request, as ClickHouse answers its ping: proves nothing.
     ClickHouseOkToEverything,
+    /// InfluxDB's `X-Influxdb-Version` on every answer; `/query` answered with a
+    /// `Content-Length` of 10^12, then endless bytes.
+    InfluxGiantResult,
 }
 
 impl Hostile {
@@ -157,6 +160,7 @@ impl Hostile {
                 | Hostile::HttpGiantContentLength
                 | Hostile::HttpEndlessChunks
                 | Hostile::ClickHouseNativeFlood
+                | Hostile::InfluxGiantResult
         )
     }
 }
@@ -1004,6 +1008,28 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
             }
             // Hello (packet 0) with a name of 2^20 bytes announced.
             stream_forever(s, &[0, 0x80, 0x80, 0x40], seed).await
+        }
+        Hostile::InfluxGiantResult => {
+            let Some(head) = read_http_request(&mut s, &mut buf).await else {
+                return 0;
+            };
+            if head.starts_with("GET /query") {
+                return stream_forever(
+                    s,
+                    b"HTTP/1.1 200 OK\r\nX-Influxdb-Version: 1.8.10\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n",
+                    seed,
+                )
+                .await;
+            }
+            let reply = http_response(
+                "404 Not Found",
+                "X-Influxdb-Version: 1.8.10\r\n",
+                "404 page not found\n",
+            );
+            let _ = s.write_all(&reply).await;
+            let _ = s.shutdown().await;
+            drain(&mut s).await;
+            reply.len() as u64
         }
         Hostile::ClickHouseOkToEverything => {
             http_server(s, buf, |_| http_response("200 OK", "", "Ok.\n")).await

@@ -42,6 +42,12 @@ pub mod clickhouse {
     };
 }
 
+/// InfluxDB 1.x query results.
+pub mod influxdb {
+    pub use crate::protocols::influxdb::inventory::{points, records};
+    pub use crate::protocols::influxdb::wire::{parse_error, parse_result};
+}
+
 /// Memcached text-protocol replies.
 pub mod memcached {
     pub use crate::protocols::memcached::fuzz_hooks::{

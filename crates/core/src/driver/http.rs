@@ -209,6 +209,19 @@ pub fn parse_response(buf: &[u8], body_cap: usize) -> Result<Response, NetError>
     })
 }
 
+/// `s` percent-encoded for a query string: everything but ASCII letters, digits and `-_.~`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A request to send: method, path, optional basic credentials.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -367,6 +380,14 @@ mod tests {
         assert!(s.contains("Authorization: Basic ZWxhc3RpYzpjaGFuZ2VtZQ==\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
         assert!(!s.contains("Content-Length"));
+    }
+
+    #[test]
+    fn query_strings_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("SELECT * FROM \"a b\"&x=1#é"),
+            "SELECT%20%2A%20FROM%20%22a%20b%22%26x%3D1%23%C3%A9"
+        );
     }
 
     #[test]

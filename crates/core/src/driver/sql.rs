@@ -31,6 +31,10 @@ pub enum Dialect {
     /// inside both (so `\` and the quote character are written with a backslash, never
     /// doubled: doubling is not understood by every version).
     ClickHouse,
+    /// InfluxDB 1.x InfluxQL: `"name"` with `\"` for a quote. Whether a backslash escapes
+    /// itself differs between versions, so names holding one (or a line break, which ends a
+    /// quoted name) are refused; no string literals.
+    InfluxQl,
 }
 
 /// Longest MySQL identifier rendered (they are at most 64 characters, 256 bytes in utf8mb4).
@@ -49,6 +53,8 @@ impl Dialect {
             Dialect::MySql => Some(format!("`{}`", name.replace('`', "``"))),
             Dialect::PostgreSql => Some(format!("\"{}\"", name.replace('"', "\"\""))),
             Dialect::ClickHouse => Some(format!("`{}`", backslash_escaped(name, '`'))),
+            Dialect::InfluxQl if name.contains(['\\', '\n', '\r']) => None,
+            Dialect::InfluxQl => Some(format!("\"{}\"", name.replace('"', "\\\""))),
         }
     }
 
@@ -58,7 +64,7 @@ impl Dialect {
     /// `standard_conforming_strings` says (as PostgreSQL's own `quote_literal` does).
     pub fn quote_text(self, text: &str) -> Option<String> {
         match self {
-            Dialect::MySql => None,
+            Dialect::MySql | Dialect::InfluxQl => None,
             Dialect::ClickHouse if text.contains('\0') => None,
             Dialect::ClickHouse => Some(format!("'{}'", backslash_escaped(text, '\''))),
             Dialect::PostgreSql => {
@@ -192,6 +198,10 @@ mod tests {
             "SELECT uniqExact($IDENT) FROM $IDENT.$IDENT WHERE database = $TEXT",
         ],
     };
+    const INFLUX: Allowlist = Allowlist {
+        dialect: Dialect::InfluxQl,
+        templates: &["SELECT COUNT(*) FROM $IDENT..$IDENT"],
+    };
     const PG: Allowlist = Allowlist {
         dialect: Dialect::PostgreSql,
         templates: &[
@@ -241,6 +251,7 @@ mod tests {
                     lex_quoted(&sql[1..], '\'', true)
                 }
                 (Dialect::ClickHouse, '`' | '\'') => lex_quoted(sql, c, true),
+                (Dialect::InfluxQl, '"') => lex_quoted(sql, c, true),
                 _ => {
                     parts.last_mut()?.push(c);
                     sql = &sql[c.len_utf8()..];
@@ -398,6 +409,29 @@ mod tests {
         assert_eq!(c.quote_text("it's").unwrap(), "'it\\'s'");
         assert_eq!(c.quote_text("a\0b"), None);
         assert_eq!(c.quote_ident("a\0b"), None);
+    }
+
+    /// InfluxQL: a quote is escaped with a backslash; names whose backslashes or line breaks
+    /// versions read differently are refused, and nothing else is.
+    #[test]
+    fn influxql_names_stay_one_identifier() {
+        let t = "SELECT COUNT(*) FROM $IDENT..$IDENT";
+        for h in hostile() {
+            let sql = INFLUX.render(t, &[Arg::Ident("db"), Arg::Ident(&h)]);
+            if h.contains(['\\', '\n', '\r']) {
+                assert!(sql.is_err(), "{h:?}");
+                continue;
+            }
+            let sql = sql.unwrap();
+            let parts = lex(Dialect::InfluxQl, &sql).unwrap_or_else(|| panic!("{sql}"));
+            assert_eq!(
+                parts,
+                ["SELECT COUNT(*) FROM ", "db", "..", h.as_str(), ""],
+                "{sql}"
+            );
+        }
+        assert_eq!(Dialect::InfluxQl.quote_ident("a\"b").unwrap(), "\"a\\\"b\"");
+        assert_eq!(Dialect::InfluxQl.quote_text("x"), None);
     }
 
     #[test]

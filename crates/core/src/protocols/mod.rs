@@ -8,6 +8,7 @@ use crate::driver::Protocol;
 
 pub mod clickhouse;
 pub mod elasticsearch;
+pub mod influxdb;
 pub mod memcached;
 pub mod mongodb;
 pub mod mysql;
@@ -25,6 +26,7 @@ pub static REGISTRY: &[Protocol] = &[
     memcached::PROTOCOL,
     mysql::PROTOCOL,
     clickhouse::PROTOCOL,
+    influxdb::PROTOCOL,
 ];
 
 /// Looks a protocol up by id.

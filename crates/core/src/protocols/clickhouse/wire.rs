@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde_json::{Number, Value};
 
-use crate::driver::http::{self, Request, Response};
+use crate::driver::http::{self, percent_encode, Request, Response};
 use crate::driver::sql::{Allowlist, Arg, Dialect};
 use crate::driver::{self, Budget, ProbeCtx, Session, Wait};
 use crate::net::Check;
@@ -199,18 +199,6 @@ pub fn cell_u64(v: &Value) -> Option<u64> {
         Value::String(s) => s.parse().ok(),
         _ => None,
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------- the native protocol

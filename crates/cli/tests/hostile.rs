@@ -263,6 +263,12 @@ const CASES: &[Case] = &[
         Hostile::ClickHouseOkToEverything,
         ("http", "unknown"),
     ),
+    case(
+        42,
+        8086,
+        Hostile::InfluxGiantResult,
+        ("influxdb", "unknown"),
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------

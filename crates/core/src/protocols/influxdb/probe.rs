@@ -107,10 +107,7 @@ mod tests {
         assert_eq!(f.access, Access::Open);
         assert_eq!(f.version.as_deref(), Some("1.6.7~rc0"));
         assert!(f.evidence[1].contains("2 database(s)"));
-        assert_eq!(
-            s.texts(),
-            ["GET /query?q=SHOW%20DATABASES HTTP/1.1\r\n".to_string() + &s.texts()[0][40..]]
-        );
+        assert!(s.texts()[0].starts_with("GET /query?q=SHOW%20DATABASES HTTP/1.1\r\n"));
 
         let s = server(
             "401 Unauthorized",

@@ -1,6 +1,6 @@
 """ClickHouse: a full scan of each lab ClickHouse (HTTP and native port) reads it without
-writing, and inventories every table of the manifest with exact counts, samples and the
-truth's categories.
+writing, and inventories every table of the manifest with exact counts, samples, the truth's
+categories and its distinct people.
 
 Read-only evidence, from the server's own counters: the rows and bytes of every active part of
 the user databases (`system.parts`) and the `InsertQuery` / `InsertedRows` counters of user
@@ -62,6 +62,8 @@ def test_full_scan_is_read_only_and_inventories_the_manifest(manifest, lab_servi
         g = containers[c["name"]]
         assert g["kind"] == c["kind"] and g["records"] == c["records"] and not g["records_estimated"], (c["name"], g)
         assert g["sampled"] > 0
+        if c.get("subjects") is not None:
+            assert g["subjects_estimate"] == c["subjects"], (c["name"], g["subjects_estimate"], g["subjects_method"])
         fields = {f["path"]: set(f["categories"]) for f in g["fields"]}
         for f in c["fields"]:
             assert f["path"] in fields, (c["name"], f["path"])

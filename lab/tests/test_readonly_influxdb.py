@@ -1,6 +1,6 @@
 """InfluxDB 1.x: a full scan of the lab's open InfluxDB reads it without writing, and
-inventories every measurement of the manifest with exact counts, samples and the truth's
-categories.
+inventories every measurement of the manifest with exact counts, samples, the truth's
+categories and its distinct people.
 
 Read-only evidence, from the server's own counters (`/debug/vars`): the HTTP service's write
 requests and points written, and the write service's point requests, are unchanged, while its
@@ -51,6 +51,8 @@ def test_full_scan_is_read_only_and_inventories_the_manifest(manifest, lab_servi
         g = containers[c["name"]]
         assert g["kind"] == c["kind"] and g["records"] == c["records"] and not g["records_estimated"], (c["name"], g)
         assert g["sampled"] > 0
+        if c.get("subjects") is not None:
+            assert g["subjects_estimate"] == c["subjects"], (c["name"], g["subjects_estimate"], g["subjects_method"])
         fields = {f["path"]: set(f["categories"]) for f in g["fields"]}
         for f in c["fields"]:
             assert f["path"] in fields, (c["name"], f["path"])

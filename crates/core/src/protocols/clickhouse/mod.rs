@@ -7,8 +7,10 @@
 //!
 //! [`wire`] holds the allowlisted SQL, both transports and their parsers, and the one sending
 //! function (every statement with `readonly=1`); [`probe`] identifies either port from the
-//! shared `GET /` and judges; [`inventory`] lists, counts and samples the user tables.
+//! shared `GET /` and judges; [`inventory`] lists, counts and samples the user tables;
+//! [`count`] counts the distinct people of a table with `uniqExact`/`uniq`.
 
+pub mod count;
 pub mod inventory;
 pub mod probe;
 pub mod wire;
@@ -25,6 +27,6 @@ pub const PROTOCOL: Protocol = Protocol {
              with readonly=1",
     handler: hook!(http: probe::probe),
     inventory: hook!(inventory: inventory::inventory),
-    subjects: None,
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

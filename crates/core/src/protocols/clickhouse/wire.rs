@@ -41,12 +41,26 @@ pub const COLUMNS: &str = "SELECT database, table, name, type FROM system.column
 pub const COUNT: &str = "SELECT count() FROM $IDENT.$IDENT";
 /// The first rows of one table (a MergeTree reads its first granules only).
 pub const SAMPLE: &str = "SELECT * FROM $IDENT.$IDENT LIMIT $INT";
+/// Distinct values of one column of one table, exactly (a hash set inside the server).
+pub const DISTINCT_EXACT: &str = "SELECT uniqExact($IDENT) FROM $IDENT.$IDENT";
+/// Distinct values of one column of one table, estimated (an adaptive sketch).
+pub const DISTINCT: &str = "SELECT uniq($IDENT) FROM $IDENT.$IDENT";
 
 /// Every statement leakscope may send to ClickHouse: reads of the catalogue and of tables,
 /// nothing that writes, alters, optimizes, kills or changes a setting.
 pub const SQL: Allowlist = Allowlist {
     dialect: Dialect::ClickHouse,
-    templates: &[VERSION, DATABASES, TABLES, PARTS, COLUMNS, COUNT, SAMPLE],
+    templates: &[
+        VERSION,
+        DATABASES,
+        TABLES,
+        PARTS,
+        COLUMNS,
+        COUNT,
+        SAMPLE,
+        DISTINCT_EXACT,
+        DISTINCT,
+    ],
 };
 
 /// The HTTP requests sent besides the SQL: the server's ping.

@@ -7,8 +7,9 @@
 //!
 //! [`wire`] holds the allowlisted InfluxQL and the one sending function; [`probe`] identifies
 //! it from the shared `GET /` (its `X-Influxdb-Version` header) and judges; [`inventory`]
-//! lists, counts and samples the measurements.
+//! lists, counts and samples the measurements; [`count`] counts the distinct people of one.
 
+pub mod count;
 pub mod inventory;
 pub mod probe;
 pub mod wire;
@@ -23,6 +24,6 @@ pub const PROTOCOL: Protocol = Protocol {
     method: "GET / (the X-Influxdb-Version header), then SHOW DATABASES without credentials",
     handler: hook!(http: probe::probe),
     inventory: hook!(inventory: inventory::inventory),
-    subjects: None,
+    subjects: hook!(count: count::subjects),
     keys_exist: None,
 };

@@ -26,6 +26,11 @@ pub const SHOW_TAG_KEYS: &str = "SHOW TAG KEYS ON $IDENT";
 pub const COUNT: &str = "SELECT COUNT(*) FROM $IDENT..$IDENT";
 /// The first points of one measurement, with their tags and fields.
 pub const SAMPLE: &str = "SELECT * FROM $IDENT..$IDENT LIMIT $INT";
+/// Distinct values of one field of one measurement.
+pub const COUNT_DISTINCT: &str = "SELECT COUNT(DISTINCT($IDENT)) FROM $IDENT..$IDENT";
+/// Distinct values of one tag of one measurement.
+pub const TAG_CARDINALITY: &str =
+    "SHOW TAG VALUES EXACT CARDINALITY ON $IDENT FROM $IDENT WITH KEY = $IDENT";
 
 /// Every statement leakscope may send to InfluxDB: `SHOW` and plain `SELECT` (no `INTO`).
 pub const QUERIES: Allowlist = Allowlist {
@@ -37,6 +42,8 @@ pub const QUERIES: Allowlist = Allowlist {
         SHOW_TAG_KEYS,
         COUNT,
         SAMPLE,
+        COUNT_DISTINCT,
+        TAG_CARDINALITY,
     ],
 };
 

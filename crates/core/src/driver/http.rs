@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 
+use super::context::Seen;
 use super::failure::Failure;
 use super::session::Session;
 use crate::net::{Check, NetError};
@@ -31,6 +32,14 @@ impl Response {
 
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// What identification saw of a response that is not the protocol's: the status and the
+    /// start of the body.
+    pub fn seen(&self) -> Seen {
+        let mut seen = format!("HTTP {} ", self.status).into_bytes();
+        seen.extend(self.body.iter().take(48));
+        Seen::Bytes(seen)
     }
 }
 

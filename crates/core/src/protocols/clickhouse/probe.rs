@@ -10,7 +10,7 @@ use super::wire::{
 };
 use crate::driver::http::Response;
 use crate::driver::sql::Arg;
-use crate::driver::{Finding, Outcome, ProbeCtx, Seen, Wait};
+use crate::driver::{Finding, Outcome, ProbeCtx, Wait};
 use crate::model::Access;
 
 /// The registry id.
@@ -28,9 +28,7 @@ fn plausible_version(v: &str) -> bool {
 }
 
 fn not_me(root: &Response) -> Outcome {
-    let mut seen = format!("HTTP {} ", root.status).into_bytes();
-    seen.extend(root.body.iter().take(48));
-    Outcome::NotMe(Seen::Bytes(seen))
+    Outcome::NotMe(root.seen())
 }
 
 /// The verdict of a refused statement: a refused login is `auth_required`; so is a user that

@@ -196,14 +196,7 @@ pub fn parse_json_compact(body: &[u8]) -> Option<Rows> {
     Some(Rows { columns, rows })
 }
 
-/// A JSON value as the text a column holds (`None` for NULL).
-pub fn cell_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
+pub use crate::inventory::flatten::json_cell as cell_text;
 
 /// A value as an unsigned count: JSON numbers, and the strings ClickHouse quotes 64-bit
 /// integers as.

@@ -5,7 +5,7 @@
 
 use super::wire::{probe_budget, Client, Failure, SHOW_DATABASES, VERSION_HEADER};
 use crate::driver::http::Response;
-use crate::driver::{Finding, Outcome, ProbeCtx, Seen, Wait};
+use crate::driver::{Finding, Outcome, ProbeCtx, Wait};
 use crate::model::Access;
 
 /// The registry id.
@@ -23,9 +23,7 @@ fn plausible_version(v: &str) -> bool {
 
 pub(super) async fn probe(ctx: &ProbeCtx, root: &Response) -> Outcome {
     let Some(version) = root.header(VERSION_HEADER).map(str::trim) else {
-        let mut seen = format!("HTTP {} ", root.status).into_bytes();
-        seen.extend(root.body.iter().take(48));
-        return Outcome::NotMe(Seen::Bytes(seen));
+        return Outcome::NotMe(root.seen());
     };
     let mut f = Finding::new(ID);
     f.product = Some("InfluxDB".into());

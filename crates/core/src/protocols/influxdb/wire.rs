@@ -132,14 +132,7 @@ pub fn parse_result(body: &[u8]) -> Option<Result<Vec<Series>, String>> {
     Some(Ok(series))
 }
 
-/// A value as text (`None` for null).
-pub fn cell_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
+pub use crate::inventory::flatten::json_cell as cell_text;
 
 /// The server as a scan reads it: one budget for every statement.
 pub struct Client {

@@ -131,6 +131,15 @@ SERVICES = [
     Service("mariadb-auth", "mariadb", f"{NET}.11.3", 3306, "auth_required", "small", user="root", password="strong"),
     Service("postgres-default", "postgres", f"{NET}.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
     Service("mariadb-root-nopass", "mariadb", f"{NET}.12.2", 3306, "default_credentials", "main", user="root", password=""),
+    # ClickHouse (lab/kinds/clickhouse.py): HTTP and native ports, open and with a password.
+    Service("clickhouse-open", "clickhouse", f"{NET}.10.40", 8123, "open", "main"),
+    Service("clickhouse-native", "clickhouse", f"{NET}.10.41", 9000, "open", "small", extra={"seed_http": 18123}),
+    Service("clickhouse-auth", "clickhouse", f"{NET}.11.40", 8123, "auth_required", "small", password="strong"),
+    Service("clickhouse-native-auth", "clickhouse", f"{NET}.11.41", 9000, "auth_required", "small", password="strong",
+            extra={"seed_http": 18123}),
+    # InfluxDB 1.x (lab/kinds/influxdb.py): open, and with auth-enabled.
+    Service("influxdb-open", "influxdb", f"{NET}.10.50", 8086, "open", "small"),
+    Service("influxdb-auth", "influxdb", f"{NET}.11.50", 8086, "auth_required", "small", user="admin", password="strong"),
 ]
 # 127.0.16.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
 # servers of their own so that the smart-home dataset's tests stay as they are. Their truth is

@@ -136,6 +136,14 @@ enum Hostile {
     HttpEmptyJson,
     /// PostgreSQL asking for a cleartext password, accepting any, then "yes" to every query.
     PgAnyPassword,
+    /// A ClickHouse native port (its 400 to an HTTP request) whose Hello announces a server
+    /// name of 1 MiB, then endless bytes.
+    ClickHouseNativeFlood,
+    /// `Ok.` to every HTTP request, as ClickHouse answers its ping: proves nothing.
+    ClickHouseOkToEverything,
+    /// InfluxDB's `X-Influxdb-Version` on every answer; `/query` answered with a
+    /// `Content-Length` of 10^12, then endless bytes.
+    InfluxGiantResult,
 }
 
 impl Hostile {
@@ -151,6 +159,8 @@ impl Hostile {
                 | Hostile::MysqlGiantPacket
                 | Hostile::HttpGiantContentLength
                 | Hostile::HttpEndlessChunks
+                | Hostile::ClickHouseNativeFlood
+                | Hostile::InfluxGiantResult
         )
     }
 }
@@ -239,6 +249,25 @@ const CASES: &[Case] = &[
         5432,
         Hostile::PgAnyPassword,
         ("postgresql", "auth_required"),
+    ),
+    // The native port's refusal of HTTP names ClickHouse; its Hello never ends.
+    case(
+        40,
+        9000,
+        Hostile::ClickHouseNativeFlood,
+        ("clickhouse", "unknown"),
+    ),
+    case(
+        41,
+        8123,
+        Hostile::ClickHouseOkToEverything,
+        ("http", "unknown"),
+    ),
+    case(
+        42,
+        8086,
+        Hostile::InfluxGiantResult,
+        ("influxdb", "unknown"),
     ),
 ];
 
@@ -972,6 +1001,45 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
         Hostile::EsAuthHoneypot => http_server(s, buf, es_auth_answer).await,
         Hostile::HttpEmptyJson => empty_json_server(s).await,
         Hostile::PgAnyPassword => pg_server(s, buf, true).await,
+        Hostile::ClickHouseNativeFlood => {
+            if !read_more(&mut s, &mut buf).await {
+                return 0;
+            }
+            if buf[0].is_ascii_uppercase() {
+                let reply: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nPort 9000 is for clickhouse-client program.\r\nYou must use port 8123 for HTTP.\r\n";
+                let _ = s.write_all(reply).await;
+                let _ = s.shutdown().await;
+                drain(&mut s).await;
+                return reply.len() as u64;
+            }
+            // Hello (packet 0) with a name of 2^20 bytes announced.
+            stream_forever(s, &[0, 0x80, 0x80, 0x40], seed).await
+        }
+        Hostile::InfluxGiantResult => {
+            let Some(head) = read_http_request(&mut s, &mut buf).await else {
+                return 0;
+            };
+            if head.starts_with("GET /query") {
+                return stream_forever(
+                    s,
+                    b"HTTP/1.1 200 OK\r\nX-Influxdb-Version: 1.8.10\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n",
+                    seed,
+                )
+                .await;
+            }
+            let reply = http_response(
+                "404 Not Found",
+                "X-Influxdb-Version: 1.8.10\r\n",
+                "404 page not found\n",
+            );
+            let _ = s.write_all(&reply).await;
+            let _ = s.shutdown().await;
+            drain(&mut s).await;
+            reply.len() as u64
+        }
+        Hostile::ClickHouseOkToEverything => {
+            http_server(s, buf, |_| http_response("200 OK", "", "Ok.\n")).await
+        }
     }
 }
 

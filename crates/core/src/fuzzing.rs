@@ -35,6 +35,19 @@ pub mod http {
     pub use crate::driver::http::{check_response, parse_response, Response, MAX_HEAD};
 }
 
+/// ClickHouse native packets and HTTP results.
+pub mod clickhouse {
+    pub use crate::protocols::clickhouse::wire::{
+        check_packet, parse_error_text, parse_json_compact, parse_packet,
+    };
+}
+
+/// InfluxDB 1.x query results.
+pub mod influxdb {
+    pub use crate::protocols::influxdb::inventory::{points, records};
+    pub use crate::protocols::influxdb::wire::{parse_error, parse_result};
+}
+
 /// Memcached text-protocol replies.
 pub mod memcached {
     pub use crate::protocols::memcached::fuzz_hooks::{

@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 
+use super::context::Seen;
 use super::failure::Failure;
 use super::session::Session;
 use crate::net::{Check, NetError};
@@ -31,6 +32,14 @@ impl Response {
 
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// What identification saw of a response that is not the protocol's: the status and the
+    /// start of the body.
+    pub fn seen(&self) -> Seen {
+        let mut seen = format!("HTTP {} ", self.status).into_bytes();
+        seen.extend(self.body.iter().take(48));
+        Seen::Bytes(seen)
     }
 }
 
@@ -209,6 +218,19 @@ pub fn parse_response(buf: &[u8], body_cap: usize) -> Result<Response, NetError>
     })
 }
 
+/// `s` percent-encoded for a query string: everything but ASCII letters, digits and `-_.~`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A request to send: method, path, optional basic credentials.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -367,6 +389,14 @@ mod tests {
         assert!(s.contains("Authorization: Basic ZWxhc3RpYzpjaGFuZ2VtZQ==\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
         assert!(!s.contains("Content-Length"));
+    }
+
+    #[test]
+    fn query_strings_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("SELECT * FROM \"a b\"&x=1#é"),
+            "SELECT%20%2A%20FROM%20%22a%20b%22%26x%3D1%23%C3%A9"
+        );
     }
 
     #[test]

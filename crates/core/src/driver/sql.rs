@@ -10,8 +10,9 @@
 //!   identifier and never SQL;
 //! - `$INT`: a decimal integer rendered from a Rust integer;
 //! - `$PCT`: a percentage in (0, 100], six decimals (`TABLESAMPLE SYSTEM`);
-//! - `$TEXT`: a string literal, quoted by the dialect; PostgreSQL only (a MySQL literal's meaning
-//!   depends on `sql_mode` and the connection's character set, so MySQL templates take none).
+//! - `$TEXT`: a string literal, quoted by the dialect; PostgreSQL and ClickHouse only (a MySQL
+//!   literal's meaning depends on `sql_mode` and the connection's character set, so MySQL
+//!   templates take none).
 //!
 //! The template is scanned once, left to right, and rendered values are never scanned again: a
 //! name that reads `$INT` stays a name. Anything else is refused: a template not on the list, a
@@ -26,14 +27,23 @@ pub enum Dialect {
     MySql,
     /// PostgreSQL: `"name"`, `'text'` (or `E'…'` when the text holds a backslash).
     PostgreSql,
+    /// ClickHouse: `` `name` `` and `'text'`, where a backslash escapes the next character
+    /// inside both (so `\` and the quote character are written with a backslash, never
+    /// doubled: doubling is not understood by every version).
+    ClickHouse,
+    /// InfluxDB 1.x InfluxQL: `"name"` with `\"` for a quote. Whether a backslash escapes
+    /// itself differs between versions, so names holding one (or a line break, which ends a
+    /// quoted name) are refused; no string literals.
+    InfluxQl,
 }
 
 /// Longest MySQL identifier rendered (they are at most 64 characters, 256 bytes in utf8mb4).
 const MYSQL_MAX_IDENT: usize = 256;
 
 impl Dialect {
-    /// The identifier quoted, inner quote characters doubled (the only character special inside
-    /// quotes in both dialects); None for names that cannot be identifiers.
+    /// The identifier quoted: inner quote characters doubled in MySQL and PostgreSQL (the only
+    /// character special inside their quotes), backslash-escaped in ClickHouse; None for names
+    /// that cannot be identifiers.
     pub fn quote_ident(self, name: &str) -> Option<String> {
         if name.is_empty() || name.contains('\0') {
             return None;
@@ -42,6 +52,9 @@ impl Dialect {
             Dialect::MySql if name.len() > MYSQL_MAX_IDENT => None,
             Dialect::MySql => Some(format!("`{}`", name.replace('`', "``"))),
             Dialect::PostgreSql => Some(format!("\"{}\"", name.replace('"', "\"\""))),
+            Dialect::ClickHouse => Some(format!("`{}`", backslash_escaped(name, '`'))),
+            Dialect::InfluxQl if name.contains(['\\', '\n', '\r']) => None,
+            Dialect::InfluxQl => Some(format!("\"{}\"", name.replace('"', "\\\""))),
         }
     }
 
@@ -51,7 +64,9 @@ impl Dialect {
     /// `standard_conforming_strings` says (as PostgreSQL's own `quote_literal` does).
     pub fn quote_text(self, text: &str) -> Option<String> {
         match self {
-            Dialect::MySql => None,
+            Dialect::MySql | Dialect::InfluxQl => None,
+            Dialect::ClickHouse if text.contains('\0') => None,
+            Dialect::ClickHouse => Some(format!("'{}'", backslash_escaped(text, '\''))),
             Dialect::PostgreSql => {
                 if text.contains('\0') {
                     return None;
@@ -65,6 +80,18 @@ impl Dialect {
             }
         }
     }
+}
+
+/// `s` with every backslash and `quote` escaped by a backslash (ClickHouse's quoting).
+fn backslash_escaped(s: &str, quote: char) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if c == '\\' || c == quote {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A value for a template placeholder. Only these four kinds exist, so no caller can splice
@@ -164,6 +191,17 @@ mod tests {
             "SHOW DATABASES",
         ],
     };
+    const CH: Allowlist = Allowlist {
+        dialect: Dialect::ClickHouse,
+        templates: &[
+            "SELECT count() FROM $IDENT.$IDENT",
+            "SELECT uniqExact($IDENT) FROM $IDENT.$IDENT WHERE database = $TEXT",
+        ],
+    };
+    const INFLUX: Allowlist = Allowlist {
+        dialect: Dialect::InfluxQl,
+        templates: &["SELECT COUNT(*) FROM $IDENT..$IDENT"],
+    };
     const PG: Allowlist = Allowlist {
         dialect: Dialect::PostgreSql,
         templates: &[
@@ -212,6 +250,8 @@ mod tests {
                 (Dialect::PostgreSql, 'E') if sql.starts_with("E'") => {
                     lex_quoted(&sql[1..], '\'', true)
                 }
+                (Dialect::ClickHouse, '`' | '\'') => lex_quoted(sql, c, true),
+                (Dialect::InfluxQl, '"') => lex_quoted(sql, c, true),
                 _ => {
                     parts.last_mut()?.push(c);
                     sql = &sql[c.len_utf8()..];
@@ -275,6 +315,7 @@ mod tests {
         for (list, t) in [
             (MYSQL, "SELECT COUNT(*) FROM $IDENT.$IDENT"),
             (PG, "SELECT count(*) FROM $IDENT.$IDENT"),
+            (CH, "SELECT count() FROM $IDENT.$IDENT"),
         ] {
             for h in hostile() {
                 let sql = list.render(t, &[Arg::Ident(&h), Arg::Ident("t")]).unwrap();
@@ -327,6 +368,70 @@ mod tests {
             // A backslash switches to the escape form, whatever standard_conforming_strings is.
             assert_eq!(sql.contains("E'"), h.contains('\\'), "{sql}");
         }
+    }
+
+    /// ClickHouse reads a backslash as an escape inside both quotes, so both are escaped with
+    /// one; a hostile name or text stays one token whatever it holds.
+    #[test]
+    fn clickhouse_escapes_with_backslashes() {
+        let t = "SELECT uniqExact($IDENT) FROM $IDENT.$IDENT WHERE database = $TEXT";
+        for h in hostile() {
+            let sql = CH
+                .render(
+                    t,
+                    &[
+                        Arg::Ident(&h),
+                        Arg::Ident("d"),
+                        Arg::Ident(&h),
+                        Arg::Text(&h),
+                    ],
+                )
+                .unwrap();
+            let parts = lex(Dialect::ClickHouse, &sql).unwrap_or_else(|| panic!("{sql}"));
+            assert_eq!(
+                parts,
+                [
+                    "SELECT uniqExact(",
+                    h.as_str(),
+                    ") FROM ",
+                    "d",
+                    ".",
+                    h.as_str(),
+                    " WHERE database = ",
+                    h.as_str(),
+                    ""
+                ],
+                "{sql}"
+            );
+        }
+        let c = Dialect::ClickHouse;
+        assert_eq!(c.quote_ident("a`b\\c").unwrap(), "`a\\`b\\\\c`");
+        assert_eq!(c.quote_text("it's").unwrap(), "'it\\'s'");
+        assert_eq!(c.quote_text("a\0b"), None);
+        assert_eq!(c.quote_ident("a\0b"), None);
+    }
+
+    /// InfluxQL: a quote is escaped with a backslash; names whose backslashes or line breaks
+    /// versions read differently are refused, and nothing else is.
+    #[test]
+    fn influxql_names_stay_one_identifier() {
+        let t = "SELECT COUNT(*) FROM $IDENT..$IDENT";
+        for h in hostile() {
+            let sql = INFLUX.render(t, &[Arg::Ident("db"), Arg::Ident(&h)]);
+            if h.contains(['\\', '\n', '\r']) {
+                assert!(sql.is_err(), "{h:?}");
+                continue;
+            }
+            let sql = sql.unwrap();
+            let parts = lex(Dialect::InfluxQl, &sql).unwrap_or_else(|| panic!("{sql}"));
+            assert_eq!(
+                parts,
+                ["SELECT COUNT(*) FROM ", "db", "..", h.as_str(), ""],
+                "{sql}"
+            );
+        }
+        assert_eq!(Dialect::InfluxQl.quote_ident("a\"b").unwrap(), "\"a\\\"b\"");
+        assert_eq!(Dialect::InfluxQl.quote_text("x"), None);
     }
 
     #[test]

@@ -267,6 +267,16 @@ pub fn flatten_bytes(b: &[u8], value_cap: usize) -> Record {
     f.to_record()
 }
 
+/// A JSON cell of a result row as its column's text (`None` for null): strings as they are,
+/// anything else as JSON.
+pub fn json_cell(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// Flattens a flat row of named columns; text columns holding JSON are expanded under the
 /// column name.
 pub fn flatten_row<'a>(

@@ -6,7 +6,9 @@
 
 use crate::driver::Protocol;
 
+pub mod clickhouse;
 pub mod elasticsearch;
+pub mod influxdb;
 pub mod memcached;
 pub mod mongodb;
 pub mod mysql;
@@ -23,6 +25,8 @@ pub static REGISTRY: &[Protocol] = &[
     postgresql::PROTOCOL,
     memcached::PROTOCOL,
     mysql::PROTOCOL,
+    clickhouse::PROTOCOL,
+    influxdb::PROTOCOL,
 ];
 
 /// Looks a protocol up by id.

@@ -9,7 +9,7 @@ use super::wire::{
     SMALL_BODY_CAP,
 };
 use crate::driver::http::Response;
-use crate::driver::{Credential, Finding, Outcome, ProbeCtx, Seen};
+use crate::driver::{Credential, Finding, Outcome, ProbeCtx};
 use crate::model::Access;
 use crate::net::NetError;
 
@@ -435,9 +435,7 @@ pub(super) async fn anonymous_read(ctx: &ProbeCtx, f: &mut Finding) -> bool {
 }
 
 pub(super) fn not_me(root: &Response) -> Outcome {
-    let mut seen = format!("HTTP {} ", root.status).into_bytes();
-    seen.extend(root.body.iter().take(48));
-    Outcome::NotMe(Seen::Bytes(seen))
+    Outcome::NotMe(root.seen())
 }
 
 /// The protocol's probe: is this its protocol, and can it be read without credentials?
@@ -505,7 +503,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::driver::http;
-    use crate::driver::{DirectConnector, ProbeOptions};
+    use crate::driver::{DirectConnector, ProbeOptions, Seen};
     use crate::scope::{ScopeBuilder, TargetSpec};
     use crate::testkit::{fixture, frames, FakeServer, Reply};
 

@@ -657,6 +657,7 @@ mod sighting_tests {
             sampled: 0,
             subjects_estimate: None,
             subjects_method: None,
+            subjects_interval: None,
             categories: vec![],
             fields: fields.iter().map(|(p, c)| field(p, c)).collect(),
         }
@@ -748,6 +749,7 @@ mod sighting_tests {
             sampled: 3,
             subjects_estimate: Some(3),
             subjects_method: None,
+            subjects_interval: None,
             categories: vec![],
             fields: vec![
                 field("email", "identity.email"),

@@ -70,6 +70,7 @@ async fn count(
         } else {
             format!("ClickHouse {function}({column}), an estimate (about 1.6 % at worst)")
         },
+        interval: None,
     })
 }
 

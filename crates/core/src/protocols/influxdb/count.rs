@@ -60,6 +60,7 @@ async fn count(
     Ok(Subjects {
         count: n,
         method: what,
+        interval: None,
     })
 }
 

@@ -131,6 +131,9 @@ SERVICES = [
     Service("mariadb-auth", "mariadb", f"{NET}.11.3", 3306, "auth_required", "small", user="root", password="strong"),
     Service("postgres-default", "postgres", f"{NET}.12.1", 5432, "default_credentials", "small", user="postgres", password="postgres"),
     Service("mariadb-root-nopass", "mariadb", f"{NET}.12.2", 3306, "default_credentials", "main", user="root", password=""),
+    # lab/kinds/: etcd, ZooKeeper, NATS (hosts 20-39)
+    Service("etcd-open", "etcd", f"{NET}.10.20", 2379, "open", "main"),
+    Service("etcd-auth", "etcd", f"{NET}.11.20", 2379, "auth_required", "small", user="root", password="strong"),
 ]
 # 127.0.16.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
 # servers of their own so that the smart-home dataset's tests stay as they are. Their truth is

@@ -14,12 +14,15 @@ other services are scanned alongside — fails this test:
   every table's rows hashed, definitions, roles and ALTER SYSTEM settings;
 - MariaDB: the Com_*/Handler_* write counters of SHOW GLOBAL STATUS;
 - Redis: only allowlisted commands in INFO commandstats, keyspace unchanged;
-- Memcached: every write/delete/touch/flush counter of `stats`.
+- Memcached: every write/delete/touch/flush counter of `stats`;
+- etcd: the revision, every key's mod_revision and version, and (without auth, where the test's
+  own authentication does not go through consensus) the raft index.
 """
 
 import time
 
 import test_readonly_elasticsearch as es
+import test_readonly_etcd as et
 import test_readonly_memcached as mc
 import test_readonly_mongodb as mg
 import test_readonly_mysql as my
@@ -54,13 +57,18 @@ def snapshot(svcs: dict, manifest: dict, mongo_clients: dict) -> dict:
     for s in by_kind.get("memcached", []):
         st = mc.stats(s)
         snap[s.name] = {"writes": {k: st[k] for k in mc.WRITE_COUNTERS}}
+    for s in by_kind.get("etcd", []):
+        token = et.KINDS["etcd"].token(s)
+        snap[s.name] = et.snapshot(s, token)
+        if token:
+            del snap[s.name]["raft_index"]  # authenticating goes through consensus
     return snap
 
 
 def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
     endpoints = [f"{m['address']}:{m['port']}" for m in manifest["services"]]
     kinds = {lab_services[m["name"]].kind for m in manifest["services"]}
-    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached"}, kinds
+    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached", "etcd"}, kinds
 
     mongo_clients: dict = {}
     before = snapshot(lab_services, manifest, mongo_clients)
@@ -138,4 +146,7 @@ def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
         elif kind == "memcached":
             if a["writes"] != b["writes"]:
                 failures.append(f"{name}: write counters moved")
+        elif kind == "etcd":
+            if a != b:
+                failures.append(f"{name}: revision, raft index or keys moved")
     assert not failures, "\n".join(failures)

@@ -136,6 +136,13 @@ enum Hostile {
     HttpEmptyJson,
     /// PostgreSQL asking for a cleartext password, accepting any, then "yes" to every query.
     PgAnyPassword,
+    /// etcd's Go 404 and `/version`, then a range answer announcing `Content-Length:
+    /// 1000000000000` and streaming forever.
+    EtcdGiantRange,
+    /// etcd's Go 404 and `/version`, then a chunked range answer whose chunks never end.
+    EtcdEndlessRange,
+    /// etcd's Go 404 and `/version`, then `200 {}` to the range read: no revision, no count.
+    EtcdHoneypot,
 }
 
 impl Hostile {
@@ -240,6 +247,12 @@ const CASES: &[Case] = &[
         Hostile::PgAnyPassword,
         ("postgresql", "auth_required"),
     ),
+    // etcd: its version proves the product, but no range answer proves a read.
+    case(35, 2379, Hostile::EtcdGiantRange, ("etcd", "unknown")),
+    case(36, 2379, Hostile::EtcdEndlessRange, ("etcd", "unknown")),
+    case(37, 2379, Hostile::EtcdHoneypot, ("etcd", "unknown")),
+    // On etcd's port the honeypot's `/version` is its root document again: not etcd's.
+    case(30, 2379, Hostile::Honeypot, ("elasticsearch", "unknown")),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +431,63 @@ fn es_auth_answer(head: &str) -> Vec<u8> {
         body,
     )
 }
+
+/// etcd's client port up to the range read: Go's 404 at `/`, its version at `/version`;
+/// `range` answers the range read (None: the connection is handed back to stream).
+async fn etcd_server(mut s: TcpStream, range: Option<&'static [u8]>) -> (TcpStream, u64) {
+    let mut buf = Vec::new();
+    let Some(head) = read_http_request(&mut s, &mut buf).await else {
+        return (s, 0);
+    };
+    let reply = if head.starts_with("GET /version ") {
+        http_response(
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#,
+        )
+    } else if head.starts_with("POST /v3/kv/range ") {
+        match range {
+            Some(body) => body.to_vec(),
+            None => return (s, 0),
+        }
+    } else {
+        http_response(
+            "404 Not Found",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "404 page not found\n",
+        )
+    };
+    let _ = s.write_all(&reply).await;
+    let _ = s.shutdown().await;
+    drain(&mut s).await;
+    (s, reply.len() as u64)
+}
+
+/// A `200` whose chunked body never ends: 4 KiB chunks of `[`, forever.
+async fn endless_chunks(s: TcpStream) -> u64 {
+    let (mut rd, mut wr) = s.into_split();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 1024];
+        while matches!(rd.read(&mut chunk).await, Ok(n) if n > 0) {}
+    });
+    let head =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if wr.write_all(head).await.is_err() {
+        return 0;
+    }
+    let mut written = head.len() as u64;
+    let mut chunk = b"1000\r\n".to_vec();
+    chunk.extend(std::iter::repeat_n(b'[', 0x1000));
+    chunk.extend_from_slice(b"\r\n");
+    while wr.write_all(&chunk).await.is_ok() {
+        written += chunk.len() as u64;
+    }
+    written
+}
+
+/// An etcd look-alike's answer to the range read: `200 {}`, no header, no revision.
+const ETCD_EMPTY_RANGE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
 
 /// A tiny web server as nginx behaves: a request line that does not start like one is a 400 at
 /// once; a request gets an HTML page.
@@ -889,23 +959,7 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
             if !read_more(&mut s, &mut buf).await {
                 return 0;
             }
-            let (mut rd, mut wr) = s.into_split();
-            tokio::spawn(async move {
-                let mut chunk = [0u8; 1024];
-                while matches!(rd.read(&mut chunk).await, Ok(n) if n > 0) {}
-            });
-            let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-            if wr.write_all(head).await.is_err() {
-                return 0;
-            }
-            let mut written = head.len() as u64;
-            let mut chunk = b"1000\r\n".to_vec();
-            chunk.extend(std::iter::repeat_n(b'[', 0x1000));
-            chunk.extend_from_slice(b"\r\n");
-            while wr.write_all(&chunk).await.is_ok() {
-                written += chunk.len() as u64;
-            }
-            written
+            endless_chunks(s).await
         }
         Hostile::HttpTruncatedChunks => {
             let cut = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n2\r\n\r\n";
@@ -972,6 +1026,22 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
         Hostile::EsAuthHoneypot => http_server(s, buf, es_auth_answer).await,
         Hostile::HttpEmptyJson => empty_json_server(s).await,
         Hostile::PgAnyPassword => pg_server(s, buf, true).await,
+        Hostile::EtcdGiantRange => {
+            let (s, written) = etcd_server(s, None).await;
+            if written > 0 {
+                return written;
+            }
+            let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
+            stream_forever(s, head, seed).await
+        }
+        Hostile::EtcdEndlessRange => {
+            let (s, written) = etcd_server(s, None).await;
+            if written > 0 {
+                return written;
+            }
+            endless_chunks(s).await
+        }
+        Hostile::EtcdHoneypot => etcd_server(s, Some(ETCD_EMPTY_RANGE)).await.1,
     }
 }
 

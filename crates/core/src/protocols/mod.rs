@@ -7,6 +7,7 @@
 use crate::driver::Protocol;
 
 pub mod elasticsearch;
+pub mod etcd;
 pub mod memcached;
 pub mod mongodb;
 pub mod mysql;
@@ -23,6 +24,7 @@ pub static REGISTRY: &[Protocol] = &[
     postgresql::PROTOCOL,
     memcached::PROTOCOL,
     mysql::PROTOCOL,
+    etcd::PROTOCOL,
 ];
 
 /// Looks a protocol up by id.

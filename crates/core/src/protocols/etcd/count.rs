@@ -8,8 +8,9 @@ use super::inventory::PAGE_CAP;
 use super::wire::{next_key, range, RangeReq};
 use crate::driver::{Budget, Counting, ProbeCtx};
 
-/// Keys per page of values: values are larger than keys, so fewer than the listing's.
-pub(super) const COUNT_PAGE: u64 = 200;
+/// Keys per page of values: fewer than the listing's (values are larger than keys), but enough
+/// that a pattern of a few thousand keys costs a few round trips, not dozens.
+pub(super) const COUNT_PAGE: u64 = 500;
 
 /// Reads the values of every key of the pattern `q.holding.name` (the keys under its literal
 /// prefix that have its shape) into a [`crate::driver::DistinctCounter`], until the last page

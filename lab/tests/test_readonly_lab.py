@@ -16,7 +16,8 @@ other services are scanned alongside — fails this test:
 - Redis: only allowlisted commands in INFO commandstats, keyspace unchanged;
 - Memcached: every write/delete/touch/flush counter of `stats`;
 - etcd: the revision, every key's mod_revision and version, and (without auth, where the test's
-  own authentication does not go through consensus) the raft index.
+  own authentication does not go through consensus) the raft index;
+- ZooKeeper: every znode's stat (data, children and ACL versions and zxids) and the node count.
 """
 
 import time
@@ -28,6 +29,7 @@ import test_readonly_mongodb as mg
 import test_readonly_mysql as my
 import test_readonly_postgresql as pg
 import test_readonly_redis as rd
+import test_readonly_zookeeper as zk
 from conftest import leakscope_scan
 
 
@@ -62,13 +64,15 @@ def snapshot(svcs: dict, manifest: dict, mongo_clients: dict) -> dict:
         snap[s.name] = et.snapshot(s, token)
         if token:
             del snap[s.name]["raft_index"]  # authenticating goes through consensus
+    for s in by_kind.get("zookeeper", []):
+        snap[s.name] = {"tree": zk.tree(s), "nodes": zk.node_count(s)}
     return snap
 
 
 def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
     endpoints = [f"{m['address']}:{m['port']}" for m in manifest["services"]]
     kinds = {lab_services[m["name"]].kind for m in manifest["services"]}
-    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached", "etcd"}, kinds
+    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached", "etcd", "zookeeper"}, kinds
 
     mongo_clients: dict = {}
     before = snapshot(lab_services, manifest, mongo_clients)
@@ -149,4 +153,7 @@ def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
         elif kind == "etcd":
             if a != b:
                 failures.append(f"{name}: revision, raft index or keys moved")
+        elif kind == "zookeeper":
+            if a != b:
+                failures.append(f"{name}: a znode's stat or the node count moved")
     assert not failures, "\n".join(failures)

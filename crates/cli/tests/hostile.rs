@@ -143,6 +143,12 @@ enum Hostile {
     EtcdEndlessRange,
     /// etcd's Go 404 and `/version`, then `200 {}` to the range read: no revision, no count.
     EtcdHoneypot,
+    /// Closes on text, and answers a ZooKeeper handshake with a frame of length 0x7fffffff,
+    /// then endless bytes.
+    ZkGiantLength,
+    /// A ZooKeeper handshake answered, then a reply frame announcing almost 1 MiB that streams
+    /// bytes of no reply forever.
+    ZkEndlessReply,
 }
 
 impl Hostile {
@@ -251,6 +257,9 @@ const CASES: &[Case] = &[
     case(35, 2379, Hostile::EtcdGiantRange, ("etcd", "unknown")),
     case(36, 2379, Hostile::EtcdEndlessRange, ("etcd", "unknown")),
     case(37, 2379, Hostile::EtcdHoneypot, ("etcd", "unknown")),
+    // ZooKeeper: a giant frame before the handshake is no ZooKeeper; after it, no read proven.
+    case(38, 2181, Hostile::ZkGiantLength, UNKNOWN),
+    case(39, 2181, Hostile::ZkEndlessReply, ("zookeeper", "unknown")),
     // On etcd's port the honeypot's `/version` is its root document again: not etcd's.
     case(30, 2379, Hostile::Honeypot, ("elasticsearch", "unknown")),
 ];
@@ -488,6 +497,36 @@ async fn endless_chunks(s: TcpStream) -> u64 {
 /// An etcd look-alike's answer to the range read: `200 {}`, no header, no revision.
 const ETCD_EMPTY_RANGE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+/// Reads a client's first message; true when it is a ZooKeeper `ConnectRequest` (a 45-byte
+/// record behind its length). A server of this kind closes on anything else, as ZooKeeper
+/// does on a length no message has.
+async fn zk_handshake(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    while buf.len() < 4 {
+        if !read_more(s, buf).await {
+            return false;
+        }
+    }
+    if !buf.starts_with(&[0, 0, 0, 45]) {
+        return false;
+    }
+    while buf.len() < 49 {
+        if !read_more(s, buf).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// A ZooKeeper `ConnectResponse`: protocol 0, a 4 s session, session id 1, a 16-byte password.
+fn zk_connected() -> Vec<u8> {
+    let mut out = vec![
+        0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0x0f, 0xa0, 0, 0, 0, 0, 0, 0, 0, 1,
+    ];
+    out.extend_from_slice(&[0, 0, 0, 16]);
+    out.extend_from_slice(&[7; 16]);
+    out
+}
 
 /// A tiny web server as nginx behaves: a request line that does not start like one is a 400 at
 /// once; a request gets an HTML page.
@@ -1042,6 +1081,28 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
             endless_chunks(s).await
         }
         Hostile::EtcdHoneypot => etcd_server(s, Some(ETCD_EMPTY_RANGE)).await.1,
+        Hostile::ZkGiantLength => {
+            if !zk_handshake(&mut s, &mut buf).await {
+                return 0;
+            }
+            stream_forever(s, &[0x7f, 0xff, 0xff, 0xff], seed).await
+        }
+        Hostile::ZkEndlessReply => {
+            if !zk_handshake(&mut s, &mut buf).await {
+                return 0;
+            }
+            let connected = zk_connected();
+            if s.write_all(&connected).await.is_err() {
+                return 0;
+            }
+            buf.drain(..49);
+            while buf.len() < 8 {
+                if !read_more(&mut s, &mut buf).await {
+                    return connected.len() as u64;
+                }
+            }
+            connected.len() as u64 + stream_forever(s, &[0, 0x0f, 0xff, 0x00], seed).await
+        }
     }
 }
 

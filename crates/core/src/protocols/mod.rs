@@ -13,6 +13,7 @@ pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;
 pub mod redis;
+pub mod zookeeper;
 
 /// Every protocol leakscope identifies. Identification tries them by the kind of their first
 /// message (greeting, text line, binary; see [`crate::identify`]); within a kind, those that
@@ -21,6 +22,9 @@ pub static REGISTRY: &[Protocol] = &[
     elasticsearch::PROTOCOL,
     redis::PROTOCOL,
     mongodb::PROTOCOL,
+    // Before PostgreSQL: ZooKeeper answers a PostgreSQL startup message with silence (a read
+    // deadline), while PostgreSQL refuses a ZooKeeper handshake at once.
+    zookeeper::PROTOCOL,
     postgresql::PROTOCOL,
     memcached::PROTOCOL,
     mysql::PROTOCOL,

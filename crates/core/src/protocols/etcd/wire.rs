@@ -15,11 +15,11 @@ use crate::driver::{self, Budget, ProbeCtx, Session, Spent};
 use crate::net::NetError;
 
 /// The server's and the cluster's version.
-pub(super) const VERSION: &str = "GET /version";
+pub const VERSION: &str = "GET /version";
 
 /// A range read: the only request that reaches the key space, with a body [`range_body`]
 /// builds.
-pub(super) const RANGE: &str = "POST /v3/kv/range";
+pub const RANGE: &str = "POST /v3/kv/range";
 
 /// The only requests this module ever sends. `POST` is how the gateway takes every call, reads
 /// included; [`RANGE`] is etcd's read of keys (`Range`), and [`is_range_body`] admits only the

@@ -36,7 +36,7 @@ pub(super) const MAX_FRAME: usize = 1 << 20;
 pub(super) const MAX_SRVR: usize = 4096;
 
 /// Longest znode path put in a request.
-pub(super) const MAX_PATH: usize = 4096;
+pub const MAX_PATH: usize = 4096;
 
 /// The session timeout asked for (the server clamps it to 2..20 ticks); the session ends with
 /// the connection anyway.

@@ -11,8 +11,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::driver::http::{self, Request, Response, Status};
-use crate::driver::{self, Budget, ProbeCtx, Session, Spent};
-use crate::net::NetError;
+use crate::driver::{self, Budget, ProbeCtx, Session};
 
 /// The server's and the cluster's version.
 pub const VERSION: &str = "GET /version";
@@ -182,7 +181,7 @@ pub fn is_range_body(body: &[u8]) -> bool {
 pub(super) type Failure = driver::Failure<Status>;
 
 /// Sends one allowlisted request on a fresh connection within `budget` and reads its response
-/// (any status): the one function that sends.
+/// (any status), within the budget's bytes: the one function that sends.
 pub(super) async fn send(
     ctx: &ProbeCtx,
     budget: &Arc<Budget>,
@@ -212,7 +211,7 @@ pub(super) async fn send(
         host: &authority,
         basic_auth: None,
     };
-    http::exchange(&mut s, &req, body, body_cap).await
+    http::exchange_within(&mut s, &req, body, body_cap).await
 }
 
 /// [`send`] of a range read; a status other than 200 is a [`Failure::Server`] with etcd's
@@ -223,17 +222,7 @@ pub(super) async fn range(
     r: &RangeReq,
     body_cap: usize,
 ) -> Result<Range, Failure> {
-    let remaining = budget.bytes_left();
-    if remaining == 0 {
-        return Err(Failure::Budget(Spent::Bytes));
-    }
-    let cap = body_cap.min(remaining);
-    let resp = match send(ctx, budget, RANGE, Some(&range_body(r)), cap).await {
-        Err(Failure::Net(NetError::TooLarge { .. })) if cap < body_cap => {
-            return Err(Failure::Budget(Spent::Bytes))
-        }
-        other => other?,
-    };
+    let resp = send(ctx, budget, RANGE, Some(&range_body(r)), body_cap).await?;
     if resp.status != 200 {
         return Err(Failure::Server(Status {
             code: resp.status,

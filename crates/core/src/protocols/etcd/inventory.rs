@@ -1,6 +1,7 @@
 //! etcd inventory: the key space listed in keys-only range pages (no value leaves the server
-//! for the listing), grouped into key patterns with counts, and a sample of values read one
-//! key at a time. Every request is a serializable range read, within one budget.
+//! for the listing), grouped into key patterns with counts, and a sample of values read under
+//! each pattern's prefix (one key at a time for a pattern without one). Every request is a
+//! serializable range read, within one budget.
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ pub(super) const MAX_PATTERNS: usize = 1000;
 /// Body cap of one keys-only page: [`PAGE`] keys of up to 4 KiB each, base64 and JSON.
 pub(super) const PAGE_CAP: usize = 8 << 20;
 
-/// Body cap of one sampled value: etcd's default request limit is 1.5 MiB.
-pub(super) const VALUE_CAP: usize = 2 << 20;
+/// Body cap of one sample read: etcd's default request limit is 1.5 MiB (a value); a page of
+/// values under a prefix is cut here too, and the budget's bytes bound it further.
+pub(super) const VALUE_CAP: usize = 8 << 20;
 
 /// Reads the keys-only pages of the whole key space into `add`, from the first key on, until
 /// the last page, `limit` keys or an error. Returns whether the listing reached its end, and
@@ -108,7 +110,35 @@ pub(super) async fn inventory(
     for (name, g) in grouper.finish() {
         let mut sample = Vec::new();
         let mut sample_keys = Vec::new();
-        for key in g.sample.iter().take(opts.sample) {
+        // A family of keys (`session:<uuid>`) is sampled with one range read under its
+        // prefix: keys sort by their ids, so a run of them is as good as a spread, and one
+        // round trip replaces one per key.
+        if let (true, Some(prefix)) = (sampling, crate::inventory::keys::family_prefix(&name)) {
+            let family = crate::inventory::keys::structural(&name);
+            let p = prefix.as_bytes();
+            let limit = opts.sample as u64;
+            match range(ctx, &budget, &RangeReq::prefixed(p, p, limit), VALUE_CAP).await {
+                Ok(r) => {
+                    for kv in r.kvs {
+                        let key = String::from_utf8_lossy(&kv.key).into_owned();
+                        if crate::inventory::keys::pattern(&key) != family {
+                            continue;
+                        }
+                        let rec = flatten_bytes(&kv.value, opts.value_cap);
+                        if !rec.is_empty() {
+                            sample.push(rec);
+                            sample_keys.push(key);
+                        }
+                    }
+                }
+                Err(e) => {
+                    inv.notes.push(format!("{name}: sampling stopped: {e}"));
+                    sampling = !e.is_budget();
+                }
+            }
+        }
+        let by_key = if sample.is_empty() { opts.sample } else { 0 };
+        for key in g.sample.iter().take(by_key) {
             if !sampling {
                 break;
             }

@@ -34,6 +34,8 @@ FLEET = [
     lab.Service("fleet-postgres", "postgres", f"{NET}.20.4", 25433, "open", "main", user="postgres"),
     lab.Service("fleet-memcached", "memcached", f"{NET}.20.5", 21211, "open", "main"),
     lab.Service("fleet-mariadb", "mariadb", f"{NET}.20.6", 23306, "auth_required", "main"),
+    lab.Service("fleet-etcd", "etcd", f"{NET}.20.20", 22379, "open", "main"),  # peers on 22380
+    lab.Service("fleet-zookeeper", "zookeeper", f"{NET}.20.21", 22181, "open", "main"),
 ]
 
 

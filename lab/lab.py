@@ -140,6 +140,11 @@ SERVICES = [
     # InfluxDB 1.x (lab/kinds/influxdb.py): open, and with auth-enabled.
     Service("influxdb-open", "influxdb", f"{NET}.10.50", 8086, "open", "small"),
     Service("influxdb-auth", "influxdb", f"{NET}.11.50", 8086, "auth_required", "small", user="admin", password="strong"),
+    # lab/kinds/: etcd, ZooKeeper, NATS (hosts 20-39)
+    Service("etcd-open", "etcd", f"{NET}.10.20", 2379, "open", "main"),
+    Service("etcd-auth", "etcd", f"{NET}.11.20", 2379, "auth_required", "small", user="root", password="strong"),
+    Service("zookeeper-open", "zookeeper", f"{NET}.10.21", 2181, "open", "main"),
+    Service("zookeeper-acl", "zookeeper", f"{NET}.11.21", 2181, "auth_required", "small", user="leakscope", password="strong"),
 ]
 # 127.0.16.x: real open-source applications' schemas and libraries' formats (lab/fixtures/), on
 # servers of their own so that the smart-home dataset's tests stay as they are. Their truth is
@@ -217,11 +222,11 @@ def venv_python() -> Path:
     return CACHE / "venv" / "bin" / "python"
 
 
-# The lab's Python packages: pymongo (the FerretDB loader), pytest, aiosmtpd (a real SMTP server
+# The lab's Python packages: pymongo (the FerretDB loader), kazoo (the ZooKeeper loader), pytest, aiosmtpd (a real SMTP server
 # for the watch alert tests) and kubernetes-validate (the Kubernetes schemas, offline, for the
 # deploy/ manifests test).
-VENV_PACKAGES = ["pymongo==4.10.1", "pytest", "aiosmtpd==1.4.6", "kubernetes-validate==1.37.0"]
-VENV_IMPORTS = "import pymongo, pytest, aiosmtpd, kubernetes_validate"
+VENV_PACKAGES = ["pymongo==4.10.1", "pytest", "aiosmtpd==1.4.6", "kubernetes-validate==1.37.0", "kazoo==2.10.0"]
+VENV_IMPORTS = "import pymongo, pytest, aiosmtpd, kubernetes_validate, kazoo"
 
 
 def install_venv() -> None:

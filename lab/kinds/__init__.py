@@ -52,6 +52,10 @@ class Kind:
         generator's layout for this protocol (`leakscope-labgen truth`)."""
         return truth["layouts"].get(self.protocol, [])
 
+    def count(self, lab, svc, container: dict) -> int:
+        """The record count the server itself reports for a manifest container (test_lab.py)."""
+        raise NotImplementedError(f"lab kind {self.name} cannot count {container['name']}")
+
     def version(self, lab, svc) -> str | None:
         """The server's version as it reports it (informative, for the manifest)."""
         return None

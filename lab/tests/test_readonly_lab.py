@@ -14,17 +14,26 @@ other services are scanned alongside — fails this test:
   every table's rows hashed, definitions, roles and ALTER SYSTEM settings;
 - MariaDB: the Com_*/Handler_* write counters of SHOW GLOBAL STATUS;
 - Redis: only allowlisted commands in INFO commandstats, keyspace unchanged;
-- Memcached: every write/delete/touch/flush counter of `stats`.
+- Memcached: every write/delete/touch/flush counter of `stats`;
+- etcd: the revision, every key's mod_revision and version, and (without auth, where the test's
+  own authentication does not go through consensus) the raft index;
+- ZooKeeper: every znode's stat (data, children and ACL versions and zxids) and the node count;
+- ClickHouse: rows and bytes of every active part of the user databases, the insert counters;
+- InfluxDB: the HTTP and write services' write counters, the databases.
 """
 
 import time
 
+import test_readonly_clickhouse as ch
 import test_readonly_elasticsearch as es
+import test_readonly_influxdb as ix
+import test_readonly_etcd as et
 import test_readonly_memcached as mc
 import test_readonly_mongodb as mg
 import test_readonly_mysql as my
 import test_readonly_postgresql as pg
 import test_readonly_redis as rd
+import test_readonly_zookeeper as zk
 from conftest import leakscope_scan
 
 
@@ -54,13 +63,29 @@ def snapshot(svcs: dict, manifest: dict, mongo_clients: dict) -> dict:
     for s in by_kind.get("memcached", []):
         st = mc.stats(s)
         snap[s.name] = {"writes": {k: st[k] for k in mc.WRITE_COUNTERS}}
+    for s in by_kind.get("etcd", []):
+        token = et.KINDS["etcd"].token(s)
+        snap[s.name] = et.snapshot(s, token)
+        if token:
+            del snap[s.name]["raft_index"]  # authenticating goes through consensus
+    for s in by_kind.get("zookeeper", []):
+        snap[s.name] = {"tree": zk.tree(s), "nodes": zk.node_count(s)}
+    for s in by_kind.get("clickhouse", []):
+        ev = ch.events(s)
+        snap[s.name] = {"parts": ch.query(s, ch.USER_PARTS), "inserts": {k: ev.get(k, 0) for k in ("InsertQuery", "FailedInsertQuery")}}
+    for s in by_kind.get("influxdb", []):
+        httpd, write = ix.counters(s)
+        snap[s.name] = {"httpd": {k: httpd.get(k) for k in ix.WRITES},
+                        "write": {k: write.get(k) for k in ("pointReq", "writeOk", "req")},
+                        "databases": ix.query(s, "SHOW DATABASES")}
     return snap
 
 
 def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
     endpoints = [f"{m['address']}:{m['port']}" for m in manifest["services"]]
     kinds = {lab_services[m["name"]].kind for m in manifest["services"]}
-    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached"}, kinds
+    assert kinds == {"opensearch", "stunnel", "ferretdb", "postgres", "mariadb", "redis", "memcached", "etcd", "zookeeper",
+                     "clickhouse", "influxdb"}, kinds
 
     mongo_clients: dict = {}
     before = snapshot(lab_services, manifest, mongo_clients)
@@ -138,4 +163,16 @@ def test_one_full_scan_of_the_whole_lab_writes_nothing(manifest, lab_services):
         elif kind == "memcached":
             if a["writes"] != b["writes"]:
                 failures.append(f"{name}: write counters moved")
+        elif kind == "etcd":
+            if a != b:
+                failures.append(f"{name}: revision, raft index or keys moved")
+        elif kind == "zookeeper":
+            if a != b:
+                failures.append(f"{name}: a znode's stat or the node count moved")
+        elif kind == "clickhouse":
+            if a != b:
+                failures.append(f"{name}: user parts or insert counters moved: {a} -> {b}")
+        elif kind == "influxdb":
+            if a != b:
+                failures.append(f"{name}: write counters or databases moved: {a} -> {b}")
     assert not failures, "\n".join(failures)

@@ -144,6 +144,19 @@ enum Hostile {
     /// InfluxDB's `X-Influxdb-Version` on every answer; `/query` answered with a
     /// `Content-Length` of 10^12, then endless bytes.
     InfluxGiantResult,
+    /// etcd's Go 404 and `/version`, then a range answer announcing `Content-Length:
+    /// 1000000000000` and streaming forever.
+    EtcdGiantRange,
+    /// etcd's Go 404 and `/version`, then a chunked range answer whose chunks never end.
+    EtcdEndlessRange,
+    /// etcd's Go 404 and `/version`, then `200 {}` to the range read: no revision, no count.
+    EtcdHoneypot,
+    /// Closes on text, and answers a ZooKeeper handshake with a frame of length 0x7fffffff,
+    /// then endless bytes.
+    ZkGiantLength,
+    /// A ZooKeeper handshake answered, then a reply frame announcing almost 1 MiB that streams
+    /// bytes of no reply forever.
+    ZkEndlessReply,
 }
 
 impl Hostile {
@@ -269,6 +282,15 @@ const CASES: &[Case] = &[
         Hostile::InfluxGiantResult,
         ("influxdb", "unknown"),
     ),
+    // etcd: its version proves the product, but no range answer proves a read.
+    case(35, 2379, Hostile::EtcdGiantRange, ("etcd", "unknown")),
+    case(36, 2379, Hostile::EtcdEndlessRange, ("etcd", "unknown")),
+    case(37, 2379, Hostile::EtcdHoneypot, ("etcd", "unknown")),
+    // ZooKeeper: a giant frame before the handshake is no ZooKeeper; after it, no read proven.
+    case(38, 2181, Hostile::ZkGiantLength, UNKNOWN),
+    case(39, 2181, Hostile::ZkEndlessReply, ("zookeeper", "unknown")),
+    // On etcd's port the honeypot's `/version` is its root document again: not etcd's.
+    case(30, 2379, Hostile::Honeypot, ("elasticsearch", "unknown")),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -446,6 +468,93 @@ fn es_auth_answer(head: &str) -> Vec<u8> {
         "WWW-Authenticate: Basic realm=\"security\" charset=\"UTF-8\"\r\nContent-Type: application/json\r\n",
         body,
     )
+}
+
+/// etcd's client port up to the range read: Go's 404 at `/`, its version at `/version`;
+/// `range` answers the range read (None: the connection is handed back to stream).
+async fn etcd_server(mut s: TcpStream, range: Option<&'static [u8]>) -> (TcpStream, u64) {
+    let mut buf = Vec::new();
+    let Some(head) = read_http_request(&mut s, &mut buf).await else {
+        return (s, 0);
+    };
+    let reply = if head.starts_with("GET /version ") {
+        http_response(
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#,
+        )
+    } else if head.starts_with("POST /v3/kv/range ") {
+        match range {
+            Some(body) => body.to_vec(),
+            None => return (s, 0),
+        }
+    } else {
+        http_response(
+            "404 Not Found",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "404 page not found\n",
+        )
+    };
+    let _ = s.write_all(&reply).await;
+    let _ = s.shutdown().await;
+    drain(&mut s).await;
+    (s, reply.len() as u64)
+}
+
+/// A `200` whose chunked body never ends: 4 KiB chunks of `[`, forever.
+async fn endless_chunks(s: TcpStream) -> u64 {
+    let (mut rd, mut wr) = s.into_split();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 1024];
+        while matches!(rd.read(&mut chunk).await, Ok(n) if n > 0) {}
+    });
+    let head =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if wr.write_all(head).await.is_err() {
+        return 0;
+    }
+    let mut written = head.len() as u64;
+    let mut chunk = b"1000\r\n".to_vec();
+    chunk.extend(std::iter::repeat_n(b'[', 0x1000));
+    chunk.extend_from_slice(b"\r\n");
+    while wr.write_all(&chunk).await.is_ok() {
+        written += chunk.len() as u64;
+    }
+    written
+}
+
+/// An etcd look-alike's answer to the range read: `200 {}`, no header, no revision.
+const ETCD_EMPTY_RANGE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+/// Reads a client's first message; true when it is a ZooKeeper `ConnectRequest` (a 45-byte
+/// record behind its length). A server of this kind closes on anything else, as ZooKeeper
+/// does on a length no message has.
+async fn zk_handshake(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    while buf.len() < 4 {
+        if !read_more(s, buf).await {
+            return false;
+        }
+    }
+    if !buf.starts_with(&[0, 0, 0, 45]) {
+        return false;
+    }
+    while buf.len() < 49 {
+        if !read_more(s, buf).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// A ZooKeeper `ConnectResponse`: protocol 0, a 4 s session, session id 1, a 16-byte password.
+fn zk_connected() -> Vec<u8> {
+    let mut out = vec![
+        0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0x0f, 0xa0, 0, 0, 0, 0, 0, 0, 0, 1,
+    ];
+    out.extend_from_slice(&[0, 0, 0, 16]);
+    out.extend_from_slice(&[7; 16]);
+    out
 }
 
 /// A tiny web server as nginx behaves: a request line that does not start like one is a 400 at
@@ -918,23 +1027,7 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
             if !read_more(&mut s, &mut buf).await {
                 return 0;
             }
-            let (mut rd, mut wr) = s.into_split();
-            tokio::spawn(async move {
-                let mut chunk = [0u8; 1024];
-                while matches!(rd.read(&mut chunk).await, Ok(n) if n > 0) {}
-            });
-            let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-            if wr.write_all(head).await.is_err() {
-                return 0;
-            }
-            let mut written = head.len() as u64;
-            let mut chunk = b"1000\r\n".to_vec();
-            chunk.extend(std::iter::repeat_n(b'[', 0x1000));
-            chunk.extend_from_slice(b"\r\n");
-            while wr.write_all(&chunk).await.is_ok() {
-                written += chunk.len() as u64;
-            }
-            written
+            endless_chunks(s).await
         }
         Hostile::HttpTruncatedChunks => {
             let cut = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n2\r\n\r\n";
@@ -1039,6 +1132,44 @@ async fn serve(kind: Hostile, mut s: TcpStream, seed: u64) -> u64 {
         }
         Hostile::ClickHouseOkToEverything => {
             http_server(s, buf, |_| http_response("200 OK", "", "Ok.\n")).await
+        }
+        Hostile::EtcdGiantRange => {
+            let (s, written) = etcd_server(s, None).await;
+            if written > 0 {
+                return written;
+            }
+            let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
+            stream_forever(s, head, seed).await
+        }
+        Hostile::EtcdEndlessRange => {
+            let (s, written) = etcd_server(s, None).await;
+            if written > 0 {
+                return written;
+            }
+            endless_chunks(s).await
+        }
+        Hostile::EtcdHoneypot => etcd_server(s, Some(ETCD_EMPTY_RANGE)).await.1,
+        Hostile::ZkGiantLength => {
+            if !zk_handshake(&mut s, &mut buf).await {
+                return 0;
+            }
+            stream_forever(s, &[0x7f, 0xff, 0xff, 0xff], seed).await
+        }
+        Hostile::ZkEndlessReply => {
+            if !zk_handshake(&mut s, &mut buf).await {
+                return 0;
+            }
+            let connected = zk_connected();
+            if s.write_all(&connected).await.is_err() {
+                return 0;
+            }
+            buf.drain(..49);
+            while buf.len() < 8 {
+                if !read_more(&mut s, &mut buf).await {
+                    return connected.len() as u64;
+                }
+            }
+            connected.len() as u64 + stream_forever(s, &[0, 0x0f, 0xff, 0x00], seed).await
         }
     }
 }

@@ -56,6 +56,21 @@ pub mod memcached {
     pub use crate::protocols::memcached::wire::{parse_metadump_line, parse_version, stat};
 }
 
+/// etcd's v3 JSON gateway: range answers, `/version`, and the range-body check of the
+/// allowlist.
+pub mod etcd {
+    pub use crate::protocols::etcd::fuzz_hooks::{is_range_body, parse_range, parse_version};
+    pub use crate::protocols::etcd::wire::{error_message, is_auth_error, range_body, RangeReq};
+}
+
+/// ZooKeeper's client protocol: the frame checker and the records' parsers.
+pub mod zookeeper {
+    pub use crate::protocols::zookeeper::wire::{
+        check_frame, parse_children, parse_connect_response, parse_data, parse_reply,
+        parse_srvr_version,
+    };
+}
+
 /// MongoDB wire-protocol replies and the reply documents' parsers.
 pub mod mongodb {
     pub use crate::protocols::mongodb::fuzz_hooks::{document_json, inventory_parsers};

@@ -201,7 +201,13 @@ async fn pass(ctx: &ProbeCtx, first: Conn, seen: &mut Vec<Seen>) -> Result<Findi
             }
             Seen::Closed => seen.push(Seen::Closed),
             other => {
-                only_closes = false;
+                // A text answer to a line probe keeps the binary probes away from a text
+                // server. A binary server's refusal of another binary protocol's first frame
+                // (PostgreSQL's ErrorResponse to a ZooKeeper handshake) is a round trip like a
+                // close, and the next binary probe may still be its own.
+                if step == 1 {
+                    only_closes = false;
+                }
                 seen.push(other);
             }
         }

@@ -108,6 +108,13 @@ pub mod frames {
         (buf.len() >= len).then_some(len)
     }
 
+    /// A message behind a four-byte big-endian length that does not count itself (ZooKeeper).
+    pub fn be32_length(buf: &[u8], _: usize) -> Option<usize> {
+        let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+        let len = len.checked_add(4)?;
+        (buf.len() >= len).then_some(len)
+    }
+
     /// A MySQL packet: 3-byte little-endian payload length, sequence id, payload.
     pub fn mysql_packet(buf: &[u8], _: usize) -> Option<usize> {
         let [a, b, c, _, ..] = *buf else { return None };

@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 
+use super::budget::Spent;
 use super::context::Seen;
 use super::failure::Failure;
 use super::session::Session;
@@ -293,6 +294,26 @@ pub async fn exchange<E>(
     parsed.map_err(Failure::Net)
 }
 
+/// [`exchange`] with the body cap cut to the bytes the session's budget has left: a body over
+/// the cut cap is the byte budget running out ([`Failure::Budget`]), not a peer over its cap.
+pub async fn exchange_within<E>(
+    s: &mut Session,
+    req: &Request<'_>,
+    body: Option<&[u8]>,
+    body_cap: usize,
+) -> Result<Response, Failure<E>> {
+    let here = body_cap.min(s.budget().bytes_left());
+    if here == 0 {
+        return Err(Failure::Budget(Spent::Bytes));
+    }
+    match exchange(s, req, body, here).await {
+        Err(Failure::Net(NetError::TooLarge { .. })) if here < body_cap => {
+            Err(Failure::Budget(Spent::Bytes))
+        }
+        other => other,
+    }
+}
+
 /// An HTTP status other than success, with the server's reason in words (possibly empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -355,6 +376,36 @@ mod tests {
         }
         let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\nffffffffffffffff\r\nxy";
         assert_eq!(parse_response(huge, 100).unwrap().body, b"ab");
+    }
+
+    /// A body over the bytes the budget has left ends the budget, not the peer: the inventory
+    /// says "byte budget spent" instead of blaming the server.
+    #[tokio::test]
+    async fn a_body_over_the_budget_spends_the_budget() {
+        use crate::testkit::{frames, FakeServer, Reply};
+        use std::sync::Arc;
+        let server = FakeServer::start(Vec::new(), frames::http_request, |_| {
+            Reply::SendAndClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec())
+        })
+        .await;
+        let ctx = server.ctx();
+        let req = Request {
+            method: "GET",
+            path: "/",
+            host: "x",
+            basic_auth: None,
+        };
+        for (left, want_budget) in [(50, true), (1 << 20, false)] {
+            let budget = Arc::new(super::super::budget::Budget::bytes_only(left));
+            let mut s = Session::new(&ctx, budget);
+            s.connect::<()>().await.unwrap();
+            let r = exchange_within::<()>(&mut s, &req, None, 64).await;
+            assert_eq!(
+                matches!(r, Err(Failure::Budget(Spent::Bytes))),
+                want_budget,
+                "{left}: {r:?}"
+            );
+        }
     }
 
     #[test]

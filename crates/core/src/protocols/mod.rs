@@ -8,12 +8,14 @@ use crate::driver::Protocol;
 
 pub mod clickhouse;
 pub mod elasticsearch;
+pub mod etcd;
 pub mod influxdb;
 pub mod memcached;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;
 pub mod redis;
+pub mod zookeeper;
 
 /// Every protocol leakscope identifies. Identification tries them by the kind of their first
 /// message (greeting, text line, binary; see [`crate::identify`]); within a kind, those that
@@ -22,11 +24,15 @@ pub static REGISTRY: &[Protocol] = &[
     elasticsearch::PROTOCOL,
     redis::PROTOCOL,
     mongodb::PROTOCOL,
+    // Before PostgreSQL: ZooKeeper answers a PostgreSQL startup message with silence (a read
+    // deadline), while PostgreSQL refuses a ZooKeeper handshake at once.
+    zookeeper::PROTOCOL,
     postgresql::PROTOCOL,
     memcached::PROTOCOL,
     mysql::PROTOCOL,
     clickhouse::PROTOCOL,
     influxdb::PROTOCOL,
+    etcd::PROTOCOL,
 ];
 
 /// Looks a protocol up by id.

@@ -112,6 +112,9 @@ class ClickHouse(Kind):
     def containers(self, lab, svc, truth: dict) -> list[dict]:
         return truth["layouts"]["mysql"]
 
+    def count(self, lab, svc, container: dict) -> int:
+        return int(query(svc, f"SELECT count() FROM `{container['database']}`.`{container['table']}`"))
+
     def version(self, lab, svc) -> str | None:
         return query(svc, "SELECT version()").strip()
 

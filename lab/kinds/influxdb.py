@@ -130,6 +130,10 @@ class InfluxDB(Kind):
     def containers(self, lab, svc, truth: dict) -> list[dict]:
         return truth["layouts"]["mysql"]
 
+    def count(self, lab, svc, container: dict) -> int:
+        got = query(svc, f"SELECT COUNT(*) FROM \"{container['database']}\"..\"{container['table']}\"")
+        return max(got["results"][0]["series"][0]["values"][0][1:])
+
     def version(self, lab, svc) -> str | None:
         conn = http.client.HTTPConnection(svc.address, svc.port, timeout=5)
         conn.request("GET", "/ping")

@@ -16,8 +16,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import lab  # noqa: E402
-from kinds.clickhouse import query as clickhouse_query  # noqa: E402
-from kinds.influxdb import query as influx_query  # noqa: E402
 
 MANIFEST = json.loads(lab.MANIFEST.read_text())
 STATE = lab.load_state()
@@ -82,11 +80,6 @@ def server_count(svc, c):
         out = subprocess.run([str(lab.venv_python()), "-c", code, f"mongodb://{svc.address}:{svc.port}/",
                               c["database"], c["collection"]], capture_output=True, text=True, check=True)
         return int(out.stdout)
-    if svc.kind == "clickhouse":
-        return int(clickhouse_query(svc, f"SELECT count() FROM `{c['database']}`.`{c['table']}`"))
-    if svc.kind == "influxdb":
-        got = influx_query(svc, f"SELECT COUNT(*) FROM \"{c['database']}\"..\"{c['table']}\"")
-        return max(got["results"][0]["series"][0]["values"][0][1:])
     raise AssertionError(svc.kind)
 
 

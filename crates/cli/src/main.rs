@@ -396,7 +396,7 @@ struct ScanArgs {
     /// Time budget in seconds for one service after it is identified: listing, counts,
     /// samples and people counts (60 % for the inventory, the rest shared among the people
     /// counts); what it cuts short is said in the report, marked estimated or missing
-    /// [default: 30, or 3600 with --full].
+    /// [default: 50, or 3600 with --full].
     ///
     /// Example: --inventory-timeout 120
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]

@@ -471,7 +471,9 @@ fn block(r: &mut Reader) -> Result<Rows, Short> {
             false => Err(Short::Incomplete),
         };
     }
-    let nrows = nrows as usize;
+    // With no column there is no value to read, so the peer's row count bounds nothing: it
+    // must not size an allocation either (the fuzzer's 6.5 GB `vec!` of empty rows).
+    let nrows = if ncols == 0 { 0 } else { nrows as usize };
     let mut columns = Vec::with_capacity(ncols as usize);
     let mut rows = vec![Vec::with_capacity(ncols as usize); nrows];
     for _ in 0..ncols {
